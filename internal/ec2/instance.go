@@ -1,0 +1,388 @@
+package ec2
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Instance is everything the metadata service knows about one EC2 instance.
+// Empty fields are filled in by Derive so that every value the metadata tree
+// repeats (instance-id, region, addresses, account ID) is consistent.
+type Instance struct {
+	// Name identifies the instance inside imds (not an EC2 concept).
+	Name string
+
+	ID                 string // i-0123456789abcdef0
+	AccountID          string // 12 digits
+	Region             string // us-east-1
+	AvailabilityZone   string // us-east-1a
+	AvailabilityZoneID string // use1-az4
+	InstanceType       string // m5.large
+	Architecture       string // x86_64 | arm64 | i386
+	ImageID            string // ami-…
+	AMILaunchIndex     int
+	AMIManifestPath    string // "(unknown)" for EBS-backed AMIs
+	AncestorAMIIDs     []string
+	KernelID           string // aki-…; empty means absent (404)
+	RamdiskID          string // ari-…; empty means absent (404)
+	ProductCodes       []string
+	BillingProducts    []string
+	ReservationID      string // r-…
+	Profile            string // default-hvm
+	LifeCycle          string // on-demand | spot | scheduled
+	InstanceAction     string // none | shutdown | bundle-pending
+	PendingTime        time.Time
+	Monitoring         bool   // detailed CloudWatch monitoring (fws/instance-monitoring)
+	Partition          string // aws | aws-cn | aws-us-gov
+	Domain             string // amazonaws.com
+	Hypervisor         string // the undocumented "system" leaf, e.g. nitro
+
+	Placement Placement
+
+	// Interfaces holds the network interfaces; Interfaces[0] (device 0) is the
+	// primary one that the top-level mac, local-ipv4 and hostnames describe.
+	Interfaces []NetworkInterface
+
+	BlockDevices []BlockDevice
+	PublicKeys   []PublicKey
+	Tags         []Tag
+
+	// UserData is served byte for byte; nil means the instance has none (404).
+	UserData []byte
+
+	// Role is the instance profile's role; nil means no instance profile, and
+	// then iam/ is absent from the tree as on EC2.
+	Role *Role
+
+	Metadata MetadataOptions
+
+	// AutoscalingState is autoscaling/target-lifecycle-state; empty means the
+	// instance is not in an Auto Scaling group (404).
+	AutoscalingState string
+}
+
+// Placement is the placement/ category beyond the availability zone.
+type Placement struct {
+	GroupName       string // only in a placement group
+	HostID          string // Dedicated Hosts only
+	PartitionNumber int    // partition placement groups only; 0 means absent
+}
+
+// NetworkInterface is one ENI as network/interfaces/macs/<mac>/ shows it.
+type NetworkInterface struct {
+	DeviceNumber     int
+	NetworkCardIndex int
+	ID               string // eni-…
+	MAC              string // lower-case, colon separated
+	OwnerID          string // account ID of the ENI owner
+	PrivateIPv4s     []string
+	PublicIPv4s      []string
+	IPv6s            []string
+	LocalHostname    string
+	PublicHostname   string
+	SecurityGroups   []SecurityGroup
+	SubnetID         string
+	SubnetIPv4CIDR   string
+	SubnetIPv6CIDRs  []string
+	VPCID            string
+	VPCIPv4CIDR      string
+	VPCIPv4CIDRs     []string
+	VPCIPv6CIDRs     []string
+}
+
+// SecurityGroup is a security group name and ID.
+type SecurityGroup struct {
+	Name string
+	ID   string
+}
+
+// BlockDevice maps a virtual device name (ami, root, ebs1, ephemeral0, swap) to
+// the device the guest sees.
+type BlockDevice struct {
+	Name   string
+	Device string
+}
+
+// PublicKey is one entry of public-keys/: index i is its position in the list.
+type PublicKey struct {
+	Name string
+	Key  string // OpenSSH public key line
+}
+
+// Tag is one instance tag; order is preserved as given.
+type Tag struct {
+	Key   string
+	Value string
+}
+
+// Role is the IAM role of an instance profile.
+type Role struct {
+	Name string
+	// InstanceProfileName defaults to the role name, as the console does.
+	InstanceProfileName string
+	// InstanceProfileID is the AIPA… unique ID of the instance profile.
+	InstanceProfileID string
+}
+
+// InstanceProfileArn returns the profile's ARN in the instance's partition and account.
+func (i *Instance) InstanceProfileArn() string {
+	if i.Role == nil {
+		return ""
+	}
+	return fmt.Sprintf("arn:%s:iam::%s:instance-profile/%s", i.Partition, i.AccountID, i.Role.InstanceProfileName)
+}
+
+// Token modes of MetadataOptions.HTTPTokens.
+const (
+	TokensOptional = "optional"
+	TokensRequired = "required"
+)
+
+// Endpoint states of MetadataOptions.HTTPEndpoint.
+const (
+	EndpointEnabled  = "enabled"
+	EndpointDisabled = "disabled"
+)
+
+// MetadataOptions are an instance's IMDS settings, as in EC2's
+// ModifyInstanceMetadataOptions.
+type MetadataOptions struct {
+	HTTPTokens   string // optional | required
+	HTTPEndpoint string // enabled | disabled
+	// TagsInMetadata exposes tags/instance/ (InstanceMetadataTags=enabled).
+	TagsInMetadata bool
+	// PutResponseHopLimit is the IP TTL of token responses (1–64).
+	PutResponseHopLimit int
+}
+
+// Primary returns the device-0 network interface, or a zero interface when
+// there is none.
+func (i *Instance) Primary() NetworkInterface {
+	for _, ni := range i.Interfaces {
+		if ni.DeviceNumber == 0 {
+			return ni
+		}
+	}
+	if len(i.Interfaces) > 0 {
+		return i.Interfaces[0]
+	}
+	return NetworkInterface{}
+}
+
+// Clone returns a deep copy, so that a caller may modify it without racing
+// readers of the original.
+func (i *Instance) Clone() *Instance {
+	c := *i
+	c.AncestorAMIIDs = slices.Clone(i.AncestorAMIIDs)
+	c.ProductCodes = slices.Clone(i.ProductCodes)
+	c.BillingProducts = slices.Clone(i.BillingProducts)
+	c.BlockDevices = slices.Clone(i.BlockDevices)
+	c.PublicKeys = slices.Clone(i.PublicKeys)
+	c.Tags = slices.Clone(i.Tags)
+	c.UserData = slices.Clone(i.UserData)
+	if i.Role != nil {
+		r := *i.Role
+		c.Role = &r
+	}
+	c.Interfaces = make([]NetworkInterface, len(i.Interfaces))
+	for n, ni := range i.Interfaces {
+		ni.PrivateIPv4s = slices.Clone(ni.PrivateIPv4s)
+		ni.PublicIPv4s = slices.Clone(ni.PublicIPv4s)
+		ni.IPv6s = slices.Clone(ni.IPv6s)
+		ni.SecurityGroups = slices.Clone(ni.SecurityGroups)
+		ni.SubnetIPv6CIDRs = slices.Clone(ni.SubnetIPv6CIDRs)
+		ni.VPCIPv4CIDRs = slices.Clone(ni.VPCIPv4CIDRs)
+		ni.VPCIPv6CIDRs = slices.Clone(ni.VPCIPv6CIDRs)
+		c.Interfaces[n] = ni
+	}
+	if i.Interfaces == nil {
+		c.Interfaces = nil
+	}
+	return &c
+}
+
+var (
+	reInstanceID  = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
+	reAccountID   = regexp.MustCompile(`^[0-9]{12}$`)
+	reRegion      = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	reMAC         = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
+	reRoleName    = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
+	reTagKey      = regexp.MustCompile(`^[a-zA-Z0-9+\-=._:@,]{1,128}$`)
+	rePrefixedID  = regexp.MustCompile(`^[a-z]+-[0-9a-f]{8,17}$`)
+	reInstanceTyp = regexp.MustCompile(`^[a-z0-9-]+\.[a-z0-9-]+$`)
+)
+
+// AutoscalingStates are the values of autoscaling/target-lifecycle-state.
+var AutoscalingStates = []string{"Detached", "InService", "Standby", "Terminated",
+	"Warmed:Hibernated", "Warmed:Running", "Warmed:Stopped", "Warmed:Terminated"}
+
+// FieldError names the field of an instance that is invalid and why.
+type FieldError struct {
+	Field   string // the field in configuration spelling, e.g. "instance_id"
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Validate checks a derived instance. It returns every problem as a
+// *FieldError joined into one EINVALID-coded error list (use errors.As on each).
+func (i *Instance) Validate() []*FieldError {
+	var errs []*FieldError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+	if i.Name == "" || len(i.Name) > 253 || strings.ContainsAny(i.Name, "/ \t\n") {
+		bad("name", "must be 1-253 characters without spaces or slashes, got %q", i.Name)
+	}
+	if !reInstanceID.MatchString(i.ID) {
+		bad("instance_id", "must look like i-0123456789abcdef0, got %q", i.ID)
+	}
+	if !reAccountID.MatchString(i.AccountID) {
+		bad("account_id", "must be 12 digits, got %q", i.AccountID)
+	}
+	if !reRegion.MatchString(i.Region) {
+		bad("region", "must look like us-east-1, got %q", i.Region)
+	}
+	if !strings.HasPrefix(i.AvailabilityZone, i.Region) || len(i.AvailabilityZone) <= len(i.Region) {
+		bad("availability_zone", "must be the region followed by a zone letter (e.g. %sa), got %q", i.Region, i.AvailabilityZone)
+	}
+	if !reInstanceTyp.MatchString(i.InstanceType) {
+		bad("instance_type", "must look like m5.large, got %q", i.InstanceType)
+	}
+	switch i.Architecture {
+	case "x86_64", "arm64", "i386":
+	default:
+		bad("architecture", "must be x86_64, arm64 or i386, got %q", i.Architecture)
+	}
+	if !strings.HasPrefix(i.ImageID, "ami-") {
+		bad("ami_id", "must start with ami-, got %q", i.ImageID)
+	}
+	if i.KernelID != "" && !strings.HasPrefix(i.KernelID, "aki-") {
+		bad("kernel_id", "must start with aki-, got %q", i.KernelID)
+	}
+	if i.RamdiskID != "" && !strings.HasPrefix(i.RamdiskID, "ari-") {
+		bad("ramdisk_id", "must start with ari-, got %q", i.RamdiskID)
+	}
+	if !strings.HasPrefix(i.ReservationID, "r-") {
+		bad("reservation_id", "must start with r-, got %q", i.ReservationID)
+	}
+	switch i.LifeCycle {
+	case "on-demand", "spot", "scheduled":
+	default:
+		bad("instance_life_cycle", "must be on-demand, spot or scheduled, got %q", i.LifeCycle)
+	}
+	switch i.InstanceAction {
+	case "none", "shutdown", "bundle-pending":
+	default:
+		bad("instance_action", "must be none, shutdown or bundle-pending, got %q", i.InstanceAction)
+	}
+	if i.AutoscalingState != "" && !slices.Contains(AutoscalingStates, i.AutoscalingState) {
+		bad("autoscaling_target_lifecycle_state", "must be one of %s, got %q", strings.Join(AutoscalingStates, ", "), i.AutoscalingState)
+	}
+	switch i.Partition {
+	case "aws", "aws-cn", "aws-us-gov":
+	default:
+		bad("partition", "must be aws, aws-cn or aws-us-gov, got %q", i.Partition)
+	}
+	if len(i.Interfaces) == 0 {
+		bad("network_interfaces", "at least one network interface is required")
+	}
+	macs := map[string]bool{}
+	for n, ni := range i.Interfaces {
+		field := fmt.Sprintf("network_interfaces[%d]", n)
+		if !reMAC.MatchString(ni.MAC) {
+			bad(field+".mac", "must be six lower-case hex pairs separated by colons, got %q", ni.MAC)
+		} else if macs[ni.MAC] {
+			bad(field+".mac", "duplicate MAC %s", ni.MAC)
+		}
+		macs[ni.MAC] = true
+		for _, ip := range ni.PrivateIPv4s {
+			if a, err := netip.ParseAddr(ip); err != nil || !a.Is4() {
+				bad(field+".local_ipv4s", "%q is not an IPv4 address", ip)
+			}
+		}
+		for _, ip := range ni.PublicIPv4s {
+			if a, err := netip.ParseAddr(ip); err != nil || !a.Is4() {
+				bad(field+".public_ipv4s", "%q is not an IPv4 address", ip)
+			}
+		}
+		for _, ip := range ni.IPv6s {
+			if a, err := netip.ParseAddr(ip); err != nil || !a.Is6() || a.Is4In6() {
+				bad(field+".ipv6s", "%q is not an IPv6 address", ip)
+			}
+		}
+		for _, c := range append([]string{ni.SubnetIPv4CIDR, ni.VPCIPv4CIDR}, ni.VPCIPv4CIDRs...) {
+			if p, err := netip.ParsePrefix(c); err != nil || !p.Addr().Is4() {
+				bad(field, "%q is not an IPv4 CIDR", c)
+			}
+		}
+		for _, c := range append(slices.Clone(ni.SubnetIPv6CIDRs), ni.VPCIPv6CIDRs...) {
+			if p, err := netip.ParsePrefix(c); err != nil || !p.Addr().Is6() {
+				bad(field, "%q is not an IPv6 CIDR", c)
+			}
+		}
+		if !rePrefixedID.MatchString(ni.ID) || !strings.HasPrefix(ni.ID, "eni-") {
+			bad(field+".interface_id", "must look like eni-0123456789abcdef0, got %q", ni.ID)
+		}
+	}
+	for n, k := range i.PublicKeys {
+		if k.Name == "" || strings.ContainsAny(k.Name, "=/\n") {
+			bad(fmt.Sprintf("public_keys[%d].name", n), "must be non-empty without '=', '/' or newlines, got %q", k.Name)
+		}
+		if !strings.HasPrefix(k.Key, "ssh-") && !strings.HasPrefix(k.Key, "ecdsa-") && !strings.HasPrefix(k.Key, "sk-") {
+			bad(fmt.Sprintf("public_keys[%d].key", n), "must be an OpenSSH public key line (ssh-ed25519 AAAA…)")
+		}
+	}
+	for n, d := range i.BlockDevices {
+		if d.Name == "" || strings.ContainsAny(d.Name, "/\n") || d.Device == "" {
+			bad(fmt.Sprintf("block_devices[%d]", n), "needs a name without slashes and a device, got %q=%q", d.Name, d.Device)
+		}
+	}
+	keys := map[string]bool{}
+	for _, t := range i.Tags {
+		switch {
+		case !reTagKey.MatchString(t.Key) || t.Key == "." || t.Key == ".." || t.Key == "_index":
+			bad("tags", "key %q: only a-z A-Z 0-9 + - = . , _ : @ are allowed in tag keys shown in metadata (and not ., .. or _index)", t.Key)
+		case keys[t.Key]:
+			bad("tags", "duplicate key %q", t.Key)
+		case len(t.Value) > 256:
+			bad("tags", "value of %q is longer than 256 characters", t.Key)
+		}
+		keys[t.Key] = true
+	}
+	if len(i.Tags) > 50 {
+		bad("tags", "at most 50 tags, got %d", len(i.Tags))
+	}
+	if len(i.UserData) > 16*1024 {
+		bad("user_data", "is %d bytes; EC2 allows at most 16384", len(i.UserData))
+	}
+	if i.Role != nil {
+		if !reRoleName.MatchString(i.Role.Name) {
+			bad("role.name", "must be 1-64 characters of letters, digits and +=,.@_-, got %q", i.Role.Name)
+		}
+		if !reRoleName.MatchString(i.Role.InstanceProfileName) {
+			bad("role.instance_profile_name", "must be 1-64 characters of letters, digits and +=,.@_-, got %q", i.Role.InstanceProfileName)
+		}
+		if !strings.HasPrefix(i.Role.InstanceProfileID, "AIPA") {
+			bad("role.instance_profile_id", "must start with AIPA, got %q", i.Role.InstanceProfileID)
+		}
+	}
+	switch i.Metadata.HTTPTokens {
+	case TokensOptional, TokensRequired:
+	default:
+		bad("imdsv2", "must be optional or required, got %q", i.Metadata.HTTPTokens)
+	}
+	switch i.Metadata.HTTPEndpoint {
+	case EndpointEnabled, EndpointDisabled:
+	default:
+		bad("http_endpoint", "must be enabled or disabled, got %q", i.Metadata.HTTPEndpoint)
+	}
+	if i.Metadata.PutResponseHopLimit < 1 || i.Metadata.PutResponseHopLimit > 64 {
+		bad("hop_limit", "must be between 1 and 64, got %d", i.Metadata.PutResponseHopLimit)
+	}
+	return errs
+}
