@@ -1,0 +1,450 @@
+package imds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/identity"
+	"github.com/imdsdev/imds/internal/token"
+)
+
+const latest = "latest"
+
+// DefaultVersions are the metadata versions listed at "/" (oldest first,
+// "latest" last), as a current EC2 instance lists them.
+var DefaultVersions = []string{
+	"1.0", "2007-01-19", "2007-03-01", "2007-08-29", "2007-10-10", "2007-12-15",
+	"2008-02-01", "2008-09-01", "2009-04-04", "2011-01-01", "2011-05-01", "2012-01-12",
+	"2014-02-25", "2014-11-05", "2015-10-20", "2016-04-19", "2016-06-30", "2016-09-02",
+	"2018-03-28", "2018-08-17", "2018-09-24", "2019-10-01", "2020-10-27", "2021-01-03",
+	"2021-03-23", "2021-07-15", "2022-07-09", "2022-09-24", latest,
+}
+
+// Header names of IMDSv2.
+const (
+	hdrToken    = "X-Aws-Ec2-Metadata-Token"
+	hdrTokenTTL = "X-Aws-Ec2-Metadata-Token-Ttl-Seconds"
+)
+
+// Signer signs instance identity documents.
+type Signer interface {
+	Sign(doc []byte) (identity.Signatures, error)
+}
+
+// Server serves the EC2 instance metadata API over HTTP. Set its fields, then
+// call Open; fields must not change after Open.
+type Server struct {
+	// Listen are the addresses to listen on (host:port, port 0 picks one).
+	Listen []string
+
+	Instances   ec2.InstanceLocator
+	Credentials ec2.CredentialProvider
+	Identity    ec2.IdentityCredentialProvider
+	Signer      Signer
+	Tokens      *token.Issuer
+
+	// Versions are listed at "/" and accepted as path prefixes.
+	Versions []string
+	// AllowedHosts are host names (besides IP literals, localhost and
+	// instance-data) accepted in the Host header; "*" accepts any. Other names
+	// are refused so that a web page cannot reach the service through DNS
+	// rebinding.
+	AllowedHosts []string
+
+	Logger    *slog.Logger
+	AccessLog bool
+	// Now is the clock used for Last-Modified and error timestamps.
+	Now func() time.Time
+
+	versions     map[string]bool
+	versionList  []byte
+	allowedHosts map[string]bool
+	trees        sync.Map // instance name → *compiled
+	listeners    []net.Listener
+	http         *http.Server
+	wg           sync.WaitGroup
+}
+
+// NewServer returns a Server with safe defaults; the caller sets the
+// dependencies (Instances, Credentials, Tokens, ...) before Open.
+func NewServer() *Server {
+	return &Server{
+		Listen:    []string{"127.0.0.1:1338"},
+		Versions:  DefaultVersions,
+		Logger:    slog.New(slog.DiscardHandler),
+		AccessLog: true,
+		Now:       time.Now,
+	}
+}
+
+func (s *Server) now() time.Time { return s.Now() }
+
+// init prepares derived lookup tables; Open and Handler call it.
+func (s *Server) init() error {
+	if s.Instances == nil || s.Credentials == nil || s.Tokens == nil {
+		return errors.New("imds: Instances, Credentials and Tokens are required")
+	}
+	if len(s.Versions) == 0 || s.Versions[len(s.Versions)-1] != latest {
+		return errors.New(`imds: the version list must end with "latest"`)
+	}
+	s.versions = make(map[string]bool, len(s.Versions))
+	for _, v := range s.Versions {
+		s.versions[v] = true
+	}
+	s.versionList = []byte(strings.Join(s.Versions, "\n"))
+	s.allowedHosts = map[string]bool{"localhost": true, "instance-data": true, "instance-data.ec2.internal": true}
+	for _, h := range s.AllowedHosts {
+		s.allowedHosts[strings.ToLower(h)] = true
+	}
+	return nil
+}
+
+// Handler returns the metadata API as an http.Handler without listening,
+// for tests and for embedding.
+func (s *Server) Handler() (http.Handler, error) {
+	if err := s.init(); err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(s.serveHTTP), nil
+}
+
+// Open listens on every address of Listen and starts serving. Listen errors
+// are returned synchronously.
+func (s *Server) Open() error {
+	if err := s.init(); err != nil {
+		return err
+	}
+	s.http = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
+	}
+	for _, addr := range s.Listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		s.listeners = append(s.listeners, ln)
+	}
+	for _, ln := range s.listeners {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.Logger.Error("metadata listener stopped", "addr", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.listeners = nil
+}
+
+// Addrs returns the addresses the server listens on (useful with port 0).
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(s.listeners))
+	for _, ln := range s.listeners {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// URL returns the base URL of the first listener, e.g. http://127.0.0.1:1338.
+func (s *Server) URL() string {
+	if len(s.listeners) == 0 {
+		return ""
+	}
+	return "http://" + s.listeners[0].Addr().String()
+}
+
+// Close stops accepting connections and waits for requests in flight until
+// ctx is done.
+func (s *Server) Close(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	err := s.http.Shutdown(ctx)
+	s.wg.Wait()
+	return err
+}
+
+// tree returns the compiled tree of inst, compiling it when inst is new or
+// has changed (a changed instance is a new pointer).
+func (s *Server) tree(inst *ec2.Instance) (*compiled, error) {
+	if v, ok := s.trees.Load(inst.Name); ok {
+		if c := v.(*compiled); c.inst == inst {
+			return c, nil
+		}
+	}
+	c, err := s.compile(inst)
+	if err != nil {
+		return nil, err
+	}
+	s.trees.Store(inst.Name, c)
+	return c, nil
+}
+
+// request carries what the access log reports about one request.
+type request struct {
+	status   int
+	api      string // v1 or v2
+	instance string
+	err      error
+}
+
+var (
+	textPlain   = []string{"text/plain"}
+	textHTML    = []string{"text/html"}
+	octetStream = []string{"application/octet-stream"}
+	serverName  = []string{"EC2ws"}
+	rangesNone  = []string{"none"}
+)
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	req := request{api: "v1"}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				req.err = fmt.Errorf("panic: %v", p)
+				s.writeError(w, &req, req.err)
+			}
+		}()
+		if err := s.serve(w, r, &req); err != nil {
+			req.err = err
+			s.writeError(w, &req, err)
+		}
+	}()
+	if req.err != nil && ec2.ErrorCode(req.err) == ec2.EINTERNAL {
+		s.Logger.Error("metadata request failed", "method", r.Method, "path", r.URL.Path, "instance", req.instance, "err", req.err)
+	}
+	if s.AccessLog {
+		s.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", req.status),
+			slog.String("api", req.api),
+			slog.Duration("latency", time.Since(start)),
+			slog.String("remote", r.RemoteAddr),
+			slog.String("instance", req.instance),
+			slog.String("ua", r.UserAgent()),
+		)
+	}
+}
+
+// serve handles one request; a returned error is rendered by writeError.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) error {
+	w.Header()["Server"] = serverName
+	if err := s.checkOrigin(r); err != nil {
+		return err
+	}
+	inst, err := s.Instances.LocateInstance(r.Context(), requester(r))
+	if err != nil {
+		return err
+	}
+	req.instance = inst.Name
+	if inst.Metadata.HTTPEndpoint == ec2.EndpointDisabled {
+		return ec2.Errorf(ec2.EFORBIDDEN, "the instance metadata endpoint of %s is disabled", inst.Name)
+	}
+	c, err := s.tree(inst)
+	if err != nil {
+		return err
+	}
+
+	path := strings.TrimLeft(r.URL.Path, "/")
+	version, rest, _ := strings.Cut(path, "/")
+	if isTokenPath(rest) {
+		return s.serveToken(w, r, req, c, version)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return ec2.Errorf(ec2.EMETHOD, "method %s is not allowed on metadata paths", r.Method)
+	}
+	if err := s.checkToken(w, r, req, c); err != nil {
+		return err
+	}
+	if version == "" {
+		s.write(w, req, textPlain, s.versionList, c)
+		return nil
+	}
+	if !s.versions[version] {
+		return ec2.Errorf(ec2.ENOTFOUND, "unknown version %q", version)
+	}
+	n := resolve(c.root, rest, version)
+	if n == nil {
+		return ec2.Errorf(ec2.ENOTFOUND, "no such path")
+	}
+	switch {
+	case n.isDir():
+		s.write(w, req, textPlain, n.listFor(version), c)
+	case n.dyn != nil:
+		body, err := n.dyn(r.Context())
+		if err != nil {
+			return err
+		}
+		s.write(w, req, textPlain, body, c)
+	case n.octet:
+		s.write(w, req, octetStream, n.value, c)
+	default:
+		s.write(w, req, textPlain, n.value, c)
+	}
+	return nil
+}
+
+func isTokenPath(rest string) bool {
+	return strings.TrimRight(rest, "/") == "api/token"
+}
+
+// serveToken implements PUT /latest/api/token.
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, req *request, c *compiled, version string) error {
+	req.api = "v2"
+	switch r.Method {
+	case http.MethodPut:
+	case http.MethodOptions:
+		w.Header().Set("Allow", "OPTIONS, PUT")
+		s.write(w, req, textPlain, nil, c)
+		return nil
+	default:
+		w.Header().Set("Allow", "OPTIONS, PUT")
+		return ec2.Errorf(ec2.EMETHOD, "method %s is not allowed on the token path", r.Method)
+	}
+	if version != latest {
+		return ec2.Errorf(ec2.EFORBIDDEN, "tokens are only issued on /latest/api/token, not under %q", version)
+	}
+	if _, ok := r.Header["X-Forwarded-For"]; ok {
+		return ec2.Errorf(ec2.EFORBIDDEN, "token requests carrying X-Forwarded-For are refused")
+	}
+	ttl, err := token.ParseTTL(r.Header.Get(hdrTokenTTL))
+	if err != nil {
+		return ec2.Errorf(ec2.EINVALID, "%s", err)
+	}
+	tok, err := s.Tokens.Issue(c.scope, ttl)
+	if err != nil {
+		return err
+	}
+	w.Header()[hdrTokenTTL] = []string{strconv.Itoa(ttl)}
+	s.write(w, req, textPlain, []byte(tok), c)
+	return nil
+}
+
+// checkToken enforces IMDSv2: a token, when present, must be valid (even in
+// optional mode, so that SDKs refresh stale tokens), and one is required when
+// the instance says so.
+func (s *Server) checkToken(w http.ResponseWriter, r *http.Request, req *request, c *compiled) error {
+	vals, present := r.Header[hdrToken]
+	if !present {
+		if c.inst.Metadata.HTTPTokens == ec2.TokensRequired {
+			return ec2.Errorf(ec2.EUNAUTHORIZED, "IMDSv2 is required: missing session token")
+		}
+		return nil
+	}
+	req.api = "v2"
+	left, err := s.Tokens.Validate(vals[0], c.scope)
+	if err != nil {
+		return ec2.Errorf(ec2.EUNAUTHORIZED, "%s", err)
+	}
+	w.Header()[hdrTokenTTL] = []string{strconv.Itoa(token.RemainingSeconds(left))}
+	return nil
+}
+
+// checkOrigin refuses what only a browser sends, and Host names that are
+// neither addresses nor known metadata names: together they stop web pages
+// from reading credentials through DNS rebinding.
+func (s *Server) checkOrigin(r *http.Request) error {
+	if _, ok := r.Header["Origin"]; ok {
+		return ec2.Errorf(ec2.EFORBIDDEN, "requests with an Origin header are refused")
+	}
+	if _, ok := r.Header["Sec-Fetch-Site"]; ok {
+		return ec2.Errorf(ec2.EFORBIDDEN, "browser requests are refused")
+	}
+	if s.allowedHosts["*"] || r.Host == "" {
+		return nil
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if s.allowedHosts[strings.ToLower(strings.TrimSuffix(host, "."))] {
+		return nil
+	}
+	return ec2.Errorf(ec2.EFORBIDDEN, "host name %q is not allowed (add it to allowed_hosts)", host)
+}
+
+func requester(r *http.Request) ec2.Requester {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ec2.Requester{}
+	}
+	return ec2.Requester{Addr: ap.Addr().Unmap()}
+}
+
+func (s *Server) write(w http.ResponseWriter, req *request, ctype []string, body []byte, c *compiled) {
+	h := w.Header()
+	h["Content-Type"] = ctype
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Accept-Ranges"] = rangesNone
+	h["Last-Modified"] = c.lastModified
+	w.WriteHeader(http.StatusOK)
+	req.status = http.StatusOK
+	w.Write(body)
+}
+
+// statusOf is the one table mapping application error codes to this
+// surface's HTTP status and body.
+var statusOf = map[string]struct {
+	status int
+	body   string
+}{
+	ec2.EINVALID:      {http.StatusBadRequest, badRequestBody},
+	ec2.EUNAUTHORIZED: {http.StatusUnauthorized, unauthorizedBody},
+	ec2.EFORBIDDEN:    {http.StatusForbidden, forbiddenBody},
+	ec2.ENOTFOUND:     {http.StatusNotFound, notFoundBody},
+	ec2.EMETHOD:       {http.StatusMethodNotAllowed, ""},
+	ec2.ETHROTTLED:    {http.StatusTooManyRequests, tooManyRequestsBody},
+	ec2.EUNAVAILABLE:  {http.StatusServiceUnavailable, unavailableBody},
+	ec2.EINTERNAL:     {http.StatusInternalServerError, internalErrorBody},
+}
+
+func (s *Server) writeError(w http.ResponseWriter, req *request, err error) {
+	e, ok := statusOf[ec2.ErrorCode(err)]
+	if !ok {
+		e = statusOf[ec2.EINTERNAL]
+	}
+	h := w.Header()
+	h["Server"] = serverName
+	if e.body == "" {
+		h["Content-Type"] = textPlain
+	} else {
+		h["Content-Type"] = textHTML
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(e.body))}
+	delete(h, hdrTokenTTL)
+	w.WriteHeader(e.status)
+	req.status = e.status
+	w.Write([]byte(e.body))
+}
