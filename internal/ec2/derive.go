@@ -20,10 +20,11 @@ const DefaultInstanceName = "default"
 // configuration: an on-demand instance in us-east-1 with an instance profile.
 // Call Derive on it to fill in the rest.
 func NewDefaultInstance() *Instance {
+	// The region is left to Derive: us-east-1, unless an availability zone
+	// given later names another.
 	return &Instance{
-		Name:   DefaultInstanceName,
-		Region: "us-east-1",
-		Role:   &Role{Name: DefaultRoleName},
+		Name: DefaultInstanceName,
+		Role: &Role{Name: DefaultRoleName},
 	}
 }
 
@@ -103,7 +104,10 @@ func Derive(inst *Instance, opt DeriveOptions) {
 	if inst.AvailabilityZone == "" {
 		inst.AvailabilityZone = inst.Region + string(zone)
 	}
-	zoneIndex := int(inst.AvailabilityZone[len(inst.AvailabilityZone)-1]-'a') + 1
+	zoneIndex := 1
+	if last := inst.AvailabilityZone[len(inst.AvailabilityZone)-1]; last >= 'a' && last <= 'z' {
+		zoneIndex = int(last-'a') + 1
+	}
 	set(&inst.AvailabilityZoneID, fmt.Sprintf("%s-az%d", regionCode(inst.Region), zoneIndex))
 	set(&inst.Architecture, "x86_64")
 	if inst.Architecture == "arm64" {
@@ -130,7 +134,23 @@ func Derive(inst *Instance, opt DeriveOptions) {
 	if len(inst.Interfaces) == 0 {
 		inst.Interfaces = []NetworkInterface{{}}
 	}
+	// Interfaces after the first that give no device number take the lowest
+	// free one, so numbers stay unique and the first interface stays device 0.
+	used := map[int]bool{}
+	for n, ni := range inst.Interfaces {
+		if n == 0 || ni.DeviceNumber != 0 {
+			used[ni.DeviceNumber] = true
+		}
+	}
+	next := 1
 	for n := range inst.Interfaces {
+		if n > 0 && inst.Interfaces[n].DeviceNumber == 0 {
+			for used[next] {
+				next++
+			}
+			inst.Interfaces[n].DeviceNumber = next
+			used[next] = true
+		}
 		deriveInterface(inst, &inst.Interfaces[n], n, d, zoneIndex)
 	}
 	if len(inst.BlockDevices) == 0 {
@@ -153,9 +173,6 @@ func deriveInterface(inst *Instance, ni *NetworkInterface, n int, d deriver, zon
 		if *p == "" {
 			*p = v
 		}
-	}
-	if ni.DeviceNumber == 0 && n > 0 {
-		ni.DeviceNumber = n
 	}
 	set(&ni.ID, d.id("eni", label+"id"))
 	if ni.MAC == "" {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Instance is everything the metadata service knows about one EC2 instance.
@@ -228,8 +229,8 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
 
-// Validate checks a derived instance. It returns every problem as a
-// *FieldError joined into one EINVALID-coded error list (use errors.As on each).
+// Validate checks a derived instance and returns every problem found, each
+// naming the field in configuration spelling; nil means valid.
 func (i *Instance) Validate() []*FieldError {
 	var errs []*FieldError
 	bad := func(field, format string, args ...any) {
@@ -247,7 +248,7 @@ func (i *Instance) Validate() []*FieldError {
 	if !reRegion.MatchString(i.Region) {
 		bad("region", "must look like us-east-1, got %q", i.Region)
 	}
-	if !strings.HasPrefix(i.AvailabilityZone, i.Region) || len(i.AvailabilityZone) <= len(i.Region) {
+	if z, ok := strings.CutPrefix(i.AvailabilityZone, i.Region); !ok || len(z) != 1 || z[0] < 'a' || z[0] > 'z' {
 		bad("availability_zone", "must be the region followed by a zone letter (e.g. %sa), got %q", i.Region, i.AvailabilityZone)
 	}
 	if !reInstanceTyp.MatchString(i.InstanceType) {
@@ -290,8 +291,10 @@ func (i *Instance) Validate() []*FieldError {
 	}
 	if len(i.Interfaces) == 0 {
 		bad("network_interfaces", "at least one network interface is required")
+	} else if !slices.ContainsFunc(i.Interfaces, func(ni NetworkInterface) bool { return ni.DeviceNumber == 0 }) {
+		bad("network_interfaces", "one interface must be device 0 (the primary)")
 	}
-	macs := map[string]bool{}
+	macs, devices := map[string]bool{}, map[int]bool{}
 	for n, ni := range i.Interfaces {
 		field := fmt.Sprintf("network_interfaces[%d]", n)
 		if !reMAC.MatchString(ni.MAC) {
@@ -300,6 +303,10 @@ func (i *Instance) Validate() []*FieldError {
 			bad(field+".mac", "duplicate MAC %s", ni.MAC)
 		}
 		macs[ni.MAC] = true
+		if ni.DeviceNumber < 0 || devices[ni.DeviceNumber] {
+			bad(field+".device_number", "must be unique and not negative, got %d", ni.DeviceNumber)
+		}
+		devices[ni.DeviceNumber] = true
 		for _, ip := range ni.PrivateIPv4s {
 			if a, err := netip.ParseAddr(ip); err != nil || !a.Is4() {
 				bad(field+".local_ipv4s", "%q is not an IPv4 address", ip)
@@ -315,16 +322,20 @@ func (i *Instance) Validate() []*FieldError {
 				bad(field+".ipv6s", "%q is not an IPv6 address", ip)
 			}
 		}
-		for _, c := range append([]string{ni.SubnetIPv4CIDR, ni.VPCIPv4CIDR}, ni.VPCIPv4CIDRs...) {
-			if p, err := netip.ParsePrefix(c); err != nil || !p.Addr().Is4() {
-				bad(field, "%q is not an IPv4 CIDR", c)
+		cidrs := func(name string, v6 bool, values ...string) {
+			for _, c := range values {
+				if p, err := netip.ParsePrefix(c); err != nil || p.Addr().Is6() != v6 {
+					bad(field+"."+name, "%q is not an IPv%s CIDR", c, map[bool]string{false: "4", true: "6"}[v6])
+				}
 			}
 		}
-		for _, c := range append(slices.Clone(ni.SubnetIPv6CIDRs), ni.VPCIPv6CIDRs...) {
-			if p, err := netip.ParsePrefix(c); err != nil || !p.Addr().Is6() {
-				bad(field, "%q is not an IPv6 CIDR", c)
-			}
+		cidrs("subnet_ipv4_cidr", false, ni.SubnetIPv4CIDR)
+		if _, err := netip.ParsePrefix(ni.SubnetIPv4CIDR); err == nil || ni.VPCIPv4CIDR != "" {
+			cidrs("vpc_ipv4_cidr", false, ni.VPCIPv4CIDR) // derived from the subnet: only report it on its own
 		}
+		cidrs("vpc_ipv4_cidrs", false, ni.VPCIPv4CIDRs...)
+		cidrs("subnet_ipv6_cidrs", true, ni.SubnetIPv6CIDRs...)
+		cidrs("vpc_ipv6_cidrs", true, ni.VPCIPv6CIDRs...)
 		if !rePrefixedID.MatchString(ni.ID) || !strings.HasPrefix(ni.ID, "eni-") {
 			bad(field+".interface_id", "must look like eni-0123456789abcdef0, got %q", ni.ID)
 		}
@@ -345,11 +356,13 @@ func (i *Instance) Validate() []*FieldError {
 	keys := map[string]bool{}
 	for _, t := range i.Tags {
 		switch {
-		case !reTagKey.MatchString(t.Key) || t.Key == "." || t.Key == ".." || t.Key == "_index":
+		case t.Key == "" || utf8.RuneCountInString(t.Key) > 128:
+			bad("tags", "key %q must be 1-128 characters", t.Key)
+		case i.Metadata.TagsInMetadata && (!reTagKey.MatchString(t.Key) || t.Key == "." || t.Key == ".." || t.Key == "_index"):
 			bad("tags", "key %q: only a-z A-Z 0-9 + - = . , _ : @ are allowed in tag keys shown in metadata (and not ., .. or _index)", t.Key)
 		case keys[t.Key]:
 			bad("tags", "duplicate key %q", t.Key)
-		case len(t.Value) > 256:
+		case utf8.RuneCountInString(t.Value) > 256:
 			bad("tags", "value of %q is longer than 256 characters", t.Key)
 		}
 		keys[t.Key] = true
