@@ -1,0 +1,218 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// Defaults of the settings outside instance:, which ec2.Derive does not cover.
+const (
+	DefaultListen      = "127.0.0.1:1338"
+	DefaultLifetime    = 6 * time.Hour
+	DefaultRotateAfter = 1 * time.Hour
+	DefaultLogLevel    = "info"
+	DefaultLogFormat   = "text"
+)
+
+// Bounds of the credentials settings. The lifetime bounds are those of an STS
+// role session; rotation must leave the old credentials valid for a while
+// after new ones are served, as EC2 does.
+const (
+	MinLifetime     = 20 * time.Minute
+	MaxLifetime     = 36 * time.Hour
+	MinRotateAfter  = 1 * time.Minute
+	RotationOverlap = 15 * time.Minute
+)
+
+// Limits on files the config refers to.
+const (
+	maxUserDataFile  = 1 << 20 // far above EC2's 16 KiB, so Validate reports the real size
+	maxPublicKeyFile = 64 << 10
+)
+
+// File is a parsed config file. Parse fills in the defaults of everything
+// outside instance:, so a caller never has to.
+type File struct {
+	// Listen holds host:port addresses; never empty after Parse.
+	Listen []string
+	// DataDir is where imds keeps its state; empty means the caller's
+	// default. A relative path is resolved against the config file's
+	// directory, like every path in the file.
+	DataDir string
+	// AllowedHosts are extra Host header names the metadata server accepts
+	// (besides addresses, localhost and instance-data); "*" accepts any.
+	AllowedHosts []string
+	Log          Log
+	Credentials  Credentials
+	// Instance holds the overrides of instance:; nil if the section is
+	// absent or null, and then BuildInstance serves the default instance.
+	Instance *Instance
+
+	name  string         // the file name for messages
+	lines map[string]int // line of each key path, for BuildInstance's messages
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string // debug, info, warn or error
+	Format string // text or json
+	// AccessLog is nil when the file does not say, leaving the choice to the
+	// command line.
+	AccessLog *bool
+}
+
+// Credentials configures the temporary credentials served for the role.
+// Parse fills both in; zero in a File built by hand means the default.
+type Credentials struct {
+	Lifetime time.Duration
+	// RotateAfter is how long after issue new credentials are put in place;
+	// at most Lifetime-RotationOverlap so that callers caching credentials
+	// never hold expired ones.
+	RotateAfter time.Duration
+}
+
+// Instance is the instance: section: the values the user set, applied to
+// ec2.NewDefaultInstance(). Fields left out stay zero, which ec2.Derive reads
+// as "derive this", so an absent key and a derived value are the same thing.
+type Instance struct {
+	base *ec2.Instance
+}
+
+// Default returns the configuration of `imds serve` without a config file.
+func Default() *File {
+	return &File{
+		Listen: []string{DefaultListen},
+		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Credentials: Credentials{
+			Lifetime:    DefaultLifetime,
+			RotateAfter: DefaultRotateAfter,
+		},
+	}
+}
+
+// Load reads and parses the config file at path. Relative paths inside it
+// (user_data_file, key_file, data_dir) are resolved against its directory,
+// so the file means the same thing whatever the working directory.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Problem: "cannot read the config file: " + errorCause(err)}
+	}
+	return Parse(path, data, filepath.Dir(path))
+}
+
+// Parse decodes a config file strictly: an unknown key, a wrong type or a bad
+// value is an error. It returns every problem, each an *Error naming the
+// file, line and key, joined with errors.Join and in file order. name is only
+// used in messages; baseDir resolves the relative paths in the file.
+//
+// Parse also derives and validates the instance (with zero DeriveOptions), so
+// that a bad MAC is reported together with an unknown key rather than after
+// the user fixed the first round.
+func Parse(name string, data []byte, baseDir string) (*File, error) {
+	return parse(name, data, baseDir, readLimited)
+}
+
+func parse(name string, data []byte, baseDir string, read readFunc) (*File, error) {
+	d := newDecoder(name, baseDir, read)
+	f := Default()
+	f.name = name
+	if root := d.document(data); root != nil {
+		d.top(root, f)
+	}
+	f.lines = d.lines
+	if !d.exhausted() {
+		_, errs := f.build(ec2.DeriveOptions{})
+		for _, e := range errs {
+			if !d.isCovered(e.Field) {
+				d.errs = append(d.errs, e)
+			}
+		}
+	}
+	if err := joinErrors(d.errs); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// BuildInstance returns the instance f describes: ec2.NewDefaultInstance()
+// with the overrides of f.Instance, derived with opt and validated. Each
+// problem is an *Error at the line of the key it concerns, or of the closest
+// enclosing key for a derived value. A nil f gives the default instance.
+func (f *File) BuildInstance(opt ec2.DeriveOptions) (*ec2.Instance, error) {
+	inst, errs := f.build(opt)
+	if err := joinErrors(errs); err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+func (f *File) build(opt ec2.DeriveOptions) (*ec2.Instance, []*Error) {
+	inst := ec2.NewDefaultInstance()
+	var file string
+	var lines map[string]int
+	if f != nil {
+		file, lines = f.name, f.lines
+		if f.Instance != nil && f.Instance.base != nil {
+			inst = f.Instance.base.Clone()
+		}
+	}
+	ec2.Derive(inst, opt)
+	var errs []*Error
+	for _, fe := range inst.Validate() {
+		path := "instance." + fe.Field
+		errs = append(errs, &Error{File: file, Line: lineOf(lines, path), Field: path, Problem: fe.Problem})
+	}
+	return inst, errs
+}
+
+// lineOf finds the line of path or of its closest ancestor in the file: a
+// derived value has no key of its own. 0 without a file.
+func lineOf(lines map[string]int, path string) int {
+	if lines == nil {
+		return 0
+	}
+	for p := path; p != ""; {
+		if l, ok := lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 1
+}
+
+// readLimited reads a file referenced by the config, refusing huge ones so
+// that a mistaken path (a disk image, /dev/zero) cannot exhaust memory.
+func readLimited(path string, limit int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
+// resolvePath interprets a path written in the config file.
+func (d *decoder) resolvePath(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(d.baseDir, p)
+}

@@ -1,0 +1,78 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// fakeRead stands in for the file system: fuzzed paths must not read real
+// files (/dev/stdin would block), yet both outcomes of a read are exercised.
+func fakeRead(path string, limit int64) ([]byte, error) {
+	switch {
+	case strings.Contains(path, "missing"):
+		return nil, &os.PathError{Op: "open", Path: path, Err: os.ErrNotExist}
+	case strings.HasSuffix(path, ".pub"):
+		return []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZ1enotZnV6ei1mdXp6 fuzz\n"), nil
+	case int64(len(path)) > limit:
+		return nil, errors.New("too large")
+	}
+	return []byte("\x1f\x8b\x08" + path), nil
+}
+
+// reErrorLine is the shape of every line of an error report.
+var reErrorLine = regexp.MustCompile(`^fuzz\.yaml:[1-9][0-9]*: \S`)
+
+func FuzzParse(f *testing.F) {
+	seeds, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(seeds) == 0 {
+		f.Fatalf("no seeds: %v", err)
+	}
+	for _, name := range seeds {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	for _, s := range []string{
+		"",
+		"---\n---\n",
+		"instance:\n  role: null\n  public_ipv4: \"\"\n  mac: 06:00:00:00:00:01\n",
+		"instance:\n  tags: &t {<<: *t}\n",
+		"instance:\n  network_interfaces: &n [*n]\n",
+		"instance:\n  availability_zone: x\n  user_data: !!binary aGk=\n",
+		"instance:\n  public_keys: [{name: a, key_file: a.pub}, {name: b, key_file: missing}]\n",
+		"credentials: {lifetime: 20m, rotate_after: 5m}\nlisten: \"[::1]:0\"\n",
+		"? [a]\n: b\n<<: {c: d}\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := parse("fuzz.yaml", data, "base", fakeRead)
+		if err != nil {
+			if file != nil {
+				t.Errorf("Parse returned a File and an error")
+			}
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !reErrorLine.MatchString(line) {
+					t.Errorf("error line %q is not FILE:LINE: PROBLEM", line)
+				}
+			}
+			return
+		}
+		if len(file.Listen) == 0 || file.Credentials.Lifetime == 0 || file.Credentials.RotateAfter == 0 {
+			t.Errorf("Parse left defaults unset: %+v", file)
+		}
+		// Parse has validated the instance already; a different seed only
+		// changes derived values, which are always valid.
+		if _, err := file.BuildInstance(ec2.DeriveOptions{Seed: []byte("fuzz")}); err != nil {
+			t.Errorf("Parse accepted a file that BuildInstance rejects:\n%v", err)
+		}
+	})
+}
