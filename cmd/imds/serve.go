@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/imdsdev/imds/internal/config"
+	"github.com/imdsdev/imds/internal/creds/fake"
+	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/identity"
+	"github.com/imdsdev/imds/internal/imds"
+	"github.com/imdsdev/imds/internal/token"
+)
+
+// serveOptions are the flags of `imds serve`. Precedence: flag, then the
+// IMDS_* environment variable, then the config file, then the default.
+type serveOptions struct {
+	configPath string
+	listen     []string
+	dataDir    string
+	imdsv2     string
+	logLevel   string
+	logFormat  string
+}
+
+func newServeCommand() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve instance metadata (127.0.0.1:1338 and one default instance when run without configuration)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			d, err := openDaemon(o, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			d.log.Info("shutting down")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return d.Close(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.configPath, "config", "", "YAML configuration `file` (env IMDS_CONFIG)")
+	f.StringArrayVar(&o.listen, "listen", nil, "`address` to serve metadata on, repeatable (default 127.0.0.1:1338; env IMDS_LISTEN, comma-separated)")
+	f.StringVar(&o.dataDir, "data-dir", "", "`directory` for the signing key and state (default /var/lib/imds as root, else $XDG_DATA_HOME/imds; env IMDS_DATA_DIR)")
+	f.StringVar(&o.imdsv2, "imdsv2", "", "IMDSv2 `mode` of the instance: optional or required (env IMDS_IMDSV2)")
+	f.StringVar(&o.logLevel, "log-level", "", "log `level`: debug, info, warn or error (env IMDS_LOG_LEVEL)")
+	f.StringVar(&o.logFormat, "log-format", "", "log `format`: text or json (env IMDS_LOG_FORMAT)")
+	return cmd
+}
+
+// applyEnv sets every flag the user did not give from IMDS_<FLAG>, so that
+// containers and systemd units can configure imds without a command line.
+func applyEnv(fs *pflag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := "IMDS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(name)
+		if f.Changed || !ok {
+			return
+		}
+		vals := []string{v}
+		if f.Value.Type() == "stringArray" {
+			vals = strings.Split(v, ",")
+		}
+		for _, v := range vals {
+			if err := fs.Set(f.Name, strings.TrimSpace(v)); err != nil {
+				errs = append(errs, fmt.Errorf("environment variable %s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// daemon is a running `imds serve`: everything it opened, to close in order.
+type daemon struct {
+	log      *slog.Logger
+	instance *ec2.Instance
+	metadata *imds.Server
+}
+
+// openDaemon loads configuration, opens the data directory and starts the
+// metadata server. It returns only when the server is listening.
+func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
+	file := config.Default()
+	if o.configPath != "" {
+		f, err := config.Load(o.configPath)
+		if err != nil {
+			return nil, err
+		}
+		file = f
+	}
+	logger, err := newLogger(stderr, firstNonEmpty(o.logLevel, file.Log.Level), firstNonEmpty(o.logFormat, file.Log.Format))
+	if err != nil {
+		return nil, err
+	}
+
+	inst, err := file.BuildInstance(ec2.DeriveOptions{Seed: machineSeed(), Launch: bootTime()})
+	if err != nil {
+		return nil, err
+	}
+	switch o.imdsv2 {
+	case "":
+	case ec2.TokensOptional, ec2.TokensRequired:
+		inst.Metadata.HTTPTokens = o.imdsv2
+	default:
+		return nil, fmt.Errorf("--imdsv2: must be optional or required, got %q", o.imdsv2)
+	}
+
+	dataDir := firstNonEmpty(o.dataDir, file.DataDir, defaultDataDir())
+	signer, err := identity.Open(filepath.Join(dataDir, "identity"), time.Now, rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	tokens, err := token.NewIssuer(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	creds := fake.New(rand.Reader)
+	creds.Lifetime, creds.RotateAfter = file.Credentials.Lifetime, file.Credentials.RotateAfter
+
+	srv := imds.NewServer()
+	srv.Listen = firstNonEmptyList(o.listen, file.Listen)
+	srv.Instances = ec2.SingleInstance{Instance: inst}
+	srv.Credentials = creds
+	srv.Identity = creds
+	srv.Signer = signer
+	srv.Tokens = tokens
+	srv.Logger = logger
+	srv.AllowedHosts = file.AllowedHosts
+	if file.Log.AccessLog != nil {
+		srv.AccessLog = *file.Log.AccessLog
+	}
+	if err := srv.Open(); err != nil {
+		return nil, err
+	}
+	var addrs []string
+	for _, a := range srv.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	role := ""
+	if inst.Role != nil {
+		role = inst.Role.Name
+	}
+	logger.Info("serving instance metadata",
+		"listen", strings.Join(addrs, ","), "instance", inst.Name, "instance_id", inst.ID,
+		"region", inst.Region, "role", role, "imdsv2", inst.Metadata.HTTPTokens, "data_dir", dataDir)
+	return &daemon{log: logger, instance: inst, metadata: srv}, nil
+}
+
+// Close stops the daemon, waiting for requests in flight until ctx is done.
+func (d *daemon) Close(ctx context.Context) error {
+	return d.metadata.Close(ctx)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: must be debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: must be text or json", format)
+}
+
+// machineSeed identifies this machine so that the default instance keeps its
+// IDs and addresses across restarts.
+func machineSeed() []byte {
+	for _, p := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return []byte(strings.TrimSpace(string(b)))
+		}
+	}
+	h, _ := os.Hostname()
+	return []byte("host:" + h)
+}
+
+// bootTime is the instance's launch time: stable across restarts of imds,
+// new after a reboot, as an instance's pendingTime would be.
+func bootTime() time.Time {
+	b, err := os.ReadFile("/proc/stat")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "btime "); ok {
+				if sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+					return time.Unix(sec, 0).UTC()
+				}
+			}
+		}
+	}
+	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+}
+
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/imds"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "imds")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "imds")
+	}
+	return filepath.Join(os.TempDir(), "imds-"+strconv.Itoa(os.Getuid()))
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func firstNonEmptyList(v ...[]string) []string {
+	for _, s := range v {
+		if len(s) > 0 {
+			return s
+		}
+	}
+	return nil
+}
