@@ -1,0 +1,166 @@
+package fastlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestMatchesTextHandler checks that the output is what slog.TextHandler
+// writes for the same records, so the two formats are interchangeable.
+func TestMatchesTextHandler(t *testing.T) {
+	when := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)
+	values := []slog.Attr{
+		slog.String("plain", "GET"),
+		slog.String("path", "/latest/meta-data/iam/security-credentials/"),
+		slog.String("empty", ""),
+		slog.String("space", "a b"),
+		slog.String("quote", `say "hi"`),
+		slog.String("eq", "a=b"),
+		slog.String("nl", "line\nbreak"),
+		slog.String("unicode", "héllo wörld"),
+		slog.String("nbsp", "a\u00a0b"),
+		slog.String("ctl", "\x00\x7f"),
+		slog.String("bad-utf8", "\xff"),
+		slog.Int("status", 200),
+		slog.Int("neg", -5),
+		slog.Uint64("u", 7),
+		slog.Float64("f", 1.5),
+		slog.Bool("b", true),
+		slog.Duration("latency", 1234567*time.Nanosecond),
+		slog.Time("t", when),
+		slog.Any("err", errors.New("boom: x=1")),
+		slog.Group("g", slog.String("a", "1"), slog.Int("b", 2)),
+		slog.Any("slice", []string{"a", "b"}),
+	}
+	for _, a := range values {
+		var want, got bytes.Buffer
+		std := slog.New(slog.NewTextHandler(&want, nil)).With("k", "v").WithGroup("grp")
+		fast := slog.New(NewHandler(&got, nil)).With("k", "v").WithGroup("grp")
+		for _, l := range []*slog.Logger{std, fast} {
+			r := slog.NewRecord(when, slog.LevelInfo, "request msg", 0)
+			r.AddAttrs(a)
+			if err := l.Handler().Handle(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got.String() != want.String() {
+			t.Errorf("attr %s:\n got %q\nwant %q", a.Key, got.String(), want.String())
+		}
+	}
+}
+
+func TestLevel(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(NewHandler(&buf, slog.LevelWarn))
+	l.Info("hidden")
+	l.Warn("shown")
+	if got := buf.String(); strings.Contains(got, "hidden") || !strings.Contains(got, "msg=shown") {
+		t.Errorf("output %q", got)
+	}
+}
+
+type lockedBuffer struct {
+	mu     sync.Mutex
+	b      bytes.Buffer
+	writes int
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writes++
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func TestWriterBatchesAndFlushes(t *testing.T) {
+	out := &lockedBuffer{}
+	w := NewWriter(out, time.Hour) // no timed flush during the test
+	l := slog.New(NewHandler(w, nil))
+	for i := 0; i < 100; i++ {
+		l.Info("request", "i", i)
+	}
+	if got := out.String(); got != "" {
+		t.Fatalf("info lines written before a flush: %q", got)
+	}
+	l.Warn("trouble")
+	if got := out.String(); strings.Count(got, "\n") != 101 || out.writes != 1 {
+		t.Errorf("after a warning: %d lines in %d writes, want 101 in 1", strings.Count(got, "\n"), out.writes)
+	}
+	l.Info("last")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(out.String(), "msg=last\n") {
+		t.Errorf("Close did not flush the last line")
+	}
+}
+
+func TestWriterTimedFlushAndConcurrency(t *testing.T) {
+	out := &lockedBuffer{}
+	w := NewWriter(out, 5*time.Millisecond)
+	l := slog.New(NewHandler(w, nil))
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				l.Info("request", "path", "/latest/meta-data/instance-id", "n", i)
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(out.String(), "\n") < 16000 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 16000 {
+		t.Fatalf("%d lines, want 16000", len(lines))
+	}
+	for _, line := range lines {
+		if !strings.HasPrefix(line, "time=") || !strings.Contains(line, " n=") {
+			t.Fatalf("torn line %q", line)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func BenchmarkHandler(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		h    slog.Handler
+	}{
+		{"fastlog", NewHandler(discard{}, nil)},
+		{"slog.TextHandler", slog.NewTextHandler(discard{}, nil)},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			now := time.Now()
+			for i := 0; i < b.N; i++ {
+				r := slog.NewRecord(now, slog.LevelInfo, "request", 0)
+				r.AddAttrs(slog.String("method", "GET"), slog.String("path", "/latest/meta-data/instance-id"),
+					slog.Int("status", 200), slog.String("api", "v2"), slog.Duration("latency", 35*time.Microsecond),
+					slog.String("remote", "127.0.0.1:40000"), slog.String("instance", "default"), slog.String("ua", "aws-sdk-go-v2/1.0 os/linux"))
+				_ = tt.h.Handle(context.Background(), r)
+			}
+		})
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
