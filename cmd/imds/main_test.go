@@ -18,10 +18,12 @@ type testServer struct {
 	logs    *syncBuffer
 }
 
-// syncBuffer collects the server's log for assertions.
+// syncBuffer collects the server's log for assertions. The daemon batches
+// its log, so String flushes it first when flush is set.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	flush func() error
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
@@ -29,7 +31,15 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func (s *syncBuffer) String() string {
+	if s.flush != nil {
+		s.flush()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // mustRunServer starts `imds serve` on a free loopback port with a fresh data
 // directory. configYAML, when not empty, is written to a config file and
@@ -49,6 +59,7 @@ func mustRunServer(t testing.TB, configYAML, imdsv2 string) *testServer {
 	if err != nil {
 		t.Fatalf("openDaemon: %v", err)
 	}
+	logs.flush = d.logw.Flush
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

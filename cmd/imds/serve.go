@@ -19,6 +19,7 @@ import (
 	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/creds/fake"
 	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/fastlog"
 	"github.com/imdsdev/imds/internal/identity"
 	"github.com/imdsdev/imds/internal/imds"
 	"github.com/imdsdev/imds/internal/token"
@@ -92,6 +93,7 @@ func applyEnv(fs *pflag.FlagSet) error {
 // daemon is a running `imds serve`: everything it opened, to close in order.
 type daemon struct {
 	log      *slog.Logger
+	logw     *fastlog.Writer
 	instance *ec2.Instance
 	metadata *imds.Server
 }
@@ -107,10 +109,16 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 		}
 		file = f
 	}
-	logger, err := newLogger(stderr, firstNonEmpty(o.logLevel, file.Log.Level), firstNonEmpty(o.logFormat, file.Log.Format))
+	logger, logw, err := newLogger(stderr, firstNonEmpty(o.logLevel, file.Log.Level), firstNonEmpty(o.logFormat, file.Log.Format))
 	if err != nil {
 		return nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			logw.Close()
+		}
+	}()
 
 	inst, err := file.BuildInstance(ec2.DeriveOptions{Seed: machineSeed(), Launch: bootTime()})
 	if err != nil {
@@ -162,27 +170,35 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	logger.Info("serving instance metadata",
 		"listen", strings.Join(addrs, ","), "instance", inst.Name, "instance_id", inst.ID,
 		"region", inst.Region, "role", role, "imdsv2", inst.Metadata.HTTPTokens, "data_dir", dataDir)
-	return &daemon{log: logger, instance: inst, metadata: srv}, nil
+	ok = true
+	return &daemon{log: logger, logw: logw, instance: inst, metadata: srv}, nil
 }
 
-// Close stops the daemon, waiting for requests in flight until ctx is done.
+// Close stops the daemon, waiting for requests in flight until ctx is done,
+// then flushes the log.
 func (d *daemon) Close(ctx context.Context) error {
-	return d.metadata.Close(ctx)
+	err := d.metadata.Close(ctx)
+	return errors.Join(err, d.logw.Close())
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+// logFlushInterval bounds how long a log line may wait in the batch.
+const logFlushInterval = 100 * time.Millisecond
+
+// newLogger returns the daemon's logger and the batching writer under it,
+// which the caller must Close to flush.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, *fastlog.Writer, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: must be debug, info, warn or error", level)
+		return nil, nil, fmt.Errorf("log level %q: must be debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	if format != "text" && format != "json" {
+		return nil, nil, fmt.Errorf("log format %q: must be text or json", format)
 	}
-	return nil, fmt.Errorf("log format %q: must be text or json", format)
+	bw := fastlog.NewWriter(w, logFlushInterval)
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(bw, &slog.HandlerOptions{Level: lv})), bw, nil
+	}
+	return slog.New(fastlog.NewHandler(bw, lv)), bw, nil
 }
 
 // machineSeed identifies this machine so that the default instance keeps its

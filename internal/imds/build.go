@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/imdsdev/imds/internal/ec2"
@@ -244,13 +245,7 @@ func (s *Server) iam(inst *ec2.Instance) *node {
 			), nil
 		}),
 		dir("security-credentials", "2012-01-12",
-			dynLeaf(role, "2012-01-12", func(ctx context.Context) ([]byte, error) {
-				c, err := creds(ctx)
-				if err != nil {
-					return s.roleError(err)
-				}
-				return credentialsDoc(c), nil
-			}),
+			dynLeaf(role, "2012-01-12", cachedCredentials(creds, s.roleError)),
 		),
 	)
 }
@@ -272,13 +267,7 @@ func (s *Server) identityCredentials(inst *ec2.Instance) *node {
 				return jsonDoc("Code", "Success", "LastUpdated", c.LastUpdated.UTC().Format(ec2Time), "AccountId", inst.AccountID), nil
 			}),
 			dir("security-credentials", "2018-05-23",
-				dynLeaf("ec2-instance", "2018-05-23", func(ctx context.Context) ([]byte, error) {
-					c, err := creds(ctx)
-					if err != nil {
-						return s.roleError(err)
-					}
-					return credentialsDoc(c), nil
-				}),
+				dynLeaf("ec2-instance", "2018-05-23", cachedCredentials(creds, s.roleError)),
 			),
 		),
 	)
@@ -297,6 +286,31 @@ func (s *Server) roleError(err error) ([]byte, error) {
 		code, msg = re.EC2Code, re.Message
 	}
 	return jsonDoc("Code", code, "Message", msg, "LastUpdated", s.now().UTC().Format(ec2Time)), nil
+}
+
+// renderedCredentials is a credentials document and the credentials it shows.
+type renderedCredentials struct {
+	creds ec2.Credentials
+	doc   []byte
+}
+
+// cachedCredentials renders the credentials document once per set of
+// credentials rather than on every request; the provider is still asked
+// every time, so rotation shows immediately.
+func cachedCredentials(get func(context.Context) (ec2.Credentials, error), onErr func(error) ([]byte, error)) func(context.Context) ([]byte, error) {
+	var last atomic.Pointer[renderedCredentials]
+	return func(ctx context.Context) ([]byte, error) {
+		c, err := get(ctx)
+		if err != nil {
+			return onErr(err)
+		}
+		if r := last.Load(); r != nil && r.creds == c {
+			return r.doc, nil
+		}
+		r := &renderedCredentials{creds: c, doc: credentialsDoc(c)}
+		last.Store(r)
+		return r.doc, nil
+	}
 }
 
 func credentialsDoc(c ec2.Credentials) []byte {
@@ -331,6 +345,19 @@ func jsonDoc(kv ...string) []byte {
 }
 
 func writeJSONString(b *bytes.Buffer, s string) {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		b.WriteByte('"')
+		b.WriteString(s)
+		b.WriteByte('"')
+		return
+	}
 	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s) // cannot fail for a string

@@ -70,6 +70,7 @@ type Server struct {
 	versionList  []byte
 	allowedHosts map[string]bool
 	trees        sync.Map // instance name → *compiled
+	logHandler   slog.Handler
 	listeners    []net.Listener
 	http         *http.Server
 	wg           sync.WaitGroup
@@ -102,6 +103,7 @@ func (s *Server) init() error {
 		s.versions[v] = true
 	}
 	s.versionList = []byte(strings.Join(s.Versions, "\n"))
+	s.logHandler = s.Logger.Handler()
 	s.allowedHosts = map[string]bool{"localhost": true, "instance-data": true, "instance-data.ec2.internal": true}
 	for _, h := range s.AllowedHosts {
 		s.allowedHosts[strings.ToLower(h)] = true
@@ -130,6 +132,13 @@ func (s *Server) Open() error {
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
+		// Parse the peer address once per connection, not per request.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+				return context.WithValue(ctx, peerKey{}, ec2.Requester{Addr: ap.Addr().Unmap()})
+			}
+			return ctx
+		},
 	}
 	for _, addr := range s.Listen {
 		ln, err := net.Listen("tcp", addr)
@@ -210,6 +219,23 @@ type request struct {
 	err      error
 }
 
+// smallLengths holds the Content-Length values of short bodies, so most
+// responses set the header without allocating.
+var smallLengths = func() [][]string {
+	v := make([][]string, 4096)
+	for i := range v {
+		v[i] = []string{strconv.Itoa(i)}
+	}
+	return v
+}()
+
+func contentLength(body []byte) []string {
+	if len(body) < len(smallLengths) {
+		return smallLengths[len(body)]
+	}
+	return []string{strconv.Itoa(len(body))}
+}
+
 var (
 	textPlain   = []string{"text/plain"}
 	textHTML    = []string{"text/html"}
@@ -239,8 +265,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if req.err != nil && ec2.ErrorCode(req.err) == ec2.EINTERNAL {
 		s.Logger.Error("metadata request failed", "method", r.Method, "path", r.URL.Path, "instance", req.instance, "err", req.err)
 	}
-	if s.AccessLog {
-		s.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+	if s.AccessLog && s.logHandler.Enabled(r.Context(), slog.LevelInfo) {
+		// Built by hand rather than through Logger.LogAttrs, which would pay
+		// for a stack walk (the source location) on every request.
+		rec := slog.NewRecord(start, slog.LevelInfo, "request", 0)
+		rec.AddAttrs(
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", req.status),
@@ -250,6 +279,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("instance", req.instance),
 			slog.String("ua", r.UserAgent()),
 		)
+		_ = s.logHandler.Handle(r.Context(), rec)
 	}
 }
 
@@ -395,7 +425,13 @@ func (s *Server) checkOrigin(r *http.Request) error {
 	return ec2.Errorf(ec2.EFORBIDDEN, "host name %q is not allowed (add it to allowed_hosts)", host)
 }
 
+// peerKey is the context key of the connection's ec2.Requester.
+type peerKey struct{}
+
 func requester(r *http.Request) ec2.Requester {
+	if req, ok := r.Context().Value(peerKey{}).(ec2.Requester); ok {
+		return req
+	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return ec2.Requester{}
@@ -406,7 +442,7 @@ func requester(r *http.Request) ec2.Requester {
 func (s *Server) write(w http.ResponseWriter, req *request, ctype []string, body []byte, c *compiled) {
 	h := w.Header()
 	h["Content-Type"] = ctype
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Content-Length"] = contentLength(body)
 	h["Accept-Ranges"] = rangesNone
 	h["Last-Modified"] = c.lastModified
 	w.WriteHeader(http.StatusOK)

@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -42,6 +44,7 @@ type Issuer struct {
 	Now  func() time.Time
 	rand io.Reader
 	key  [32]byte
+	macs sync.Pool // of hash.Hash keyed with key
 }
 
 // NewIssuer returns an Issuer with a fresh secret read from rand, which is
@@ -95,13 +98,20 @@ func (i *Issuer) Validate(tok, scope string) (time.Duration, error) {
 	return left, nil
 }
 
-// sign appends HMAC(key, payload || 0 || scope) to dst.
+// sign appends HMAC(key, payload || 0 || scope) to dst. Keyed HMAC states
+// are pooled: the pool is per-P, so validation shares no lock across requests.
 func (i *Issuer) sign(dst, payload []byte, scope string) []byte {
-	m := hmac.New(sha256.New, i.key[:])
+	m, _ := i.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, i.key[:])
+	}
+	m.Reset()
 	m.Write(payload)
 	m.Write([]byte{0})
 	m.Write([]byte(scope))
-	return m.Sum(dst)
+	out := m.Sum(dst)
+	i.macs.Put(m)
+	return out
 }
 
 // ParseTTL parses the value of the X-aws-ec2-metadata-token-ttl-seconds
