@@ -93,6 +93,7 @@ func TestValidateReportsFields(t *testing.T) {
 	inst.ID = "x-1"
 	inst.Metadata.HTTPTokens = "sometimes"
 	inst.Metadata.PutResponseHopLimit = 65
+	inst.Metadata.TagsInMetadata = true
 	inst.Tags = []Tag{{Key: "a b", Value: "v"}}
 	got := map[string]bool{}
 	for _, e := range inst.Validate() {
