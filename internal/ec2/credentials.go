@@ -54,3 +54,15 @@ type RoleError struct {
 }
 
 func (e *RoleError) Error() string { return e.EC2Code + ": " + e.Message }
+
+// CredentialSource fetches credentials from wherever a role's come from
+// (generated, static keys, the AWS SDK, a credential_process command). It may
+// block on the network or a subprocess, so only the background refresher
+// calls it, never a metadata request.
+type CredentialSource interface {
+	// Retrieve returns fresh credentials. A zero Expiration means the
+	// credentials do not expire (static keys); the refresher then serves them
+	// with a rolling Expiration. Errors must not contain secrets; a
+	// *RoleError sets the Code that EC2 would show.
+	Retrieve(ctx context.Context) (Credentials, error)
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,4 +126,20 @@ func (p *Provider) generate(now time.Time) (ec2.Credentials, error) {
 // ec2-instance identity credentials are always fake and belong to the instance.
 func (p *Provider) IdentityCredentials(_ context.Context, inst *ec2.Instance) (ec2.Credentials, error) {
 	return p.Get(inst.ID + "#ec2-instance")
+}
+
+// RotateRole replaces now the credentials of role for every instance that
+// has them (all roles when role is empty) and returns how many it replaced.
+func (p *Provider) RotateRole(role string) int {
+	n := 0
+	p.entries.Range(func(k, _ any) bool {
+		key := k.(string)
+		if i := strings.LastIndexByte(key, '/'); i >= 0 && (role == "" || key[i+1:] == role) {
+			if p.Rotate(key) == nil {
+				n++
+			}
+		}
+		return true
+	})
+	return n
 }
