@@ -48,8 +48,10 @@ type File struct {
 	// AllowedHosts are extra Host header names the metadata server accepts
 	// (besides addresses, localhost and instance-data); "*" accepts any.
 	AllowedHosts []string
-	Log          Log
-	Credentials  Credentials
+	// Roles are the roles defined under roles:, in file order.
+	Roles       []Role
+	Log         Log
+	Credentials Credentials
 	// Instance holds the overrides of instance:; nil if the section is
 	// absent or null, and then BuildInstance serves the default instance.
 	Instance *Instance
@@ -161,6 +163,18 @@ func (f *File) build(opt ec2.DeriveOptions) (*ec2.Instance, []*Error) {
 		file, lines = f.name, f.lines
 		if f.Instance != nil && f.Instance.base != nil {
 			inst = f.Instance.base.Clone()
+		}
+	}
+	if f != nil && inst.Role != nil {
+		// A role defined under roles: supplies the instance profile unless
+		// the instance names one itself.
+		if r, ok := f.RoleNamed(inst.Role.Name); ok {
+			if inst.Role.InstanceProfileName == "" {
+				inst.Role.InstanceProfileName = r.InstanceProfileName
+			}
+			if inst.Role.InstanceProfileID == "" {
+				inst.Role.InstanceProfileID = r.InstanceProfileID
+			}
 		}
 	}
 	ec2.Derive(inst, opt)

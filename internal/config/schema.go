@@ -94,6 +94,9 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 				},
 			})
 		},
+		"roles": func(p string, line int, v *yaml.Node) {
+			d.roles(p, line, v, f)
+		},
 		"instance": func(p string, line int, v *yaml.Node) {
 			b := &instanceBuilder{d: d, inst: ec2.NewDefaultInstance()}
 			if d.mapping(p, line, v, b.schema()) {
