@@ -11,12 +11,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/config"
+	"github.com/imdsdev/imds/internal/creds"
 	"github.com/imdsdev/imds/internal/creds/fake"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/fastlog"
@@ -34,6 +37,9 @@ type serveOptions struct {
 	imdsv2     string
 	logLevel   string
 	logFormat  string
+
+	// clock drives credential rotation and token expiry; tests set a fake.
+	clock clock.Clock
 }
 
 func newServeCommand() *cobra.Command {
@@ -96,11 +102,24 @@ type daemon struct {
 	logw     *fastlog.Writer
 	instance *ec2.Instance
 	metadata *imds.Server
+	roles    *creds.Roles
+	dataDir  string
+	stop     context.CancelFunc // stops the refreshers
+
+	rotations     chan os.Signal
+	rotationsDone chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // openDaemon loads configuration, opens the data directory and starts the
 // metadata server. It returns only when the server is listening.
 func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
+	clk := o.clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
 	file := config.Default()
 	if o.configPath != "" {
 		f, err := config.Load(o.configPath)
@@ -141,22 +160,37 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds := fake.New(rand.Reader)
-	creds.Lifetime, creds.RotateAfter = file.Credentials.Lifetime, file.Credentials.RotateAfter
+	tokens.Now = clk.Now
+	fakes := fake.New(rand.Reader)
+	fakes.Now = clk.Now
+	fakes.Lifetime, fakes.RotateAfter = file.Credentials.Lifetime, file.Credentials.RotateAfter
+	warnReadableSecrets(logger, o.configPath, file)
+	ctx, cancel := context.WithCancel(context.Background())
+	roles, err := newRoles(ctx, file, fakes, logger, clk)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	// Fetch every role's first credentials before serving, so that the first
+	// request finds them; failures are logged and retried in the background.
+	roles.Start(ctx)
 
 	srv := imds.NewServer()
 	srv.Listen = firstNonEmptyList(o.listen, file.Listen)
 	srv.Instances = ec2.SingleInstance{Instance: inst}
-	srv.Credentials = creds
-	srv.Identity = creds
+	srv.Credentials = roles
+	srv.Identity = fakes
 	srv.Signer = signer
 	srv.Tokens = tokens
+	srv.Now = clk.Now
 	srv.Logger = logger
 	srv.AllowedHosts = file.AllowedHosts
 	if file.Log.AccessLog != nil {
 		srv.AccessLog = *file.Log.AccessLog
 	}
 	if err := srv.Open(); err != nil {
+		cancel()
+		roles.Wait()
 		return nil, err
 	}
 	var addrs []string
@@ -170,15 +204,29 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	logger.Info("serving instance metadata",
 		"listen", strings.Join(addrs, ","), "instance", inst.Name, "instance_id", inst.ID,
 		"region", inst.Region, "role", role, "imdsv2", inst.Metadata.HTTPTokens, "data_dir", dataDir)
+	d := &daemon{log: logger, logw: logw, instance: inst, metadata: srv, roles: roles, stop: cancel, dataDir: dataDir}
+	if err := d.watchRotations(); err != nil {
+		srv.Close(context.Background())
+		cancel()
+		roles.Wait()
+		return nil, err
+	}
 	ok = true
-	return &daemon{log: logger, logw: logw, instance: inst, metadata: srv}, nil
+	return d, nil
 }
 
 // Close stops the daemon, waiting for requests in flight until ctx is done,
 // then flushes the log.
+// Closing twice is harmless.
 func (d *daemon) Close(ctx context.Context) error {
-	err := d.metadata.Close(ctx)
-	return errors.Join(err, d.logw.Close())
+	d.closeOnce.Do(func() {
+		err := d.metadata.Close(ctx)
+		d.stopRotations()
+		d.stop()
+		d.roles.Wait()
+		d.closeErr = errors.Join(err, d.logw.Close())
+	})
+	return d.closeErr
 }
 
 // logFlushInterval bounds how long a log line may wait in the batch.
