@@ -19,6 +19,7 @@ const (
 	DefaultMinBackoff     = time.Second
 	DefaultMaxBackoff     = 5 * time.Minute
 	DefaultFetchTimeout   = time.Minute
+	DefaultStartTimeout   = 15 * time.Second
 	// MinRefreshAhead is how long before expiry new credentials must be in
 	// place at the latest, as EC2 promises.
 	MinRefreshAhead = 5 * time.Minute
@@ -44,6 +45,9 @@ type Refresher struct {
 	MinBackoff, MaxBackoff time.Duration
 	// FetchTimeout bounds one call of Source.Retrieve.
 	FetchTimeout time.Duration
+	// StartTimeout bounds the first fetch, which start-up waits for: a slow
+	// source delays serving by at most this, then keeps trying in the background.
+	StartTimeout time.Duration
 
 	cur     atomic.Pointer[snapshot]
 	kick    chan struct{}
@@ -65,16 +69,17 @@ func NewRefresher(role string, src ec2.CredentialSource) *Refresher {
 		Role: role, Source: src, Clock: clock.Real{}, Logger: slog.New(slog.DiscardHandler),
 		RotateAfter: DefaultRotateAfter, StaticLifetime: DefaultStaticLifetime,
 		MinBackoff: DefaultMinBackoff, MaxBackoff: DefaultMaxBackoff, FetchTimeout: DefaultFetchTimeout,
+		StartTimeout: DefaultStartTimeout,
 	}
 }
 
-// Start fetches the credentials once (waiting at most FetchTimeout) and then
+// Start fetches the credentials once (waiting at most StartTimeout) and then
 // keeps them fresh in the background until ctx is done. A failed first fetch
 // does not stop Start: requests get EC2's role error until a retry succeeds.
 func (r *Refresher) Start(ctx context.Context) {
 	r.kick = make(chan struct{}, 1)
 	r.done = make(chan struct{})
-	wait := r.refresh(ctx, 0)
+	wait := r.refresh(ctx, 0, min(r.StartTimeout, r.FetchTimeout))
 	go r.loop(ctx, wait)
 }
 
@@ -127,7 +132,7 @@ func (r *Refresher) loop(ctx context.Context, wait time.Duration) {
 			t.Stop()
 			failures = 0
 		}
-		wait = r.refresh(ctx, failures)
+		wait = r.refresh(ctx, failures, r.FetchTimeout)
 		if s := r.cur.Load(); s.lastErr != nil {
 			failures++
 		} else {
@@ -138,9 +143,9 @@ func (r *Refresher) loop(ctx context.Context, wait time.Duration) {
 
 // refresh fetches once and returns how long to wait before the next attempt.
 // failures is the number of consecutive failed attempts before this one.
-func (r *Refresher) refresh(ctx context.Context, failures int) time.Duration {
+func (r *Refresher) refresh(ctx context.Context, failures int, timeout time.Duration) time.Duration {
 	r.fetches.Add(1)
-	fctx, cancel := context.WithTimeout(ctx, r.FetchTimeout)
+	fctx, cancel := context.WithTimeout(ctx, timeout)
 	c, err := r.Source.Retrieve(fctx)
 	cancel()
 	now := r.Clock.Now()
