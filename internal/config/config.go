@@ -230,3 +230,6 @@ func (d *decoder) resolvePath(p string) string {
 	}
 	return filepath.Join(d.baseDir, p)
 }
+
+// Name is the file name used in messages ("" for Default()).
+func (f *File) Name() string { return f.name }
