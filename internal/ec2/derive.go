@@ -134,6 +134,23 @@ func Derive(inst *Instance, opt DeriveOptions) {
 	if len(inst.Interfaces) == 0 {
 		inst.Interfaces = []NetworkInterface{{}}
 	}
+	// A requester's own addresses are its private addresses unless told otherwise.
+	if p := &inst.Interfaces[0]; len(p.PrivateIPv4s) == 0 || len(p.IPv6s) == 0 {
+		var v4, v6 []string
+		for _, a := range inst.SourceAddrs {
+			if ip, err := netip.ParseAddr(a); err == nil && ip.Unmap().Is4() {
+				v4 = append(v4, ip.Unmap().String())
+			} else if err == nil {
+				v6 = append(v6, ip.String())
+			}
+		}
+		if len(p.PrivateIPv4s) == 0 && len(v4) > 0 {
+			p.PrivateIPv4s = v4
+		}
+		if len(p.IPv6s) == 0 && len(v6) > 0 {
+			p.IPv6s = v6
+		}
+	}
 	// Interfaces after the first that give no device number take the lowest
 	// free one, so numbers stay unique and the first interface stays device 0.
 	used := map[int]bool{}

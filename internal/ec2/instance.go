@@ -64,7 +64,23 @@ type Instance struct {
 	// AutoscalingState is autoscaling/target-lifecycle-state; empty means the
 	// instance is not in an Auto Scaling group (404).
 	AutoscalingState string
+
+	// SourceAddrs are the addresses this instance's metadata requests come
+	// from. Derive fills the primary interface's private addresses from them
+	// when those are not given.
+	SourceAddrs []string
+	// MatchMAC recognises requests by the primary interface's MAC through
+	// the kernel neighbour table, for requesters whose address changes.
+	MatchMAC bool
+	// Origin tells where the instance is declared: OriginConfig or OriginAPI.
+	Origin string
 }
+
+// Origins of an instance.
+const (
+	OriginConfig = "config" // declared in the config file: read-only at run time
+	OriginAPI    = "api"    // registered through the admin API and stored
+)
 
 // Placement is the placement/ category beyond the availability zone.
 type Placement struct {
@@ -185,6 +201,7 @@ func (i *Instance) Clone() *Instance {
 	c.PublicKeys = slices.Clone(i.PublicKeys)
 	c.Tags = slices.Clone(i.Tags)
 	c.UserData = slices.Clone(i.UserData)
+	c.SourceAddrs = slices.Clone(i.SourceAddrs)
 	if i.Role != nil {
 		r := *i.Role
 		c.Role = &r
@@ -393,6 +410,11 @@ func (i *Instance) Validate() []*FieldError {
 	case EndpointEnabled, EndpointDisabled:
 	default:
 		bad("http_endpoint", "must be enabled or disabled, got %q", i.Metadata.HTTPEndpoint)
+	}
+	for n, a := range i.SourceAddrs {
+		if ip, err := netip.ParseAddr(a); err != nil || ip.Zone() != "" {
+			bad(fmt.Sprintf("source_addresses[%d]", n), "%q is not an IP address", a)
+		}
 	}
 	if i.Metadata.PutResponseHopLimit < 1 || i.Metadata.PutResponseHopLimit > 64 {
 		bad("hop_limit", "must be between 1 and 64, got %d", i.Metadata.PutResponseHopLimit)

@@ -10,6 +10,12 @@ import (
 type Requester struct {
 	// Addr is the source address of the connection.
 	Addr netip.Addr
+	// ProxiedInstance and ProxiedSignature are the identity headers a
+	// metadata proxy sets (X-Instance-ID and X-Instance-ID-Signature, as
+	// between Neutron's metadata proxy and Nova). They are trusted only from
+	// configured proxies and only with a valid HMAC signature.
+	ProxiedInstance  string
+	ProxiedSignature string
 }
 
 // InstanceLocator finds the instance a metadata request comes from.
@@ -29,4 +35,43 @@ type SingleInstance struct {
 // LocateInstance implements InstanceLocator.
 func (s SingleInstance) LocateInstance(context.Context, Requester) (*Instance, error) {
 	return s.Instance, nil
+}
+
+// InstanceStore persists the instances registered at run time. It stores
+// specs: the values given by the user, before Derive.
+type InstanceStore interface {
+	// FindInstanceByName returns the stored spec. Returns ENOTFOUND if none.
+	FindInstanceByName(ctx context.Context, name string) (*Instance, error)
+	// FindInstances returns every stored spec, sorted by name.
+	FindInstances(ctx context.Context) ([]*Instance, error)
+	// CreateInstance stores a new spec. Returns ECONFLICT if the name exists.
+	CreateInstance(ctx context.Context, inst *Instance) error
+	// UpdateInstance replaces the spec of that name. Returns ENOTFOUND if none.
+	UpdateInstance(ctx context.Context, inst *Instance) error
+	// DeleteInstance removes the spec. Returns ENOTFOUND if none.
+	DeleteInstance(ctx context.Context, name string) error
+}
+
+// InstanceService manages the instances of a running server. The admin API
+// serves it, and the admin client implements it for the CLI.
+type InstanceService interface {
+	// ListInstances returns every instance, derived, sorted by name.
+	ListInstances(ctx context.Context) ([]*Instance, error)
+	// GetInstance returns the derived instance. Returns ENOTFOUND if none.
+	GetInstance(ctx context.Context, name string) (*Instance, error)
+	// GetInstanceSpec returns the instance as given, before derivation, so
+	// that a caller can change some fields and SetInstance the result.
+	// Returns ENOTFOUND if none.
+	GetInstanceSpec(ctx context.Context, name string) (*Instance, error)
+	// AddInstance registers spec and returns it derived. Returns EINVALID if
+	// it does not validate and ECONFLICT if the name, an address or the MAC
+	// is taken.
+	AddInstance(ctx context.Context, spec *Instance) (*Instance, error)
+	// SetInstance replaces the spec of spec.Name. Returns ENOTFOUND if none,
+	// EFORBIDDEN for an instance declared in the config file, and the errors
+	// of AddInstance.
+	SetInstance(ctx context.Context, spec *Instance) (*Instance, error)
+	// RemoveInstance deletes the instance. Returns ENOTFOUND if none and
+	// EFORBIDDEN for an instance declared in the config file.
+	RemoveInstance(ctx context.Context, name string) error
 }
