@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,15 +50,41 @@ type File struct {
 	// (besides addresses, localhost and instance-data); "*" accepts any.
 	AllowedHosts []string
 	// Roles are the roles defined under roles:, in file order.
-	Roles       []Role
-	Log         Log
-	Credentials Credentials
+	Roles []Role
+	// Instances are the instances of instances:, in file order. With them,
+	// requesters that match none get 404 unless DefaultInstance names one.
+	Instances       []*Instance
+	DefaultInstance string
+	Identity        Identity
+	Admin           Admin
+	Log             Log
+	Credentials     Credentials
 	// Instance holds the overrides of instance:; nil if the section is
 	// absent or null, and then BuildInstance serves the default instance.
 	Instance *Instance
 
-	name  string         // the file name for messages
-	lines map[string]int // line of each key path, for BuildInstance's messages
+	name        string         // the file name for messages
+	lines       map[string]int // line of each key path, for BuildInstance's messages
+	defaultLine int
+}
+
+// Identity configures how requesters are recognised besides their address.
+type Identity struct {
+	// TrustedProxies may attribute requests to an instance with the signed
+	// X-Instance-ID headers.
+	TrustedProxies []netip.Prefix
+	// ProxySecret keys the HMAC-SHA256 signature of X-Instance-ID.
+	ProxySecret string
+	// NeighbourTable enables matching instances by MAC through the kernel
+	// neighbour table.
+	NeighbourTable bool
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	Socket    string // Unix socket path; "" means the default
+	Listen    string // optional TCP address; needs TokenFile
+	TokenFile string // file holding the bearer token for Listen
 }
 
 // Log configures logging.
@@ -83,8 +110,13 @@ type Credentials struct {
 // ec2.NewDefaultInstance(). Fields left out stay zero, which ec2.Derive reads
 // as "derive this", so an absent key and a derived value are the same thing.
 type Instance struct {
-	base *ec2.Instance
+	base   *ec2.Instance
+	prefix string // path of the definition, e.g. "instance" or "instances[1]"
+	line   int
 }
+
+// Spec returns a copy of the instance as written, before derivation.
+func (i *Instance) Spec() *ec2.Instance { return i.base.Clone() }
 
 // Default returns the configuration of `imds serve` without a config file.
 func Default() *File {
@@ -131,6 +163,8 @@ func parse(name string, data []byte, baseDir string, read readFunc) (*File, erro
 	f.lines = d.lines
 	if !d.exhausted() {
 		_, errs := f.build(ec2.DeriveOptions{})
+		_, more := f.buildAll(ec2.DeriveOptions{})
+		errs = append(errs, more...)
 		for _, e := range errs {
 			if !d.isCovered(e.Field) {
 				d.errs = append(d.errs, e)
@@ -156,14 +190,21 @@ func (f *File) BuildInstance(opt ec2.DeriveOptions) (*ec2.Instance, error) {
 }
 
 func (f *File) build(opt ec2.DeriveOptions) (*ec2.Instance, []*Error) {
-	inst := ec2.NewDefaultInstance()
+	ci := &Instance{base: ec2.NewDefaultInstance(), prefix: "instance"}
+	if f != nil && f.Instance != nil && f.Instance.base != nil {
+		ci = f.Instance
+	}
+	return f.buildOne(ci, opt)
+}
+
+// buildOne derives and validates one instance definition, reporting problems
+// at the lines of its keys.
+func (f *File) buildOne(ci *Instance, opt ec2.DeriveOptions) (*ec2.Instance, []*Error) {
+	inst := ci.base.Clone()
 	var file string
 	var lines map[string]int
 	if f != nil {
 		file, lines = f.name, f.lines
-		if f.Instance != nil && f.Instance.base != nil {
-			inst = f.Instance.base.Clone()
-		}
 	}
 	if f != nil && inst.Role != nil {
 		// A role defined under roles: supplies the instance profile unless
@@ -178,12 +219,64 @@ func (f *File) build(opt ec2.DeriveOptions) (*ec2.Instance, []*Error) {
 		}
 	}
 	ec2.Derive(inst, opt)
+	inst.Origin = ec2.OriginConfig
 	var errs []*Error
 	for _, fe := range inst.Validate() {
-		path := "instance." + fe.Field
+		path := sub(ci.prefix, fe.Field)
 		errs = append(errs, &Error{File: file, Line: lineOf(lines, path), Field: path, Problem: fe.Problem})
 	}
 	return inst, errs
+}
+
+// BuildInstances returns the instances of instances:, derived and validated,
+// and checks that names and source addresses are not shared.
+func (f *File) BuildInstances(opt ec2.DeriveOptions) ([]*ec2.Instance, error) {
+	insts, errs := f.buildAll(opt)
+	if err := joinErrors(errs); err != nil {
+		return nil, err
+	}
+	return insts, nil
+}
+
+func (f *File) buildAll(opt ec2.DeriveOptions) ([]*ec2.Instance, []*Error) {
+	var out []*ec2.Instance
+	var errs []*Error
+	names := map[string]int{}
+	addrs := map[string]string{}
+	for i, ci := range f.Instances {
+		inst, e := f.buildOne(ci, opt)
+		errs = append(errs, e...)
+		at := func(field string) *Error {
+			path := sub(ci.prefix, field)
+			return &Error{File: f.name, Line: lineOf(f.lines, path), Field: path}
+		}
+		if j, dup := names[inst.Name]; dup {
+			e := at("name")
+			e.Problem = fmt.Sprintf("%q is already the name of instances[%d]", inst.Name, j)
+			errs = append(errs, e)
+		}
+		names[inst.Name] = i
+		for n, a := range inst.SourceAddrs {
+			if other, dup := addrs[a]; dup {
+				e := at(fmt.Sprintf("source_addresses[%d]", n))
+				e.Problem = fmt.Sprintf("%s is already an address of instance %s", a, other)
+				errs = append(errs, e)
+			}
+			addrs[a] = inst.Name
+		}
+		out = append(out, inst)
+	}
+	if f.DefaultInstance != "" {
+		if _, ok := names[f.DefaultInstance]; !ok {
+			errs = append(errs, &Error{File: f.name, Line: max(f.defaultLine, 1), Field: "default_instance",
+				Problem: fmt.Sprintf("%q is not the name of one of instances", f.DefaultInstance)})
+		}
+	}
+	if f.Instance != nil && len(f.Instances) > 0 {
+		errs = append(errs, &Error{File: f.name, Line: lineOf(f.lines, "instances"), Field: "instances",
+			Problem: "cannot be combined with instance:; list that instance under instances: (and name it in default_instance)"})
+	}
+	return out, errs
 }
 
 // lineOf finds the line of path or of its closest ancestor in the file: a
@@ -233,3 +326,11 @@ func (d *decoder) resolvePath(p string) string {
 
 // Name is the file name used in messages ("" for Default()).
 func (f *File) Name() string { return f.name }
+
+// sub appends a field path (which may hold dots and indexes) to prefix.
+func sub(prefix, field string) string {
+	if prefix == "" {
+		return field
+	}
+	return prefix + "." + field
+}

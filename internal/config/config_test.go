@@ -32,6 +32,7 @@ func defaultInstance(t *testing.T) *ec2.Instance {
 	t.Helper()
 	inst := ec2.NewDefaultInstance()
 	ec2.Derive(inst, opt)
+	inst.Origin = ec2.OriginConfig
 	if errs := inst.Validate(); len(errs) > 0 {
 		t.Fatalf("the default instance is invalid: %v", errs)
 	}
@@ -133,6 +134,7 @@ func TestFullExample(t *testing.T) {
 	got.Role.InstanceProfileID = "(derived)"
 
 	want := &ec2.Instance{
+		Origin:             ec2.OriginConfig,
 		Name:               "web-1",
 		ID:                 "i-0a1b2c3d4e5f60718",
 		AccountID:          "123456789012",

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -98,10 +100,72 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 			d.roles(p, line, v, f)
 		},
 		"instance": func(p string, line int, v *yaml.Node) {
-			b := &instanceBuilder{d: d, inst: ec2.NewDefaultInstance()}
+			b := &instanceBuilder{d: d, inst: ec2.NewDefaultInstance(), prefix: p}
 			if d.mapping(p, line, v, b.schema()) {
 				f.Instance = b.finish()
 			}
+		},
+		"instances": func(p string, line int, v *yaml.Node) {
+			f.Instances = d.instanceList(p, line, v)
+		},
+		"default_instance": func(p string, line int, v *yaml.Node) {
+			if s, ok := d.str(p, line, v); ok {
+				f.DefaultInstance = s
+				f.defaultLine = line
+			}
+		},
+		"identity": func(p string, line int, v *yaml.Node) {
+			d.mapping(p, line, v, schema{
+				"trusted_proxies": func(p string, l int, v *yaml.Node) {
+					if cidrs, ok := d.strs(p, l, v); ok {
+						for i, c := range cidrs {
+							pfx, err := netip.ParsePrefix(c)
+							if err != nil {
+								if a, aerr := netip.ParseAddr(c); aerr == nil {
+									pfx, err = a.Prefix(a.BitLen())
+								}
+							}
+							if err != nil {
+								d.errorf(l, fmt.Sprintf("%s[%d]", p, i), "must be an address or CIDR, got %q", c)
+								continue
+							}
+							f.Identity.TrustedProxies = append(f.Identity.TrustedProxies, pfx.Masked())
+						}
+					}
+				},
+				"proxy_secret": func(p string, l int, v *yaml.Node) {
+					if s, ok := d.str(p, l, v); ok {
+						if len(s) < 16 {
+							d.errorf(l, p, "must be at least 16 characters")
+						}
+						f.Identity.ProxySecret = s
+					}
+				},
+				"neighbour_table": func(p string, l int, v *yaml.Node) {
+					if on, ok := d.boolean(p, l, v); ok {
+						f.Identity.NeighbourTable = on
+					}
+				},
+			})
+		},
+		"admin": func(p string, line int, v *yaml.Node) {
+			d.mapping(p, line, v, schema{
+				"socket": func(p string, l int, v *yaml.Node) {
+					if s, ok := d.str(p, l, v); ok && s != "" {
+						f.Admin.Socket = d.resolvePath(s)
+					}
+				},
+				"listen": func(p string, l int, v *yaml.Node) {
+					if s, ok := d.str(p, l, v); ok && d.hostPort(p, l, s) {
+						f.Admin.Listen = s
+					}
+				},
+				"token_file": func(p string, l int, v *yaml.Node) {
+					if s, ok := d.str(p, l, v); ok && s != "" {
+						f.Admin.TokenFile = d.resolvePath(s)
+					}
+				},
+			})
 		},
 	})
 
@@ -173,6 +237,9 @@ func (d *decoder) hostPort(path string, line int, s string) bool {
 type instanceBuilder struct {
 	d    *decoder
 	inst *ec2.Instance
+	// prefix is the path of the instance's mapping: "instance",
+	// "instances[2]", or "" for a document of its own.
+	prefix string
 
 	regionSet, zoneSet bool
 
@@ -216,7 +283,7 @@ func (b *instanceBuilder) short(target string, set func(p string, line int, v *y
 		}
 		b.shorthands = append(b.shorthands, keyAt{p, line})
 		// ec2.Validate names interface 0's field; point it at the shorthand.
-		b.d.mark("instance.network_interfaces[0]."+target, line)
+		b.d.mark(sub(b.prefix, "network_interfaces[0]."+target), line)
 		set(p, line, v)
 	}
 }
@@ -397,6 +464,24 @@ func (b *instanceBuilder) schema() schema {
 				b.userDataSrc = []byte(s)
 			}
 		},
+		// user_data_base64 carries binary user data in JSON documents.
+		"user_data_base64": func(p string, l int, v *yaml.Node) {
+			s, ok := d.str(p, l, v)
+			if !ok {
+				return
+			}
+			if b.userData.line > 0 {
+				d.errorf(l, p, "cannot be combined with user_data (line %d); choose one", b.userData.line)
+				return
+			}
+			data, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				d.errorf(l, p, "must be standard base64")
+				return
+			}
+			b.userData = keyAt{p, l}
+			b.userDataSrc = data
+		},
 		"user_data_file": func(p string, l int, v *yaml.Node) {
 			s, ok := d.str(p, l, v)
 			if !ok {
@@ -407,7 +492,7 @@ func (b *instanceBuilder) schema() schema {
 				return
 			}
 			b.dataFile, b.dataPath = keyAt{p, l}, s
-			d.mark("instance.user_data", l)
+			d.mark(join(b.prefix, "user_data"), l)
 		},
 
 		"role": func(p string, l int, v *yaml.Node) {
@@ -429,6 +514,17 @@ func (b *instanceBuilder) schema() schema {
 			if n, ok := d.integer(p, l, v, 1, 64); ok {
 				inst.Metadata.PutResponseHopLimit = n
 			}
+		},
+		"source_addresses": b.strs(&inst.SourceAddrs),
+		"match_mac": func(p string, l int, v *yaml.Node) {
+			if on, ok := d.boolean(p, l, v); ok {
+				inst.MatchMAC = on
+			}
+		},
+		// origin is shown in documents the server writes; what a document
+		// says is ignored, the server decides.
+		"origin": func(p string, l int, v *yaml.Node) {
+			d.enum(p, l, v, ec2.OriginConfig, ec2.OriginAPI)
 		},
 	}
 }
@@ -460,7 +556,7 @@ func (b *instanceBuilder) finish() *Instance {
 			first, second = second, first
 		}
 		d.errorf(second.line, second.path, "cannot be combined with %s (line %d); choose one",
-			strings.TrimPrefix(first.path, "instance."), first.line)
+			strings.TrimPrefix(first.path, b.prefix+"."), first.line)
 	case b.dataFile.line > 0:
 		path := d.resolvePath(b.dataPath)
 		data, err := d.read(path, maxUserDataFile)
@@ -472,7 +568,7 @@ func (b *instanceBuilder) finish() *Instance {
 	case b.userData.line > 0:
 		inst.UserData = nonEmpty(b.userDataSrc)
 	}
-	return &Instance{base: inst}
+	return &Instance{base: inst, prefix: b.prefix}
 }
 
 // nonEmpty maps empty user data to none: EC2 has no such thing as empty user
@@ -678,4 +774,44 @@ func (d *decoder) role(path string, line int, v *yaml.Node) (*ec2.Role, bool) {
 	}
 	d.errorf(line, path, "must be a role name, a mapping {name, instance_profile_name, instance_profile_id} or null, got %s", describe(rv))
 	return nil, false
+}
+
+// instanceList decodes a list of instance definitions; each needs a name.
+func (d *decoder) instanceList(path string, line int, v *yaml.Node) []*Instance {
+	var out []*Instance
+	if isNull(resolve(v)) {
+		return nil
+	}
+	if resolve(v).Kind != yaml.SequenceNode {
+		d.errorf(line, path, "must be a list of instances, got %s", describe(resolve(v)))
+		return nil
+	}
+	d.list(path, line, v, func(i int, p string, l int, item *yaml.Node) {
+		if ci := d.instanceDef(p, l, item); ci != nil {
+			out = append(out, ci)
+		}
+	})
+	return out
+}
+
+// instanceDef decodes one named instance definition at path.
+func (d *decoder) instanceDef(path string, line int, v *yaml.Node) *Instance {
+	if isNull(resolve(v)) {
+		d.errorf(line, path, "must be an instance definition, got null")
+		return nil
+	}
+	b := &instanceBuilder{d: d, inst: ec2.NewDefaultInstance(), prefix: path}
+	named := false
+	s := b.schema()
+	name := s["name"]
+	s["name"] = func(p string, l int, v *yaml.Node) { named = true; name(p, l, v) }
+	if !d.mapping(path, line, v, s) {
+		return nil
+	}
+	if !named {
+		d.errorf(line, sub(path, "name"), "is required for each of several instances")
+	}
+	ci := b.finish()
+	ci.line = line
+	return ci
 }

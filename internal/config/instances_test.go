@@ -1,0 +1,148 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+func sampleSpec() *ec2.Instance {
+	inst := ec2.NewDefaultInstance()
+	inst.Name = "web-1"
+	inst.ID = "i-0123456789abcdef0"
+	inst.AvailabilityZone = "eu-west-1b"
+	inst.Region = "eu-west-1"
+	inst.InstanceType = "t3.small"
+	inst.AncestorAMIIDs = []string{"ami-0aaaaaaaaaaaaaaaa"}
+	inst.PendingTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	inst.Monitoring = true
+	inst.Placement = ec2.Placement{GroupName: "pg", PartitionNumber: 2}
+	inst.Interfaces = []ec2.NetworkInterface{{MAC: "02:00:00:00:00:01", PrivateIPv4s: []string{"10.0.0.5"}, PublicIPv4s: []string{},
+		SecurityGroups: []ec2.SecurityGroup{{Name: "web", ID: "sg-0123456789abcdef0"}}}, {DeviceNumber: 1}}
+	inst.BlockDevices = []ec2.BlockDevice{{Name: "root", Device: "/dev/xvda"}, {Name: "ami", Device: "/dev/xvda"}}
+	inst.PublicKeys = []ec2.PublicKey{{Name: "alice", Key: "ssh-ed25519 AAAAC3Nza alice@example"}}
+	inst.Tags = []ec2.Tag{{Key: "z", Value: "last"}, {Key: "Name", Value: "web-1"}}
+	inst.Metadata = ec2.MetadataOptions{HTTPTokens: "required", TagsInMetadata: true, PutResponseHopLimit: 2}
+	inst.UserData = []byte{0x1f, 0x8b, 0xff, 0x00}
+	inst.Role = &ec2.Role{Name: "web-role", InstanceProfileName: "web"}
+	inst.SourceAddrs = []string{"10.0.0.5", "fd00::5"}
+	inst.MatchMAC = true
+	return inst
+}
+
+func TestMarshalParseRoundTrip(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		spec *ec2.Instance
+	}{
+		{"full", sampleSpec()},
+		{"no role, text user data", func() *ec2.Instance {
+			i := ec2.NewDefaultInstance()
+			i.Name = "bare"
+			i.Role = nil
+			i.UserData = []byte("#cloud-config\n")
+			return i
+		}()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			doc, err := MarshalInstance(tt.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ParseInstances("doc.json", doc)
+			if err != nil {
+				t.Fatalf("ParseInstances(%s): %v", doc, err)
+			}
+			if len(got) != 1 {
+				t.Fatalf("%d instances", len(got))
+			}
+			if diff := cmp.Diff(got[0], tt.spec); diff != "" {
+				t.Errorf("round trip (-got +want):\n%s\ndocument: %s", diff, doc)
+			}
+		})
+	}
+	// A derived instance re-derives to itself.
+	inst := sampleSpec()
+	ec2.Derive(inst, ec2.DeriveOptions{Seed: []byte("s")})
+	doc, _ := MarshalInstance(inst)
+	got, err := ParseInstances("doc.json", doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec2.Derive(got[0], ec2.DeriveOptions{Seed: []byte("other seed")})
+	if diff := cmp.Diff(got[0], inst); diff != "" {
+		t.Errorf("derived round trip (-got +want):\n%s", diff)
+	}
+}
+
+func TestParseInstancesShapes(t *testing.T) {
+	for _, src := range []string{
+		"name: a\n",
+		`{"name": "a"}`,
+		"- name: a\n- name: b\n",
+		"instances:\n  - name: a\n  - name: b\n",
+	} {
+		got, err := ParseInstances("x", []byte(src))
+		if err != nil || len(got) == 0 || got[0].Name != "a" {
+			t.Errorf("ParseInstances(%q) = %v, %v", src, got, err)
+		}
+	}
+	for _, tt := range []struct{ src, want string }{
+		{"region: eu-west-1\n", "x:1: name: is required for each of several instances"},
+		{"- name: a\n- name: a\n", `x:2: [1].name: "a" is already the name of instances[0]`},
+		{"name: a\nuser_data_file: /etc/shadow\n", "x:2: user_data_file: cannot read /etc/shadow: documents sent to the server cannot reference files"},
+		{"name: a\nregoin: x\n", "x:2: regoin: unknown key; did you mean region?"},
+		{"42\n", "x:1: must be an instance definition, a list of them or a mapping with instances:, got"},
+		{"", "x:1: no instance definition found"},
+		{"- name: a\n  source_addresses: [10.0.0.1]\n- name: b\n  source_addresses: [10.0.0.1]\n", "x:4: [1].source_addresses[0]: 10.0.0.1 is already an address of instance a"},
+	} {
+		_, err := ParseInstances("x", []byte(tt.src))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseInstances(%q): err=%v, want it to contain %q", tt.src, err, tt.want)
+		}
+	}
+}
+
+func TestInstancesSection(t *testing.T) {
+	f, err := Parse("t.yaml", []byte(`default_instance: b
+identity:
+  trusted_proxies: [10.0.0.1, 192.168.0.0/24]
+  proxy_secret: 0123456789abcdef0123
+instances:
+  - name: a
+    source_addresses: [10.1.0.2]
+  - name: b
+    source_addresses: [10.1.0.3]
+    match_mac: true
+    mac: 02:00:00:00:00:0b
+`), "testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts, err := f.BuildInstances(ec2.DeriveOptions{Seed: []byte("s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(insts) != 2 || insts[0].Primary().PrivateIPv4s[0] != "10.1.0.2" || !insts[1].MatchMAC || insts[1].Origin != ec2.OriginConfig {
+		t.Errorf("instances %+v", insts)
+	}
+	if f.DefaultInstance != "b" || len(f.Identity.TrustedProxies) != 2 || f.Identity.TrustedProxies[0].String() != "10.0.0.1/32" {
+		t.Errorf("default %q identity %+v", f.DefaultInstance, f.Identity)
+	}
+	for _, tt := range []struct{ src, want string }{
+		{"default_instance: z\ninstances:\n  - name: a\n", `t.yaml:1: default_instance: "z" is not the name of one of instances`},
+		{"instance: {}\ninstances:\n  - name: a\n", "t.yaml:2: instances: cannot be combined with instance:"},
+		{"identity:\n  proxy_secret: short\n", "t.yaml:2: identity.proxy_secret: must be at least 16 characters"},
+		{"identity:\n  trusted_proxies: [nope]\n", `t.yaml:2: identity.trusted_proxies[0]: must be an address or CIDR, got "nope"`},
+		{"instances:\n  - name: a\n    mac: zz\n", "t.yaml:3: instances[0].network_interfaces[0].mac: must be six lower-case hex pairs"},
+	} {
+		_, err := Parse("t.yaml", []byte(tt.src), "testdata")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q): err=%v, want %q", tt.src, err, tt.want)
+		}
+	}
+}
