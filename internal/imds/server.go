@@ -429,14 +429,20 @@ func (s *Server) checkOrigin(r *http.Request) error {
 type peerKey struct{}
 
 func requester(r *http.Request) ec2.Requester {
-	if req, ok := r.Context().Value(peerKey{}).(ec2.Requester); ok {
-		return req
+	req, ok := r.Context().Value(peerKey{}).(ec2.Requester)
+	if !ok {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			req.Addr = ap.Addr().Unmap()
+		}
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return ec2.Requester{}
+	// Only the locator decides whether the peer may speak for an instance.
+	if v, ok := r.Header["X-Instance-Id"]; ok {
+		req.ProxiedInstance = v[0]
 	}
-	return ec2.Requester{Addr: ap.Addr().Unmap()}
+	if v, ok := r.Header["X-Instance-Id-Signature"]; ok {
+		req.ProxiedSignature = v[0]
+	}
+	return req
 }
 
 func (s *Server) write(w http.ResponseWriter, req *request, ctype []string, body []byte, c *compiled) {

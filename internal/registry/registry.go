@@ -1,0 +1,395 @@
+// Package registry is the set of instances one server serves: those declared
+// in the config file and those registered at run time through the admin API
+// (kept in an ec2.InstanceStore), indexed by name, source address and MAC.
+//
+// Lookups read an immutable index through an atomic pointer, so identifying
+// a requester takes no lock and costs the same whatever the number of
+// instances; a change builds a new index and swaps it in, and never blocks
+// requests for other instances.
+package registry
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// Registry implements ec2.InstanceLocator for the metadata server and
+// ec2.InstanceService for the admin API.
+type Registry struct {
+	// Store keeps instances registered at run time; nil refuses registration.
+	Store ec2.InstanceStore
+	// Derive makes derived values stable (machine seed).
+	Derive ec2.DeriveOptions
+	Logger *slog.Logger
+	Now    func() time.Time
+
+	// Neighbours returns the kernel neighbour table (address → MAC); nil
+	// disables matching by MAC.
+	Neighbours func(ctx context.Context) (map[netip.Addr]string, error)
+	// TrustedProxies may name the instance with signed identity headers.
+	TrustedProxies []netip.Prefix
+	// ProxySecret keys the HMAC-SHA256 of X-Instance-ID.
+	ProxySecret []byte
+
+	mu      sync.Mutex // serialises changes
+	idx     atomic.Pointer[index]
+	config  []*ec2.Instance
+	defName string
+
+	neigh       atomic.Pointer[neighCache]
+	neighMu     sync.Mutex
+	unknownSeen sync.Map // netip.Addr → time.Time of the last log line
+}
+
+var (
+	_ ec2.InstanceLocator = (*Registry)(nil)
+	_ ec2.InstanceService = (*Registry)(nil)
+)
+
+// index is an immutable view of every instance.
+type index struct {
+	byName map[string]*ec2.Instance // derived
+	specs  map[string]*ec2.Instance // as registered (API instances only)
+	byAddr map[netip.Addr]*ec2.Instance
+	byMAC  map[string]*ec2.Instance
+	def    *ec2.Instance
+	names  []string
+}
+
+type neighCache struct {
+	at    time.Time
+	table map[netip.Addr]string
+}
+
+// New returns an empty Registry.
+func New(store ec2.InstanceStore, opt ec2.DeriveOptions) *Registry {
+	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+	r.idx.Store(&index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
+		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}})
+	return r
+}
+
+// Load reads the stored instances. Call it once before serving, after
+// SetConfig if there is a config.
+func (r *Registry) Load(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rebuild(ctx)
+}
+
+// SetConfig replaces the instances declared in the config file (already
+// derived and validated); defaultName, when not empty, names the instance
+// that answers requesters no other instance matches.
+func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, defaultName string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, oldDef := r.config, r.defName
+	r.config, r.defName = insts, defaultName
+	if err := r.rebuild(ctx); err != nil {
+		r.config, r.defName = old, oldDef
+		return err
+	}
+	return nil
+}
+
+// rebuild makes a new index from the config and the store. r.mu is held.
+func (r *Registry) rebuild(ctx context.Context) error {
+	next := &index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
+		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}}
+	for _, inst := range r.config {
+		if err := next.add(inst); err != nil {
+			return err
+		}
+	}
+	if r.Store != nil {
+		specs, err := r.Store.FindInstances(ctx)
+		if err != nil {
+			return err
+		}
+		for _, spec := range specs {
+			inst, err := r.derive(spec)
+			if err == nil {
+				err = next.add(inst)
+			}
+			if err != nil {
+				// A stored instance that now clashes with the config file (or no
+				// longer validates) is left out, loudly, rather than stopping the server.
+				r.Logger.Warn("stored instance not served", "instance", spec.Name, "err", ec2.ErrorMessage(err))
+				continue
+			}
+			next.specs[spec.Name] = spec
+		}
+	}
+	if r.defName != "" {
+		next.def = next.byName[r.defName]
+		if next.def == nil {
+			return ec2.Errorf(ec2.EINVALID, "default instance %q does not exist", r.defName)
+		}
+	}
+	sort.Strings(next.names)
+	r.idx.Store(next)
+	return nil
+}
+
+// add puts a derived instance into the index, refusing clashes.
+func (x *index) add(inst *ec2.Instance) error {
+	if _, dup := x.byName[inst.Name]; dup {
+		return ec2.Errorf(ec2.ECONFLICT, "an instance named %q already exists", inst.Name)
+	}
+	for _, a := range inst.SourceAddrs {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return ec2.Errorf(ec2.EINVALID, "source address %q is not an IP address", a)
+		}
+		if other := x.byAddr[ip.Unmap()]; other != nil {
+			return ec2.Errorf(ec2.ECONFLICT, "address %s already belongs to instance %s", ip, other.Name)
+		}
+	}
+	mac := inst.Primary().MAC
+	if inst.MatchMAC {
+		if other := x.byMAC[mac]; other != nil {
+			return ec2.Errorf(ec2.ECONFLICT, "MAC %s already belongs to instance %s", mac, other.Name)
+		}
+	}
+	x.byName[inst.Name] = inst
+	x.names = append(x.names, inst.Name)
+	for _, a := range inst.SourceAddrs {
+		ip, _ := netip.ParseAddr(a)
+		x.byAddr[ip.Unmap()] = inst
+	}
+	if inst.MatchMAC {
+		x.byMAC[mac] = inst
+	}
+	return nil
+}
+
+// derive turns a stored spec into the instance it describes.
+func (r *Registry) derive(spec *ec2.Instance) (*ec2.Instance, error) {
+	inst := spec.Clone()
+	ec2.Derive(inst, r.Derive)
+	inst.Origin = ec2.OriginAPI
+	if errs := inst.Validate(); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return nil, ec2.Errorf(ec2.EINVALID, "instance %q: %s", spec.Name, strings.Join(msgs, "; "))
+	}
+	return inst, nil
+}
+
+// Header names of a trusted metadata proxy, as Nova's.
+const (
+	HeaderInstance  = "X-Instance-ID"
+	HeaderSignature = "X-Instance-ID-Signature"
+)
+
+// Sign returns the signature a proxy sends for name: hex HMAC-SHA256.
+func Sign(secret []byte, name string) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(name))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// LocateInstance implements ec2.InstanceLocator: signed proxy headers from a
+// trusted proxy first, then the source address, then the MAC, then the
+// default instance.
+func (r *Registry) LocateInstance(ctx context.Context, req ec2.Requester) (*ec2.Instance, error) {
+	x := r.idx.Load()
+	if (req.ProxiedInstance != "" || req.ProxiedSignature != "") && r.trusted(req.Addr) {
+		if len(r.ProxySecret) == 0 || !hmac.Equal([]byte(Sign(r.ProxySecret, req.ProxiedInstance)), []byte(req.ProxiedSignature)) {
+			return nil, ec2.Errorf(ec2.EFORBIDDEN, "identity headers from proxy %s are unsigned or badly signed", req.Addr)
+		}
+		if inst := x.byName[req.ProxiedInstance]; inst != nil {
+			return inst, nil
+		}
+		return nil, r.unknown(req.Addr, "proxy "+req.Addr.String()+" named unknown instance "+req.ProxiedInstance)
+	}
+	if inst := x.byAddr[req.Addr]; inst != nil {
+		return inst, nil
+	}
+	if len(x.byMAC) > 0 && r.Neighbours != nil {
+		if mac := r.macOf(ctx, req.Addr); mac != "" {
+			if inst := x.byMAC[mac]; inst != nil {
+				return inst, nil
+			}
+		}
+	}
+	if x.def != nil {
+		return x.def, nil
+	}
+	return nil, r.unknown(req.Addr, "no instance has address "+req.Addr.String())
+}
+
+func (r *Registry) trusted(a netip.Addr) bool {
+	for _, p := range r.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// unknown logs an unknown requester at most once a minute per address.
+func (r *Registry) unknown(a netip.Addr, msg string) error {
+	now := r.Now()
+	if last, ok := r.unknownSeen.Load(a); !ok || now.Sub(last.(time.Time)) > time.Minute {
+		r.unknownSeen.Store(a, now)
+		r.Logger.Warn("metadata request from an unknown requester", "addr", a.String(), "reason", msg)
+	}
+	return ec2.Errorf(ec2.ENOTFOUND, "%s", msg)
+}
+
+// macOf looks a requester up in the neighbour table, re-reading it at most
+// once a second.
+func (r *Registry) macOf(ctx context.Context, a netip.Addr) string {
+	if c := r.neigh.Load(); c != nil {
+		if mac, ok := c.table[a]; ok || r.Now().Sub(c.at) < time.Second {
+			return mac
+		}
+	}
+	r.neighMu.Lock()
+	defer r.neighMu.Unlock()
+	if c := r.neigh.Load(); c != nil && r.Now().Sub(c.at) < time.Second {
+		return c.table[a]
+	}
+	table, err := r.Neighbours(ctx)
+	if err != nil {
+		r.Logger.Warn("reading the neighbour table failed", "err", err)
+		return ""
+	}
+	r.neigh.Store(&neighCache{at: r.Now(), table: table})
+	return table[a]
+}
+
+// ListInstances implements ec2.InstanceService.
+func (r *Registry) ListInstances(context.Context) ([]*ec2.Instance, error) {
+	x := r.idx.Load()
+	out := make([]*ec2.Instance, 0, len(x.names))
+	for _, n := range x.names {
+		out = append(out, x.byName[n].Clone())
+	}
+	return out, nil
+}
+
+// GetInstance implements ec2.InstanceService.
+func (r *Registry) GetInstance(_ context.Context, name string) (*ec2.Instance, error) {
+	if inst := r.idx.Load().byName[name]; inst != nil {
+		return inst.Clone(), nil
+	}
+	return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
+}
+
+// GetInstanceSpec implements ec2.InstanceService. Config instances have no
+// stored spec; their derived form is returned.
+func (r *Registry) GetInstanceSpec(ctx context.Context, name string) (*ec2.Instance, error) {
+	x := r.idx.Load()
+	if spec := x.specs[name]; spec != nil {
+		return spec.Clone(), nil
+	}
+	return r.GetInstance(ctx, name)
+}
+
+// AddInstance implements ec2.InstanceService.
+func (r *Registry) AddInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	return r.put(ctx, spec, false)
+}
+
+// SetInstance implements ec2.InstanceService.
+func (r *Registry) SetInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	return r.put(ctx, spec, true)
+}
+
+func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (*ec2.Instance, error) {
+	if r.Store == nil {
+		return nil, ec2.Errorf(ec2.EUNSUPPORTED, "this server has no store for instances registered at run time")
+	}
+	spec = spec.Clone()
+	spec.Origin = ""
+	if spec.PendingTime.IsZero() {
+		// Registration is the launch: fixed now so the identity document stays stable.
+		spec.PendingTime = r.Now().UTC().Truncate(time.Second)
+	}
+	inst, err := r.derive(spec)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	x := r.idx.Load()
+	cur := x.byName[spec.Name]
+	switch {
+	case !replace && cur != nil:
+		return nil, ec2.Errorf(ec2.ECONFLICT, "an instance named %q already exists", spec.Name)
+	case replace && cur == nil:
+		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", spec.Name)
+	case cur != nil && cur.Origin == ec2.OriginConfig:
+		return nil, ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; change it there", spec.Name)
+	}
+	// Check clashes against every other instance before touching the store.
+	trial := &index{byName: map[string]*ec2.Instance{}, byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}}
+	for _, n := range x.names {
+		if n != spec.Name {
+			trial.add(x.byName[n])
+		}
+	}
+	if err := trial.add(inst); err != nil {
+		return nil, err
+	}
+	if replace {
+		err = r.Store.UpdateInstance(ctx, spec)
+	} else {
+		err = r.Store.CreateInstance(ctx, spec)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := r.rebuild(ctx); err != nil {
+		return nil, err
+	}
+	verb := "registered"
+	if replace {
+		verb = "updated"
+	}
+	r.Logger.Info("instance "+verb, "instance", inst.Name, "instance_id", inst.ID, "addresses", strings.Join(inst.SourceAddrs, ","))
+	return inst.Clone(), nil
+}
+
+// RemoveInstance implements ec2.InstanceService.
+func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur := r.idx.Load().byName[name]
+	switch {
+	case cur == nil:
+		return ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
+	case cur.Origin == ec2.OriginConfig:
+		return ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; remove it there", name)
+	}
+	if err := r.Store.DeleteInstance(ctx, name); err != nil {
+		return err
+	}
+	if err := r.rebuild(ctx); err != nil {
+		return err
+	}
+	r.Logger.Info("instance removed", "instance", name)
+	return nil
+}
+
+// String describes the registry for logs.
+func (r *Registry) String() string {
+	x := r.idx.Load()
+	return fmt.Sprintf("registry(%d instances, default %q)", len(x.names), r.defName)
+}
