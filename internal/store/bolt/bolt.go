@@ -1,0 +1,272 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+const (
+	// schemaVersion is the bucket layout this code reads and writes. A file
+	// with a higher version was written by a newer imds and is refused, since
+	// writing to it could destroy what the newer version relies on.
+	schemaVersion = 1
+
+	// lockTimeout bounds the wait for the file lock. Another imds holding it
+	// will not release it soon, so failing quickly with a clear message beats
+	// hanging at start-up (bbolt's default is to wait forever).
+	lockTimeout = 2 * time.Second
+)
+
+// Bucket and key names: part of the file format.
+const (
+	bucketMeta      = "meta"
+	bucketInstances = "instances"
+	keySchema       = "schema"
+)
+
+// DB is the imds database file (data_dir/imds.db).
+type DB struct {
+	bolt *bbolt.DB
+	path string
+}
+
+// Open opens the database at path, creating it (and its directory, 0700) if
+// needed with mode 0600, since records may hold role names and user data
+// that other local users have no business reading. It fails if another
+// process holds the file, and if the file was written by a newer imds.
+func Open(path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: lockTimeout,
+		// The hashmap freelist keeps allocation cheap as the file grows; it
+		// is not persisted differently, so the choice can change freely.
+		FreelistType: bbolt.FreelistMapType,
+		// NoSync stays false: every commit is fsynced before Update returns,
+		// which is what lets CreateInstance's success mean "durable".
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("database %s is in use by another imds process", path)
+	} else if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if err := b.Update(initSchema); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	return &DB{bolt: b, path: path}, nil
+}
+
+// initSchema checks the schema of an existing file, before touching anything
+// else in it, and creates the buckets of a new one.
+func initSchema(tx *bbolt.Tx) error {
+	if meta := tx.Bucket([]byte(bucketMeta)); meta != nil {
+		v := meta.Get([]byte(keySchema))
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return fmt.Errorf("unreadable schema version %q: not an imds database or corrupt", v)
+		}
+		if n > schemaVersion {
+			return fmt.Errorf("schema version %d is newer than this imds supports (%d); upgrade imds", n, schemaVersion)
+		}
+		if n < 1 {
+			return fmt.Errorf("invalid schema version %d", n)
+		}
+	}
+	meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
+	if err != nil {
+		return err
+	}
+	if meta.Get([]byte(keySchema)) == nil {
+		if err := meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion))); err != nil {
+			return err
+		}
+	}
+	_, err = tx.CreateBucketIfNotExists([]byte(bucketInstances))
+	return err
+}
+
+// Close releases the file and its lock.
+func (db *DB) Close() error {
+	return db.bolt.Close()
+}
+
+// Instances returns the store of run-time instances kept in db.
+func (db *DB) Instances() *InstanceStore {
+	return &InstanceStore{db: db.bolt}
+}
+
+// InstanceStore is ec2.InstanceStore on a DB. It is safe for concurrent use:
+// bbolt serialises writers and gives readers consistent snapshots.
+type InstanceStore struct {
+	db *bbolt.DB
+}
+
+var _ ec2.InstanceStore = (*InstanceStore)(nil)
+
+// FindInstanceByName implements ec2.InstanceStore.
+func (s *InstanceStore) FindInstanceByName(ctx context.Context, name string) (*ec2.Instance, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var inst *ec2.Instance
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket([]byte(bucketInstances)).Get([]byte(name))
+		if v == nil {
+			return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", name)
+		}
+		var err error
+		inst, err = decode(name, v)
+		return err
+	})
+	return inst, err
+}
+
+// FindInstances implements ec2.InstanceStore. Names come back sorted because
+// bbolt keeps keys in byte order, the same order as Go's string comparison.
+//
+// A record that does not decode fails the whole call with an error naming its
+// key, rather than being skipped: a caller loading the instances at start-up
+// would otherwise carry on as if the instance did not exist, and hand its
+// name, addresses and MAC to someone else. The other records stay readable
+// one by one through FindInstanceByName, and the bad one can be deleted.
+func (s *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var insts []*ec2.Instance
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte(bucketInstances)).ForEach(func(k, v []byte) error {
+			inst, err := decode(string(k), v)
+			if err != nil {
+				return err
+			}
+			insts = append(insts, inst)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return insts, nil
+}
+
+// CreateInstance implements ec2.InstanceStore.
+func (s *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance) error {
+	v, err := encode(inst)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte(bucketInstances))
+		if b.Get([]byte(inst.Name)) != nil {
+			return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
+		}
+		return b.Put([]byte(inst.Name), v)
+	})
+}
+
+// UpdateInstance implements ec2.InstanceStore. The record is replaced whole,
+// so a field cleared in inst is cleared in the store.
+func (s *InstanceStore) UpdateInstance(ctx context.Context, inst *ec2.Instance) error {
+	v, err := encode(inst)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte(bucketInstances))
+		if b.Get([]byte(inst.Name)) == nil {
+			return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", inst.Name)
+		}
+		return b.Put([]byte(inst.Name), v)
+	})
+}
+
+// DeleteInstance implements ec2.InstanceStore. It does not decode the record,
+// so that a corrupt one can be removed.
+func (s *InstanceStore) DeleteInstance(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte(bucketInstances))
+		if b.Get([]byte(name)) == nil {
+			return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", name)
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+// checkName rejects names bbolt cannot use as keys. Finer rules (length,
+// characters) are ec2.Instance.Validate's business, applied before storing.
+func checkName(name string) error {
+	if name == "" {
+		return ec2.Errorf(ec2.EINVALID, "the instance name must not be empty")
+	}
+	if len(name) > bbolt.MaxKeySize {
+		return ec2.Errorf(ec2.EINVALID, "the instance name is longer than %d bytes", bbolt.MaxKeySize)
+	}
+	return nil
+}
+
+// encode checks inst and marshals its record, outside any transaction so that
+// the write lock is held only for the write.
+func encode(inst *ec2.Instance) ([]byte, error) {
+	if inst == nil {
+		return nil, ec2.Errorf(ec2.EINVALID, "no instance given")
+	}
+	if err := checkName(inst.Name); err != nil {
+		return nil, err
+	}
+	v, err := json.Marshal(toRecord(inst))
+	if err != nil {
+		return nil, fmt.Errorf("encode instance %q: %w", inst.Name, err)
+	}
+	return v, nil
+}
+
+// decode unmarshals the record stored under key. v belongs to bbolt and is
+// valid only during the transaction; json.Unmarshal copies what it keeps, so
+// the result is the caller's to modify.
+func decode(key string, v []byte) (*ec2.Instance, error) {
+	var r record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, corrupt(key, err)
+	}
+	inst, err := r.instance()
+	if err != nil {
+		return nil, corrupt(key, err)
+	}
+	if inst.Name != key {
+		return nil, corrupt(key, fmt.Errorf("record holds name %q", inst.Name))
+	}
+	return inst, nil
+}
+
+func corrupt(key string, err error) error {
+	return ec2.Errorf(ec2.EINTERNAL, "instance %q: database record is corrupt: %v", key, err)
+}
