@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -157,8 +158,14 @@ func (d *daemon) handleRotation() {
 	os.Remove(req)
 	role := strings.TrimSpace(string(b))
 	found := d.roles.Rotate(role)
-	if !found && d.instance.Role != nil && (role == "" || role == d.instance.Role.Name) {
-		found = true // a fake role nobody has asked for yet: its first credentials will be new anyway
+	if !found {
+		// A fake role nobody has asked for yet: its first credentials will be new anyway.
+		list, _ := d.registry.ListInstances(context.Background())
+		for _, inst := range list {
+			if inst.Role != nil && (role == "" || role == inst.Role.Name) {
+				found = true
+			}
+		}
 	}
 	if !found {
 		d.log.Warn("credential rotation requested for an unknown role", "role", role)

@@ -25,6 +25,9 @@ import (
 	"github.com/imdsdev/imds/internal/fastlog"
 	"github.com/imdsdev/imds/internal/identity"
 	"github.com/imdsdev/imds/internal/imds"
+	"github.com/imdsdev/imds/internal/neigh"
+	"github.com/imdsdev/imds/internal/registry"
+	"github.com/imdsdev/imds/internal/store/bolt"
 	"github.com/imdsdev/imds/internal/token"
 )
 
@@ -98,13 +101,18 @@ func applyEnv(fs *pflag.FlagSet) error {
 
 // daemon is a running `imds serve`: everything it opened, to close in order.
 type daemon struct {
-	log      *slog.Logger
-	logw     *fastlog.Writer
-	instance *ec2.Instance
-	metadata *imds.Server
-	roles    *creds.Roles
-	dataDir  string
-	stop     context.CancelFunc // stops the refreshers
+	log        *slog.Logger
+	logw       *fastlog.Writer
+	registry   *registry.Registry
+	db         *bolt.DB
+	metadata   *imds.Server
+	configPath string
+	imdsv2     string
+	derive     ec2.DeriveOptions
+	configDone chan struct{}
+	roles      *creds.Roles
+	dataDir    string
+	stop       context.CancelFunc // stops the refreshers
 
 	rotations     chan os.Signal
 	rotationsDone chan struct{}
@@ -139,22 +147,37 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 		}
 	}()
 
-	inst, err := file.BuildInstance(ec2.DeriveOptions{Seed: machineSeed(), Launch: bootTime()})
+	derive := ec2.DeriveOptions{Seed: machineSeed(), Launch: bootTime()}
+	insts, defName, err := configInstances(file, derive, o.imdsv2)
 	if err != nil {
 		return nil, err
-	}
-	switch o.imdsv2 {
-	case "":
-	case ec2.TokensOptional, ec2.TokensRequired:
-		inst.Metadata.HTTPTokens = o.imdsv2
-	default:
-		return nil, fmt.Errorf("--imdsv2: must be optional or required, got %q", o.imdsv2)
 	}
 
 	dataDir := firstNonEmpty(o.dataDir, file.DataDir, defaultDataDir())
 	signer, err := identity.Open(filepath.Join(dataDir, "identity"), time.Now, rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	db, err := bolt.Open(filepath.Join(dataDir, "imds.db"))
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	defer func() {
+		if !ok {
+			db.Close()
+		}
+	}()
+	reg := registry.New(db.Instances(), derive)
+	reg.Logger, reg.Now = logger, clk.Now
+	reg.TrustedProxies, reg.ProxySecret = file.Identity.TrustedProxies, []byte(file.Identity.ProxySecret)
+	if file.Identity.NeighbourTable {
+		reg.Neighbours = neigh.Table
+	}
+	if err := reg.SetConfig(context.Background(), insts, defName); err != nil {
+		return nil, fmt.Errorf("%s: %s", firstNonEmpty(o.configPath, "configuration"), ec2.ErrorMessage(err))
+	}
+	if err := reg.Load(context.Background()); err != nil {
+		return nil, fmt.Errorf("loading instances from %s: %w", dataDir, err)
 	}
 	tokens, err := token.NewIssuer(rand.Reader)
 	if err != nil {
@@ -177,7 +200,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 
 	srv := imds.NewServer()
 	srv.Listen = firstNonEmptyList(o.listen, file.Listen)
-	srv.Instances = ec2.SingleInstance{Instance: inst}
+	srv.Instances = reg
 	srv.Credentials = roles
 	srv.Identity = fakes
 	srv.Signer = signer
@@ -197,20 +220,23 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	for _, a := range srv.Addrs() {
 		addrs = append(addrs, a.String())
 	}
-	role := ""
-	if inst.Role != nil {
-		role = inst.Role.Name
+	list, _ := reg.ListInstances(context.Background())
+	var names []string
+	for _, i := range list {
+		names = append(names, i.Name)
 	}
 	logger.Info("serving instance metadata",
-		"listen", strings.Join(addrs, ","), "instance", inst.Name, "instance_id", inst.ID,
-		"region", inst.Region, "role", role, "imdsv2", inst.Metadata.HTTPTokens, "data_dir", dataDir)
-	d := &daemon{log: logger, logw: logw, instance: inst, metadata: srv, roles: roles, stop: cancel, dataDir: dataDir}
+		"listen", strings.Join(addrs, ","), "instances", strings.Join(names, ","), "default", defName,
+		"imdsv2", firstNonEmpty(o.imdsv2, "per instance"), "data_dir", dataDir)
+	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, roles: roles, stop: cancel,
+		dataDir: dataDir, configPath: o.configPath, imdsv2: o.imdsv2, derive: derive}
 	if err := d.watchRotations(); err != nil {
 		srv.Close(context.Background())
 		cancel()
 		roles.Wait()
 		return nil, err
 	}
+	d.watchConfig(ctx)
 	ok = true
 	return d, nil
 }
@@ -224,7 +250,8 @@ func (d *daemon) Close(ctx context.Context) error {
 		d.stopRotations()
 		d.stop()
 		d.roles.Wait()
-		d.closeErr = errors.Join(err, d.logw.Close())
+		<-d.configDone
+		d.closeErr = errors.Join(err, d.db.Close(), d.logw.Close())
 	})
 	return d.closeErr
 }
