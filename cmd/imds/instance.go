@@ -1,0 +1,661 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imdsdev/imds/internal/admin"
+	"github.com/imdsdev/imds/internal/config"
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// maxInputFile limits the files the instance commands read (user data,
+// --from-file, the token file); the server refuses bodies above 1 MiB anyway.
+const maxInputFile = 1 << 20
+
+// defaultAdminSocket is where `imds serve` puts its admin socket and where
+// the other commands look for it: $XDG_RUNTIME_DIR/imds/admin.sock when the
+// session has a runtime directory, /run/imds/admin.sock as root, and
+// /tmp/imds-UID/admin.sock otherwise.
+func defaultAdminSocket() string {
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
+		return filepath.Join(dir, "imds", "admin.sock")
+	}
+	if os.Geteuid() == 0 {
+		return "/run/imds/admin.sock"
+	}
+	return filepath.Join("/tmp", "imds-"+strconv.Itoa(os.Getuid()), "admin.sock")
+}
+
+// adminFlags say how to reach the admin API of a running server. Each has an
+// IMDS_<FLAG> environment variable, like the flags of serve.
+type adminFlags struct {
+	socket    string
+	url       string
+	tokenFile string
+}
+
+func (f *adminFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.socket, "admin-socket", "", "Unix `socket` of the server's admin API (env IMDS_ADMIN_SOCKET; default $XDG_RUNTIME_DIR/imds/admin.sock, /run/imds/admin.sock as root, else /tmp/imds-UID/admin.sock)")
+	fs.StringVar(&f.url, "admin-url", "", "`URL` of the admin API on TCP, e.g. http://127.0.0.1:1339, instead of the socket (env IMDS_ADMIN_URL)")
+	fs.StringVar(&f.tokenFile, "admin-token-file", "", "`file` holding the bearer token for --admin-url (env IMDS_ADMIN_TOKEN_FILE)")
+}
+
+// client returns a client of the admin API the flags (or their environment
+// variables) name.
+func (f *adminFlags) client(fs *pflag.FlagSet) (*admin.Client, error) {
+	value := func(flag, cur string) string {
+		if fs.Changed(flag) {
+			return cur
+		}
+		return firstNonEmpty(os.Getenv("IMDS_"+strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))), cur)
+	}
+	socket := value("admin-socket", f.socket)
+	base := value("admin-url", f.url)
+	tokenFile := value("admin-token-file", f.tokenFile)
+	if base == "" {
+		if tokenFile != "" {
+			return nil, errors.New("--admin-token-file: only used with --admin-url")
+		}
+		return admin.NewClient(firstNonEmpty(socket, defaultAdminSocket())), nil
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--admin-url: must be an http:// or https:// URL like http://127.0.0.1:1339, got %q", base)
+	}
+	if tokenFile == "" {
+		return nil, errors.New("--admin-url: the admin API on TCP needs --admin-token-file")
+	}
+	data, err := readInput(tokenFile, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" || strings.ContainsAny(token, "\r\n") {
+		return nil, fmt.Errorf("--admin-token-file: %s must hold one line with the token", tokenFile)
+	}
+	return admin.NewTCPClient(base, token), nil
+}
+
+// instanceFlags are the settings add and set take from the command line.
+// load checks them and reads the user data file; apply then changes a spec.
+type instanceFlags struct {
+	ips          []string
+	mac          string
+	role         string
+	userData     string
+	tags         []string
+	imdsv2       string
+	instanceType string
+	region       string
+
+	// Set by load.
+	addrs    []string
+	userDoc  []byte
+	tagEdits []tagEdit
+}
+
+// tagEdit sets a tag, or removes it.
+type tagEdit struct {
+	key, value string
+	remove     bool
+}
+
+func (f *instanceFlags) register(fs *pflag.FlagSet, set bool) {
+	ip, tag := "source `address` of the instance's metadata requests, repeatable", "tag `KEY=VALUE`, repeatable"
+	if set {
+		ip += " (replaces the list; --ip \"\" clears it)"
+		tag += "; KEY- removes the tag"
+	}
+	fs.StringArrayVar(&f.ips, "ip", nil, ip)
+	fs.StringVar(&f.mac, "mac", "", "`MAC` of the primary interface; requests are also recognised by it (neighbour table)")
+	fs.StringVar(&f.role, "role", "", "IAM `role` of the instance profile (\"\" for none; default "+ec2.DefaultRoleName+")")
+	fs.StringVar(&f.userData, "user-data", "", "user data `file` (- for standard input; \"\" for none)")
+	fs.StringArrayVar(&f.tags, "tag", nil, tag)
+	fs.StringVar(&f.imdsv2, "imdsv2", "", "IMDSv2 `mode`: optional or required")
+	fs.StringVar(&f.instanceType, "instance-type", "", "instance `type`, e.g. t3.small")
+	fs.StringVar(&f.region, "region", "", "`region`, e.g. eu-west-1")
+}
+
+// flagNames are the flags of instanceFlags, for messages.
+var flagNames = []string{"ip", "mac", "role", "user-data", "tag", "imdsv2", "instance-type", "region"}
+
+// changed reports whether any instance flag was given.
+func (f *instanceFlags) changed(fs *pflag.FlagSet) bool {
+	for _, n := range flagNames {
+		if fs.Changed(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// load checks the given flags, each error naming its flag, and reads the
+// user data. With set, a tag KEY- removes KEY.
+func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error {
+	f.addrs = nil
+	for _, s := range f.ips {
+		if s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return fmt.Errorf("--ip: %q is not an IP address", s)
+		}
+		f.addrs = append(f.addrs, a.String())
+	}
+	if f.mac != "" {
+		hw, err := net.ParseMAC(f.mac)
+		if err != nil || len(hw) != 6 {
+			return fmt.Errorf("--mac: %q is not a MAC address like 02:00:00:00:00:01", f.mac)
+		}
+		f.mac = hw.String()
+	}
+	f.tagEdits = nil
+	for _, t := range f.tags {
+		if key, ok := strings.CutSuffix(t, "-"); set && ok && key != "" && !strings.Contains(t, "=") {
+			f.tagEdits = append(f.tagEdits, tagEdit{key: key, remove: true})
+			continue
+		}
+		key, value, ok := strings.Cut(t, "=")
+		if !ok || key == "" {
+			if set {
+				return fmt.Errorf("--tag: %q must be KEY=VALUE, or KEY- to remove a tag", t)
+			}
+			return fmt.Errorf("--tag: %q must be KEY=VALUE", t)
+		}
+		f.tagEdits = append(f.tagEdits, tagEdit{key: key, value: value})
+	}
+	if fs.Changed("imdsv2") && f.imdsv2 != ec2.TokensOptional && f.imdsv2 != ec2.TokensRequired {
+		return fmt.Errorf("--imdsv2: must be optional or required, got %q", f.imdsv2)
+	}
+	if fs.Changed("instance-type") && f.instanceType == "" {
+		return errors.New("--instance-type: must not be empty")
+	}
+	if fs.Changed("region") && f.region == "" {
+		return errors.New("--region: must not be empty")
+	}
+	f.userDoc = nil
+	if fs.Changed("user-data") && f.userData != "" {
+		data, err := readInput(f.userData, stdin)
+		if err != nil {
+			return fmt.Errorf("--user-data: %w", err)
+		}
+		if len(data) > 0 {
+			f.userDoc = data
+		}
+	}
+	return nil
+}
+
+// apply changes spec as the given flags say, and only those; load must
+// have succeeded.
+func (f *instanceFlags) apply(fs *pflag.FlagSet, spec *ec2.Instance) {
+	if fs.Changed("ip") {
+		spec.SourceAddrs = slices.Clone(f.addrs)
+	}
+	if fs.Changed("mac") {
+		if len(spec.Interfaces) == 0 {
+			spec.Interfaces = []ec2.NetworkInterface{{}}
+		}
+		spec.Interfaces[primaryIndex(spec)].MAC = f.mac
+		spec.MatchMAC = f.mac != ""
+	}
+	if fs.Changed("role") {
+		switch {
+		case f.role == "":
+			spec.Role = nil
+		case spec.Role == nil || spec.Role.Name != f.role:
+			spec.Role = &ec2.Role{Name: f.role}
+		}
+	}
+	if fs.Changed("user-data") {
+		spec.UserData = slices.Clone(f.userDoc)
+	}
+	for _, e := range f.tagEdits {
+		if e.remove {
+			spec.Tags = removeTag(spec.Tags, e.key)
+		} else {
+			spec.Tags = setTag(spec.Tags, e.key, e.value)
+		}
+	}
+	if fs.Changed("imdsv2") {
+		spec.Metadata.HTTPTokens = f.imdsv2
+	}
+	if fs.Changed("instance-type") {
+		spec.InstanceType = f.instanceType
+	}
+	if fs.Changed("region") {
+		if spec.AvailabilityZone != "" && !strings.HasPrefix(spec.AvailabilityZone, f.region) {
+			// The zone belonged to the old region: derive a new one.
+			spec.AvailabilityZone, spec.AvailabilityZoneID = "", ""
+		}
+		spec.Region = f.region
+	}
+}
+
+// primaryIndex is the index of the interface ec2.Instance.Primary returns.
+func primaryIndex(inst *ec2.Instance) int {
+	for i, ni := range inst.Interfaces {
+		if ni.DeviceNumber == 0 {
+			return i
+		}
+	}
+	return 0
+}
+
+func setTag(tags []ec2.Tag, key, value string) []ec2.Tag {
+	for i, t := range tags {
+		if t.Key == key {
+			tags[i].Value = value
+			return tags
+		}
+	}
+	return append(tags, ec2.Tag{Key: key, Value: value})
+}
+
+func removeTag(tags []ec2.Tag, key string) []ec2.Tag {
+	out := tags[:0]
+	for _, t := range tags {
+		if t.Key != key {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// readInput reads a file given on the command line ("-" is stdin when
+// stdin is not nil), refusing one larger than maxInputFile.
+func readInput(path string, stdin io.Reader) ([]byte, error) {
+	var r io.Reader
+	if path == "-" && stdin != nil {
+		r = stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxInputFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxInputFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxInputFile)
+	}
+	return data, nil
+}
+
+// cliError turns an application error into its message, so that the user
+// reads what went wrong rather than a Go error value.
+func cliError(err error) error {
+	var e *ec2.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	if e.Code == ec2.EINTERNAL {
+		return errors.New("the server failed with an internal error; see its log")
+	}
+	return errors.New(e.Message)
+}
+
+// outputFlag validates -o.
+func outputFormat(format string) error {
+	switch format {
+	case "table", "json", "yaml":
+		return nil
+	}
+	return fmt.Errorf("-o/--output: must be table, json or yaml, got %q", format)
+}
+
+func newInstanceCommand() *cobra.Command {
+	var af adminFlags
+	c := &cobra.Command{
+		Use:   "instance",
+		Short: "Manage the instances of a running server (through its admin API)",
+	}
+	af.register(c.PersistentFlags())
+	c.AddCommand(newInstanceAddCommand(&af), newInstanceListCommand(&af), newInstanceGetCommand(&af),
+		newInstanceSetCommand(&af), newInstanceRmCommand(&af))
+	return c
+}
+
+func newInstanceAddCommand(af *adminFlags) *cobra.Command {
+	var (
+		f        instanceFlags
+		fromFile string
+		output   string
+	)
+	cmd := &cobra.Command{
+		Use:   "add NAME [flags] | add --from-file FILE",
+		Short: "Register an instance (or every instance of a YAML or JSON file) with the running server",
+		Example: `  imds instance add web-1 --ip 10.0.0.5 --role web-role --tag env=dev --user-data cloud-init.yaml
+  imds instance add --from-file instances.yaml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fs := cmd.Flags()
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			if fs.Changed("from-file") {
+				if len(args) > 0 || f.changed(fs) {
+					return errors.New("--from-file: cannot be combined with NAME or instance flags; put everything in the file")
+				}
+				if fromFile == "" {
+					return errors.New("--from-file: needs a file name (- for standard input)")
+				}
+			} else if len(args) == 0 {
+				return errors.New("add needs an instance NAME, or --from-file FILE")
+			}
+			var spec *ec2.Instance
+			if len(args) == 1 {
+				if err := f.load(fs, cmd.InOrStdin(), false); err != nil {
+					return err
+				}
+				spec = ec2.NewDefaultInstance()
+				spec.Name = args[0]
+				f.apply(fs, spec)
+			}
+			c, err := af.client(fs)
+			if err != nil {
+				return err
+			}
+			var added []*ec2.Instance
+			if spec != nil {
+				inst, err := c.AddInstance(cmd.Context(), spec)
+				if err != nil {
+					return cliError(err)
+				}
+				added = []*ec2.Instance{inst}
+			} else if added, err = addFromFile(cmd, c, fromFile); err != nil {
+				return cliError(err)
+			}
+			return printInstances(cmd.OutOrStdout(), output, added, false)
+		},
+	}
+	fs := cmd.Flags()
+	f.register(fs, false)
+	fs.StringVar(&fromFile, "from-file", "", "YAML or JSON `file` with one instance, a list, or instances: [...] (- for standard input)")
+	fs.StringVarP(&output, "output", "o", "table", "output `format` of the added instances: table, json or yaml")
+	return cmd
+}
+
+// addFromFile sends the instances of a file. The file is checked here
+// first, so that messages point at its lines and user_data_file and
+// key_file are read relative to it; it is then sent as it is when it needs
+// no other file (so that the server's messages point at its lines too),
+// else with those files inlined.
+func addFromFile(cmd *cobra.Command, c *admin.Client, path string) ([]*ec2.Instance, error) {
+	if path == "-" {
+		data, err := readInput(path, cmd.InOrStdin())
+		if err != nil {
+			return nil, fmt.Errorf("--from-file: %w", err)
+		}
+		return c.AddInstancesFile(cmd.Context(), "stdin", data)
+	}
+	specs, err := config.LoadInstances(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := readInput(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--from-file: %w", err)
+	}
+	if _, err := config.ParseInstances(path, data); err == nil {
+		return c.AddInstancesFile(cmd.Context(), path, data)
+	}
+	docs := make([]json.RawMessage, len(specs))
+	for i, spec := range specs {
+		if docs[i], err = config.MarshalInstance(spec); err != nil {
+			return nil, err
+		}
+	}
+	body, err := json.Marshal(map[string]any{"instances": docs})
+	if err != nil {
+		return nil, err
+	}
+	return c.AddInstancesFile(cmd.Context(), path+" (files inlined)", body)
+}
+
+func newInstanceListCommand(af *adminFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the instances of the running server",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			c, err := af.client(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			list, err := c.ListInstances(cmd.Context())
+			if err != nil {
+				return cliError(err)
+			}
+			return printInstances(cmd.OutOrStdout(), output, list, false)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output `format`: table, json or yaml")
+	return cmd
+}
+
+func newInstanceGetCommand(af *adminFlags) *cobra.Command {
+	var (
+		output string
+		spec   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show an instance of the running server, with every derived value (--spec: as given)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			c, err := af.client(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			get := c.GetInstance
+			if spec {
+				get = c.GetInstanceSpec
+			}
+			inst, err := get(cmd.Context(), args[0])
+			if err != nil {
+				return cliError(err)
+			}
+			return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, true)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output `format`: yaml, json or table")
+	cmd.Flags().BoolVar(&spec, "spec", false, "show the instance as registered, before derivation")
+	return cmd
+}
+
+func newInstanceSetCommand(af *adminFlags) *cobra.Command {
+	var (
+		f      instanceFlags
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "set NAME [flags]",
+		Short: "Change some settings of an instance registered with the running server",
+		Example: `  imds instance set web-1 --imdsv2 required --tag env=prod --tag scratch-
+  imds instance set web-1 --ip 10.0.0.6 --ip fd00::6`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fs := cmd.Flags()
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			if !f.changed(fs) {
+				return fmt.Errorf("nothing to change: give at least one of --%s", strings.Join(flagNames, ", --"))
+			}
+			if err := f.load(fs, cmd.InOrStdin(), true); err != nil {
+				return err
+			}
+			c, err := af.client(fs)
+			if err != nil {
+				return err
+			}
+			spec, err := c.GetInstanceSpec(cmd.Context(), args[0])
+			if err != nil {
+				return cliError(err)
+			}
+			f.apply(fs, spec)
+			inst, err := c.SetInstance(cmd.Context(), spec)
+			if err != nil {
+				return cliError(err)
+			}
+			return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, false)
+		},
+	}
+	fs := cmd.Flags()
+	f.register(fs, true)
+	fs.StringVarP(&output, "output", "o", "table", "output `format` of the changed instance: table, json or yaml")
+	return cmd
+}
+
+func newInstanceRmCommand(af *adminFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove"},
+		Short:   "Remove instances registered with the running server",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := af.client(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, name := range args {
+				if err := c.RemoveInstance(cmd.Context(), name); err != nil {
+					errs = append(errs, cliError(err))
+					if ec2.ErrorCode(err) == ec2.EUNAVAILABLE {
+						break // the others would fail the same way
+					}
+					continue
+				}
+				if _, err := fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", name); err != nil {
+					return err
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+// printInstances writes list in format. A single instance (one) is written
+// as a document; otherwise json and yaml write {instances: [...]}, which
+// add --from-file reads back.
+func printInstances(w io.Writer, format string, list []*ec2.Instance, one bool) error {
+	if format == "table" {
+		return printTable(w, list)
+	}
+	var doc []byte
+	if one && len(list) == 1 {
+		var err error
+		if doc, err = config.MarshalInstance(list[0]); err != nil {
+			return err
+		}
+	} else {
+		docs := make([]json.RawMessage, len(list))
+		for i, inst := range list {
+			var err error
+			if docs[i], err = config.MarshalInstance(inst); err != nil {
+				return err
+			}
+		}
+		var err error
+		if doc, err = json.Marshal(struct {
+			Instances []json.RawMessage `json:"instances"`
+		}{docs}); err != nil {
+			return err
+		}
+	}
+	if format == "yaml" {
+		out, err := jsonToYAML(doc)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(out)
+		return err
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, doc, "", "  "); err != nil {
+		return err
+	}
+	b.WriteByte('\n')
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// printTable writes one line per instance.
+func printTable(w io.Writer, list []*ec2.Instance) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tINSTANCE-ID\tORIGIN\tADDRESSES\tMAC\tROLE\tIMDSV2")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, inst := range list {
+		role := ""
+		if inst.Role != nil {
+			role = inst.Role.Name
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", inst.Name, dash(inst.ID), dash(inst.Origin),
+			dash(strings.Join(inst.SourceAddrs, ",")), dash(inst.Primary().MAC), dash(role), dash(inst.Metadata.HTTPTokens))
+	}
+	return tw.Flush()
+}
+
+// jsonToYAML renders a JSON document as block-style YAML, keeping the order
+// of its keys.
+func jsonToYAML(doc []byte) ([]byte, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(doc, &n); err != nil {
+		return nil, err
+	}
+	var plain func(*yaml.Node)
+	plain = func(n *yaml.Node) {
+		n.Style = 0
+		for _, c := range n.Content {
+			plain(c)
+		}
+	}
+	plain(&n)
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

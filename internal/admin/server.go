@@ -1,0 +1,596 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/imdsdev/imds/internal/config"
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// DefaultMaxBody is the default limit of a request body: far above what a
+// batch of instances with 16 KiB of user data each needs.
+const DefaultMaxBody = 1 << 20
+
+// MinTokenLength is the shortest bearer token the TCP listener accepts.
+const MinTokenLength = 16
+
+// Server serves the admin API. Set its fields, then call Open; fields must
+// not change after Open.
+type Server struct {
+	Service ec2.InstanceService
+	Logger  *slog.Logger
+
+	// SocketPath is the Unix socket to listen on. It is created with mode
+	// 0600, its directory with 0700 when missing. A socket file left by a dead
+	// server is replaced; one with a live server behind it is an error.
+	SocketPath string
+	// TCPAddr is an optional host:port to listen on as well (port 0 picks
+	// one). It requires Token.
+	TCPAddr string
+	// Token is the bearer token of requests over TCP; requests over the Unix
+	// socket need none. Compared in constant time, never logged.
+	Token string
+	// MaxBody limits request bodies; 0 means DefaultMaxBody.
+	MaxBody int64
+
+	handlerOnce sync.Once
+	handler     http.Handler
+
+	http     *http.Server
+	unixLn   net.Listener
+	unixFile os.FileInfo // the socket file we created, to remove only ours
+	tcpLn    net.Listener
+	wg       sync.WaitGroup
+}
+
+// NewServer returns a Server with safe defaults; the caller sets Service and
+// SocketPath (and TCPAddr with Token) before Open.
+func NewServer() *Server {
+	return &Server{
+		Logger:  slog.New(slog.DiscardHandler),
+		MaxBody: DefaultMaxBody,
+	}
+}
+
+// Open listens on SocketPath and TCPAddr and starts serving in the
+// background. Listen errors are returned synchronously.
+func (s *Server) Open() error {
+	if s.Service == nil {
+		return errors.New("admin: Service is required")
+	}
+	if s.SocketPath == "" && s.TCPAddr == "" {
+		return errors.New("admin: a socket path or a TCP address is required")
+	}
+	if s.TCPAddr != "" && s.Token == "" {
+		return fmt.Errorf("the admin API on TCP %s needs a token: refusing to serve it without one", s.TCPAddr)
+	}
+	if s.TCPAddr != "" && len(s.Token) < MinTokenLength {
+		return fmt.Errorf("the admin API token must be at least %d characters", MinTokenLength)
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.SocketPath != "" {
+		ln, fi, err := listenUnix(s.SocketPath)
+		if err != nil {
+			return err
+		}
+		s.unixLn, s.unixFile = ln, fi
+	}
+	if s.TCPAddr != "" {
+		ln, err := net.Listen("tcp", s.TCPAddr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("admin API: listen %s: %w", s.TCPAddr, err)
+		}
+		s.tcpLn = ln
+		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+			s.Logger.Warn("the admin API listens on a non-loopback address over plain HTTP: its token can be read on the network", "addr", ln.Addr().String())
+		}
+	}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if c.LocalAddr().Network() == "unix" {
+				return context.WithValue(ctx, unixKey{}, true)
+			}
+			return ctx
+		},
+	}
+	for _, ln := range []net.Listener{s.unixLn, s.tcpLn} {
+		if ln == nil {
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.Logger.Error("admin listener stopped", "addr", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// TCPURL returns the base URL of the TCP listener, e.g.
+// http://127.0.0.1:1339, or "" without one.
+func (s *Server) TCPURL() string {
+	if s.tcpLn == nil {
+		return ""
+	}
+	return "http://" + s.tcpLn.Addr().String()
+}
+
+// Close stops accepting connections, waits for requests in flight until ctx
+// is done, and removes the socket file.
+func (s *Server) Close(ctx context.Context) error {
+	var err error
+	if s.http != nil {
+		err = s.http.Shutdown(ctx)
+		s.wg.Wait()
+		s.http = nil
+	}
+	s.closeListeners()
+	return err
+}
+
+func (s *Server) closeListeners() {
+	if s.unixLn != nil {
+		s.unixLn.Close()
+		s.unixLn = nil
+		removeSocket(s.SocketPath, s.unixFile)
+		s.unixFile = nil
+	}
+	if s.tcpLn != nil {
+		s.tcpLn.Close()
+		s.tcpLn = nil
+	}
+}
+
+// unixKey marks the context of connections accepted on the Unix socket.
+type unixKey struct{}
+
+// viaUnix reports whether r came over the Unix socket; requests served
+// through Handler by any other listener count as TCP and need the token.
+func viaUnix(r *http.Request) bool {
+	v, _ := r.Context().Value(unixKey{}).(bool)
+	return v
+}
+
+// handlerFunc is a handler that returns its error for ServeHTTP to render.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Handler returns the admin API as an http.Handler, for tests and
+// embedding. Requests it serves that did not come through Open's Unix socket
+// are treated as TCP requests and need the token.
+func (s *Server) Handler() http.Handler {
+	s.handlerOnce.Do(func() {
+		mux := http.NewServeMux()
+		route := func(pattern string, h handlerFunc) {
+			mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := h(w, r); err != nil {
+					s.writeError(w, r, err)
+				}
+			}))
+		}
+		route("GET /v1/health", s.handleHealth)
+		route("GET /v1/instances", s.handleInstanceList)
+		route("POST /v1/instances", s.handleInstanceCreate)
+		route("GET /v1/instances/{name}", s.handleInstanceGet)
+		route("PUT /v1/instances/{name}", s.handleInstanceSet)
+		route("DELETE /v1/instances/{name}", s.handleInstanceDelete)
+		route("GET /v1/instances/{name}/spec", s.handleInstanceSpec)
+		// The same paths without a method answer 405 through the error table
+		// (the mux's own 405 is plain text); anything else is 404.
+		for path, allow := range map[string]string{
+			"/v1/health":                "GET, HEAD",
+			"/v1/instances":             "GET, HEAD, POST",
+			"/v1/instances/{name}":      "DELETE, GET, HEAD, PUT",
+			"/v1/instances/{name}/spec": "GET, HEAD",
+		} {
+			route(path, func(w http.ResponseWriter, r *http.Request) error {
+				w.Header().Set("Allow", allow)
+				return ec2.Errorf(ec2.EMETHOD, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)
+			})
+		}
+		route("/", func(_ http.ResponseWriter, r *http.Request) error {
+			return ec2.Errorf(ec2.ENOTFOUND, "no such admin API path: %s", r.URL.Path)
+		})
+		s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveHTTP(w, r, mux) })
+	})
+	return s.handler
+}
+
+// statusWriter remembers the status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// serveHTTP applies the security checks, recovers panics and writes the
+// access log around every request.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	sw := &statusWriter{ResponseWriter: w}
+	h := sw.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.writeError(sw, r, fmt.Errorf("panic: %v", p))
+		}
+		via := "tcp"
+		if viaUnix(r) {
+			via = "unix"
+		}
+		// Never the body: it can hold user data and other secrets.
+		s.Logger.Debug("admin request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "via", via)
+	}()
+	if err := s.check(h, r); err != nil {
+		s.writeError(sw, r, err)
+		return
+	}
+	limit := s.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	r.Body = http.MaxBytesReader(sw, r.Body, limit)
+	next.ServeHTTP(sw, r)
+}
+
+// check refuses what only a browser sends, Host names that could come from
+// DNS rebinding, and TCP requests without the token.
+func (s *Server) check(h http.Header, r *http.Request) error {
+	for _, name := range []string{"Origin", "Referer", "Sec-Fetch-Site"} {
+		if _, ok := r.Header[name]; ok {
+			return ec2.Errorf(ec2.EFORBIDDEN, "requests with the %s header are refused: the admin API is not for browsers", name)
+		}
+	}
+	if !allowedHost(r.Host) {
+		return ec2.Errorf(ec2.EFORBIDDEN, "host name %q is not allowed: use localhost, imds or an address", r.Host)
+	}
+	if viaUnix(r) {
+		return nil
+	}
+	auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || s.Token == "" || !tokenEqual(strings.TrimSpace(auth), s.Token) {
+		h.Set("WWW-Authenticate", `Bearer realm="imds"`)
+		if !ok {
+			return ec2.Errorf(ec2.EUNAUTHORIZED, "the admin API over TCP needs an Authorization: Bearer token")
+		}
+		return ec2.Errorf(ec2.EUNAUTHORIZED, "invalid admin API token")
+	}
+	return nil
+}
+
+// tokenEqual compares in constant time, also with respect to the length.
+func tokenEqual(got, want string) bool {
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// allowedHost accepts an empty Host, localhost, imds and IP literals, with
+// or without a port.
+func allowedHost(host string) bool {
+	if host == "" {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	switch strings.ToLower(strings.TrimSuffix(host, ".")) {
+	case "localhost", "imds":
+		return true
+	}
+	return false
+}
+
+// writeError renders err through the one status table.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := ec2.ErrorCode(err)
+	status, known := codes[code]
+	msg := ec2.ErrorMessage(err)
+	if !known || code == ec2.EINTERNAL {
+		s.Logger.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		code, status, msg = ec2.EINTERNAL, http.StatusInternalServerError, internalMessage
+	}
+	body, _ := encodeJSON(errorBody{Error: errorDetail{Code: code, Message: msg}})
+	h := w.Header()
+	for k := range h {
+		switch k {
+		case "Allow", "Www-Authenticate", "Cache-Control", "X-Content-Type-Options":
+		default:
+			delete(h, k)
+		}
+	}
+	writeJSON(w, status, body)
+}
+
+// encodeJSON marshals v without escaping <, > and &, followed by a newline.
+func encodeJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+	return nil
+}
+
+func (s *Server) handleInstanceList(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.Service.ListInstances(r.Context())
+	if err != nil {
+		return err
+	}
+	docs, err := documents(list)
+	if err != nil {
+		return err
+	}
+	body, err := encodeJSON(listBody{Instances: docs})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+func (s *Server) handleInstanceGet(w http.ResponseWriter, r *http.Request) error {
+	inst, err := s.Service.GetInstance(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeInstance(w, http.StatusOK, inst)
+}
+
+func (s *Server) handleInstanceSpec(w http.ResponseWriter, r *http.Request) error {
+	inst, err := s.Service.GetInstanceSpec(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeInstance(w, http.StatusOK, inst)
+}
+
+func (s *Server) handleInstanceCreate(w http.ResponseWriter, r *http.Request) error {
+	specs, err := readInstances(r)
+	if err != nil {
+		return err
+	}
+	added := make([]*ec2.Instance, 0, len(specs))
+	for n, spec := range specs {
+		inst, err := s.Service.AddInstance(r.Context(), spec)
+		if err != nil {
+			return batchError(err, spec.Name, n, len(specs), added)
+		}
+		added = append(added, inst)
+	}
+	docs, err := documents(added)
+	if err != nil {
+		return err
+	}
+	body, err := encodeJSON(docs)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, body)
+	return nil
+}
+
+// batchError names the instance of a batch that failed and what stays
+// added, keeping the code of err.
+func batchError(err error, name string, n, total int, added []*ec2.Instance) error {
+	code := ec2.ErrorCode(err)
+	if code == ec2.EINTERNAL || total == 1 {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "instance %q (%d of %d): %s", name, n+1, total, ec2.ErrorMessage(err))
+	if len(added) > 0 {
+		names := make([]string, len(added))
+		for i, inst := range added {
+			names[i] = inst.Name
+		}
+		fmt.Fprintf(&b, " (added before it, and kept: %s; nothing after it was added)", strings.Join(names, ", "))
+	} else {
+		b.WriteString(" (nothing was added)")
+	}
+	return &ec2.Error{Code: code, Message: b.String()}
+}
+
+func (s *Server) handleInstanceSet(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	specs, err := readInstances(r)
+	if err != nil {
+		return err
+	}
+	if len(specs) != 1 {
+		return ec2.Errorf(ec2.EINVALID, "the body must hold exactly one instance, got %d", len(specs))
+	}
+	spec := specs[0]
+	switch spec.Name {
+	case "":
+		spec.Name = name
+	case name:
+	default:
+		return ec2.Errorf(ec2.EINVALID, "the name in the body (%q) differs from the name in the path (%q); instances cannot be renamed", spec.Name, name)
+	}
+	inst, err := s.Service.SetInstance(r.Context(), spec)
+	if err != nil {
+		return err
+	}
+	return writeInstance(w, http.StatusOK, inst)
+}
+
+func (s *Server) handleInstanceDelete(w http.ResponseWriter, r *http.Request) error {
+	if err := s.Service.RemoveInstance(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// listBody is the response of GET /v1/instances.
+type listBody struct {
+	Instances []json.RawMessage `json:"instances"`
+}
+
+// readInstances decodes the request body with config.ParseInstances.
+func readInstances(r *http.Request) ([]*ec2.Instance, error) {
+	ctype := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ctype)
+	if err != nil && ctype != "" {
+		return nil, ec2.Errorf(ec2.EINVALID, "bad Content-Type %q", ctype)
+	}
+	switch mt {
+	case "application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml":
+	default:
+		return nil, ec2.Errorf(ec2.EINVALID, "Content-Type must be application/json or application/yaml, got %q", ctype)
+	}
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, ec2.Errorf(ec2.EINVALID, "request body larger than %d bytes", tooBig.Limit)
+		}
+		return nil, ec2.Errorf(ec2.EINVALID, "reading the request body: %v", err)
+	}
+	file := documentName(r.URL.Query().Get("file"))
+	specs, err := config.ParseInstances(file, data)
+	if err != nil {
+		return nil, ec2.Errorf(ec2.EINVALID, "%s", problems(err, file != "", bytes.Count(bytes.TrimSpace(data), []byte("\n")) > 0))
+	}
+	if len(specs) == 0 {
+		return nil, ec2.Errorf(ec2.EINVALID, "the body holds no instance")
+	}
+	return specs, nil
+}
+
+// documentName is the name of the request body in messages: the file name
+// the client sent, cleaned of anything that could forge log or terminal
+// output; "" when it sent none.
+func documentName(file string) string {
+	file = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return -1
+		}
+		return r
+	}, file)
+	if len(file) > 256 {
+		file = file[len(file)-256:]
+	}
+	return file
+}
+
+// problems renders the errors of ParseInstances one per line. Without a file
+// name they read "line N: field: problem", and without the line when the
+// body is a single line (a document a program generated, where the field
+// says it all).
+func problems(err error, named, multiline bool) string {
+	if named {
+		return err.Error()
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	lines := make([]string, len(errs))
+	for i, e := range errs {
+		var ce *config.Error
+		if !errors.As(e, &ce) {
+			lines[i] = e.Error()
+			continue
+		}
+		c := *ce
+		c.File = ""
+		if !multiline {
+			c.Line = 0
+		}
+		lines[i] = c.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// document renders inst in the config schema; the document carries the
+// instance's origin, which ParseInstances reads past.
+func document(inst *ec2.Instance) (json.RawMessage, error) {
+	doc, err := config.MarshalInstance(inst)
+	if err != nil {
+		return nil, fmt.Errorf("marshal instance %q: %w", inst.Name, err)
+	}
+	return json.RawMessage(doc), nil
+}
+
+func documents(list []*ec2.Instance) ([]json.RawMessage, error) {
+	docs := make([]json.RawMessage, 0, len(list))
+	for _, inst := range list {
+		doc, err := document(inst)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, doc)
+	}
+	return docs, nil
+}
+
+func writeInstance(w http.ResponseWriter, status int, inst *ec2.Instance) error {
+	doc, err := document(inst)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, append(doc, '\n'))
+	return nil
+}

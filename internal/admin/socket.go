@@ -1,0 +1,121 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// maxSocketPath is the longest path a Unix socket can be bound to on every
+// platform imds supports (sun_path is 104 bytes on the BSDs, 108 on Linux).
+const maxSocketPath = 103
+
+var tmpSeq atomic.Uint64
+
+// listenUnix listens on a Unix socket at path that only our user can
+// connect to. The socket is bound under a temporary name, restricted to
+// 0600 and then linked to path, so that nobody can connect in between; path
+// is never overwritten, so a server that starts at the same moment cannot
+// be displaced.
+func listenUnix(path string) (net.Listener, os.FileInfo, error) {
+	if len(path) > maxSocketPath {
+		return nil, nil, fmt.Errorf("admin socket path %s is too long (%d bytes; at most %d)", path, len(path), maxSocketPath)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("admin socket directory: %w", err)
+	}
+	if err := checkSocketDir(dir); err != nil {
+		return nil, nil, err
+	}
+	if err := removeStaleSocket(path); err != nil {
+		return nil, nil, err
+	}
+
+	tmp := filepath.Join(dir, "."+strconv.Itoa(os.Getpid())+"."+strconv.FormatUint(tmpSeq.Add(1), 10)+".sock")
+	direct := len(tmp) > maxSocketPath
+	bind := tmp
+	if direct {
+		// No room for a temporary name: bind path itself and restrict it
+		// right away (its directory is usually ours and 0700 anyway).
+		bind = path
+	} else {
+		os.Remove(tmp)
+	}
+	ln, err := net.Listen("unix", bind)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("admin socket %s is in use", path)
+		}
+		return nil, nil, fmt.Errorf("admin socket: %w", err)
+	}
+	// We remove the file ourselves, only if it is still ours.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	fail := func(err error) (net.Listener, os.FileInfo, error) {
+		ln.Close()
+		os.Remove(bind)
+		return nil, nil, err
+	}
+	if err := os.Chmod(bind, 0o600); err != nil {
+		return fail(fmt.Errorf("admin socket: %w", err))
+	}
+	if !direct {
+		err := os.Link(tmp, path)
+		os.Remove(tmp)
+		if errors.Is(err, os.ErrExist) {
+			ln.Close()
+			return nil, nil, fmt.Errorf("admin socket %s is in use", path)
+		} else if err != nil {
+			ln.Close()
+			return nil, nil, fmt.Errorf("admin socket: %w", err)
+		}
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fail(fmt.Errorf("admin socket: %w", err))
+	}
+	return ln, fi, nil
+}
+
+// removeStaleSocket removes a socket file left at path by a server that is
+// gone; a server answering there, or a file that is not a socket, is an
+// error.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("admin socket path %s exists and is not a socket", path)
+	}
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("admin socket %s is in use: is another imds serve running?", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("admin socket %s exists and cannot be checked: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the stale admin socket: %w", err)
+	}
+	return nil
+}
+
+// removeSocket removes path if it is still the socket file fi.
+func removeSocket(path string, fi os.FileInfo) {
+	if fi == nil {
+		return
+	}
+	if cur, err := os.Lstat(path); err == nil && os.SameFile(cur, fi) {
+		os.Remove(path)
+	}
+}
