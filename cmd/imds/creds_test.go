@@ -26,7 +26,7 @@ import (
 func runServerWith(t *testing.T, configYAML string, clk clock.Clock) *testServer {
 	t.Helper()
 	dir := t.TempDir()
-	o := serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: filepath.Join(dir, "data"), clock: clk,
+	o := serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: filepath.Join(dir, "data"), clock: clk, adminSock: shortSocketPath(t),
 		configPath: filepath.Join(dir, "imds.yaml")}
 	if err := os.WriteFile(o.configPath, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newInstanceCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
 	return root
 }
 

@@ -47,7 +47,8 @@ func (s *syncBuffer) String() string {
 func mustRunServer(t testing.TB, configYAML, imdsv2 string) *testServer {
 	t.Helper()
 	dir := t.TempDir()
-	o := serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: filepath.Join(dir, "data"), imdsv2: imdsv2}
+	o := serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: filepath.Join(dir, "data"), imdsv2: imdsv2,
+		adminSock: shortSocketPath(t)}
 	if configYAML != "" {
 		o.configPath = filepath.Join(dir, "imds.yaml")
 		if err := os.WriteFile(o.configPath, []byte(configYAML), 0o644); err != nil {
@@ -68,4 +69,16 @@ func mustRunServer(t testing.TB, configYAML, imdsv2 string) *testServer {
 		}
 	})
 	return &testServer{URL: d.metadata.URL(), DataDir: o.dataDir, d: d, logs: logs}
+}
+
+// shortSocketPath returns a Unix socket path of the test's own that fits the
+// 108-byte limit (t.TempDir paths can be longer).
+func shortSocketPath(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "imds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "admin.sock")
 }

@@ -615,11 +615,6 @@ type netnsServer struct {
 
 // startMultiInstanceServer starts `imds serve` with configYAML listening on
 // the lab's bridge address and on 127.0.0.1.
-//
-// Needs the server features these tests were written for: `instances:` with
-// `source_addresses:` (and `identity:` when the config has it) in the config
-// file; until they exist openDaemon rejects the config and the calling test
-// fails here.
 func startMultiInstanceServer(t *testing.T, lab *netnsLab, configYAML string) *netnsServer {
 	t.Helper()
 	dir := t.TempDir()
@@ -627,6 +622,7 @@ func startMultiInstanceServer(t *testing.T, lab *netnsLab, configYAML string) *n
 		listen:     []string{net.JoinHostPort(lab.HostIP.String(), "0"), "127.0.0.1:0"},
 		configPath: filepath.Join(dir, "imds.yaml"),
 		dataDir:    filepath.Join(dir, "data"),
+		adminSock:  shortSocketPath(t),
 	}
 	if err := os.WriteFile(o.configPath, []byte(configYAML), 0o644); err != nil {
 		t.Fatal(err)
@@ -634,7 +630,7 @@ func startMultiInstanceServer(t *testing.T, lab *netnsLab, configYAML string) *n
 	logs := &syncBuffer{}
 	d, err := openDaemon(o, logs)
 	if err != nil {
-		t.Fatalf("openDaemon with instances: and source_addresses: (a server feature these tests need): %v\nconfig:\n%s", err, configYAML)
+		t.Fatalf("openDaemon: %v\nconfig:\n%s", err, configYAML)
 	}
 	logs.flush = d.logw.Flush
 	t.Cleanup(func() {

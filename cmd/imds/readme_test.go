@@ -133,6 +133,7 @@ func TestServeErrors(t *testing.T) {
 		{"extra args", []string{"serve", "extra"}, nil, []string{`unknown command "extra"`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("IMDS_ADMIN_SOCKET", shortSocketPath(t))
 			for i := 0; i+1 < len(tt.env); i += 2 {
 				t.Setenv(tt.env[i], tt.env[i+1])
 			}
@@ -167,6 +168,7 @@ func TestEnvironmentPrecedence(t *testing.T) {
 	t.Setenv("IMDS_IMDSV2", "required")
 	t.Setenv("IMDS_DATA_DIR", dir)
 	t.Setenv("IMDS_LISTEN", "127.0.0.1:0")
+	t.Setenv("IMDS_ADMIN_SOCKET", shortSocketPath(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var errOut syncBuffer

@@ -261,7 +261,7 @@ func TestDefaultInstanceConsistent(t *testing.T) {
 	if err := srv.d.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d2, err := openDaemon(serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: srv.DataDir}, io.Discard)
+	d2, err := openDaemon(serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: srv.DataDir, adminSock: shortSocketPath(t)}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

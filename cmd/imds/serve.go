@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/imdsdev/imds/internal/admin"
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/creds"
@@ -40,6 +41,7 @@ type serveOptions struct {
 	imdsv2     string
 	logLevel   string
 	logFormat  string
+	adminSock  string
 
 	// clock drives credential rotation and token expiry; tests set a fake.
 	clock clock.Clock
@@ -73,6 +75,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.imdsv2, "imdsv2", "", "IMDSv2 `mode` of the instance: optional or required (env IMDS_IMDSV2)")
 	f.StringVar(&o.logLevel, "log-level", "", "log `level`: debug, info, warn or error (env IMDS_LOG_LEVEL)")
 	f.StringVar(&o.logFormat, "log-format", "", "log `format`: text or json (env IMDS_LOG_FORMAT)")
+	f.StringVar(&o.adminSock, "admin-socket", "", "Unix `socket` of the admin API (default "+defaultAdminSocket()+"; env IMDS_ADMIN_SOCKET)")
 	return cmd
 }
 
@@ -106,6 +109,7 @@ type daemon struct {
 	registry   *registry.Registry
 	db         *bolt.DB
 	metadata   *imds.Server
+	admin      *admin.Server
 	configPath string
 	imdsv2     string
 	derive     ec2.DeriveOptions
@@ -211,7 +215,14 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	if file.Log.AccessLog != nil {
 		srv.AccessLog = *file.Log.AccessLog
 	}
+	adminSrv, err := newAdminServer(o, file, reg, logger)
+	if err != nil {
+		cancel()
+		roles.Wait()
+		return nil, err
+	}
 	if err := srv.Open(); err != nil {
+		adminSrv.Close(context.Background())
 		cancel()
 		roles.Wait()
 		return nil, err
@@ -225,13 +236,15 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	for _, i := range list {
 		names = append(names, i.Name)
 	}
+	logger.Info("admin API listening", "socket", adminSrv.SocketPath, "tcp", adminSrv.TCPAddr)
 	logger.Info("serving instance metadata",
 		"listen", strings.Join(addrs, ","), "instances", strings.Join(names, ","), "default", defName,
 		"imdsv2", firstNonEmpty(o.imdsv2, "per instance"), "data_dir", dataDir)
-	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, roles: roles, stop: cancel,
+	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, admin: adminSrv, roles: roles, stop: cancel,
 		dataDir: dataDir, configPath: o.configPath, imdsv2: o.imdsv2, derive: derive}
 	if err := d.watchRotations(); err != nil {
 		srv.Close(context.Background())
+		adminSrv.Close(context.Background())
 		cancel()
 		roles.Wait()
 		return nil, err
@@ -246,7 +259,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 // Closing twice is harmless.
 func (d *daemon) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() {
-		err := d.metadata.Close(ctx)
+		err := errors.Join(d.metadata.Close(ctx), d.admin.Close(ctx))
 		d.stopRotations()
 		d.stop()
 		d.roles.Wait()
@@ -333,4 +346,29 @@ func firstNonEmptyList(v ...[]string) []string {
 		}
 	}
 	return nil
+}
+
+// newAdminServer opens the admin API on its Unix socket and, when the config
+// asks, on TCP with the bearer token read from admin.token_file.
+func newAdminServer(o serveOptions, file *config.File, reg *registry.Registry, logger *slog.Logger) (*admin.Server, error) {
+	a := admin.NewServer()
+	a.Service, a.Logger = reg, logger
+	a.SocketPath = firstNonEmpty(o.adminSock, file.Admin.Socket, defaultAdminSocket())
+	if file.Admin.Listen != "" {
+		if file.Admin.TokenFile == "" {
+			return nil, fmt.Errorf("%s: admin.listen needs admin.token_file (a file holding the bearer token)", o.configPath)
+		}
+		b, err := os.ReadFile(file.Admin.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin.token_file: %w", err)
+		}
+		if st, err := os.Stat(file.Admin.TokenFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("admin.token_file %s: readable by other users (mode %04o); chmod 600 it", file.Admin.TokenFile, st.Mode().Perm())
+		}
+		a.TCPAddr, a.Token = file.Admin.Listen, strings.TrimSpace(string(b))
+	}
+	if err := a.Open(); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
