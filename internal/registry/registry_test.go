@@ -117,7 +117,12 @@ func TestRegisterAtRunTime(t *testing.T) {
 		{"same name", func() error { _, e := r.AddInstance(ctx, spec("vm-1")); return e }(), ec2.ECONFLICT},
 		{"config name", func() error { _, e := r.AddInstance(ctx, spec("cfg")); return e }(), ec2.ECONFLICT},
 		{"taken address", func() error { _, e := r.AddInstance(ctx, spec("vm-2", "10.0.0.2")); return e }(), ec2.ECONFLICT},
-		{"invalid", func() error { s := spec("vm-3"); s.Metadata.HTTPTokens = "never"; _, e := r.AddInstance(ctx, s); return e }(), ec2.EINVALID},
+		{"invalid", func() error {
+			s := spec("vm-3")
+			s.Metadata.HTTPTokens = "never"
+			_, e := r.AddInstance(ctx, s)
+			return e
+		}(), ec2.EINVALID},
 		{"set config instance", func() error { _, e := r.SetInstance(ctx, spec("cfg")); return e }(), ec2.EFORBIDDEN},
 		{"set missing", func() error { _, e := r.SetInstance(ctx, spec("nope")); return e }(), ec2.ENOTFOUND},
 		{"remove config instance", r.RemoveInstance(ctx, "cfg"), ec2.EFORBIDDEN},
