@@ -25,24 +25,7 @@ import (
 // runServerWith starts a server like mustRunServer, with a clock of the test's.
 func runServerWith(t *testing.T, configYAML string, clk clock.Clock) *testServer {
 	t.Helper()
-	dir := t.TempDir()
-	o := serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: filepath.Join(dir, "data"), clock: clk, adminSock: shortSocketPath(t),
-		configPath: filepath.Join(dir, "imds.yaml")}
-	if err := os.WriteFile(o.configPath, []byte(configYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	d, err := openDaemon(o, logs)
-	if err != nil {
-		t.Fatalf("openDaemon: %v", err)
-	}
-	logs.flush = d.logw.Flush
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d.Close(ctx)
-	})
-	return &testServer{URL: d.metadata.URL(), DataDir: o.dataDir, d: d, logs: logs}
+	return startTestServer(t, configYAML, "", clk)
 }
 
 // credsDoc is the credentials document as served.
@@ -385,6 +368,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	http.DefaultClient.CloseIdleConnections()
 	distinct := 0
 	keys.Range(func(any, any) bool { distinct++; return true })
 	if bad.Load() != 0 || distinct < 5 {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imdsdev/imds/internal/clock"
 )
 
 // testServer is an `imds serve` started in-process by a test.
@@ -46,12 +48,19 @@ func (s *syncBuffer) String() string {
 // passed with --config; imdsv2 is the --imdsv2 flag ("" for none).
 func mustRunServer(t testing.TB, configYAML, imdsv2 string) *testServer {
 	t.Helper()
+	return startTestServer(t, configYAML, imdsv2, nil)
+}
+
+// startTestServer is mustRunServer with a clock of the test's (nil for the
+// real one).
+func startTestServer(t testing.TB, configYAML, imdsv2 string, clk clock.Clock) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	o := serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: filepath.Join(dir, "data"), imdsv2: imdsv2,
-		adminSock: shortSocketPath(t)}
+		adminSock: shortSocketPath(t), clock: clk}
 	if configYAML != "" {
 		o.configPath = filepath.Join(dir, "imds.yaml")
-		if err := os.WriteFile(o.configPath, []byte(configYAML), 0o644); err != nil {
+		if err := os.WriteFile(o.configPath, []byte(configYAML), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
