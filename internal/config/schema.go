@@ -259,9 +259,12 @@ type keyAt struct {
 	line int
 }
 
-func (b *instanceBuilder) str(dst *string) field {
+func (b *instanceBuilder) str(dst *string) field { return b.d.into(dst) }
+
+// into returns a field decoder that stores a text value in dst.
+func (d *decoder) into(dst *string) field {
 	return func(p string, line int, v *yaml.Node) {
-		if s, ok := b.d.str(p, line, v); ok {
+		if s, ok := d.str(p, line, v); ok {
 			*dst = s
 		}
 	}
@@ -587,13 +590,7 @@ func (d *decoder) networkInterface(path string, line int, v *yaml.Node) ec2.Netw
 		d.errorf(line, path, "must be a mapping, got null; use {} for an interface with derived values")
 		return ni
 	}
-	str := func(dst *string) field {
-		return func(p string, l int, v *yaml.Node) {
-			if s, ok := d.str(p, l, v); ok {
-				*dst = s
-			}
-		}
-	}
+	str := d.into
 	strs := func(dst *[]string) field {
 		return func(p string, l int, v *yaml.Node) {
 			if s, ok := d.strs(p, l, v); ok {
@@ -646,17 +643,8 @@ func (d *decoder) securityGroups(path string, line int, v *yaml.Node) ([]ec2.Sec
 			var g ec2.SecurityGroup
 			named := false
 			d.mapping(p, l, it, schema{
-				"name": func(p string, l int, v *yaml.Node) {
-					named = true
-					if s, ok := d.str(p, l, v); ok {
-						g.Name = s
-					}
-				},
-				"id": func(p string, l int, v *yaml.Node) {
-					if s, ok := d.str(p, l, v); ok {
-						g.ID = s
-					}
-				},
+				"name": func(p string, l int, v *yaml.Node) { named = true; d.into(&g.Name)(p, l, v) },
+				"id":   d.into(&g.ID),
 			})
 			if !named {
 				d.errorf(l, p+".name", "is required")
@@ -743,22 +731,9 @@ func (d *decoder) role(path string, line int, v *yaml.Node) (*ec2.Role, bool) {
 		r := &ec2.Role{}
 		named := false
 		d.mapping(path, line, v, schema{
-			"name": func(p string, l int, v *yaml.Node) {
-				named = true
-				if s, ok := d.str(p, l, v); ok {
-					r.Name = s
-				}
-			},
-			"instance_profile_name": func(p string, l int, v *yaml.Node) {
-				if s, ok := d.str(p, l, v); ok {
-					r.InstanceProfileName = s
-				}
-			},
-			"instance_profile_id": func(p string, l int, v *yaml.Node) {
-				if s, ok := d.str(p, l, v); ok {
-					r.InstanceProfileID = s
-				}
-			},
+			"name":                  func(p string, l int, v *yaml.Node) { named = true; d.into(&r.Name)(p, l, v) },
+			"instance_profile_name": d.into(&r.InstanceProfileName),
+			"instance_profile_id":   d.into(&r.InstanceProfileID),
 		})
 		if !named {
 			// Keep the default role rather than also failing validation.
