@@ -185,12 +185,16 @@ func (s *Server) URL() string {
 }
 
 // Close stops accepting connections and waits for requests in flight until
-// ctx is done.
+// ctx is done, then closes whatever connections remain (a client may hold
+// connections it never sends a request on, which Shutdown would wait for).
 func (s *Server) Close(ctx context.Context) error {
 	if s.http == nil {
 		return nil
 	}
 	err := s.http.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = s.http.Close()
+	}
 	s.wg.Wait()
 	return err
 }
