@@ -144,10 +144,14 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	// undo holds what to close, in reverse, if start-up fails half-way.
+	undo := []func(){func() { logw.Close() }}
 	ok := false
 	defer func() {
 		if !ok {
-			logw.Close()
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
 		}
 	}()
 
@@ -166,11 +170,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
 	}
-	defer func() {
-		if !ok {
-			db.Close()
-		}
-	}()
+	undo = append(undo, func() { db.Close() })
 	reg := registry.New(db.Instances(), derive)
 	reg.Logger, reg.Now = logger, clk.Now
 	reg.TrustedProxies, reg.ProxySecret = file.Identity.TrustedProxies, []byte(file.Identity.ProxySecret)
@@ -193,14 +193,15 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	fakes.Lifetime, fakes.RotateAfter = file.Credentials.Lifetime, file.Credentials.RotateAfter
 	warnReadableSecrets(logger, o.configPath, file)
 	ctx, cancel := context.WithCancel(context.Background())
+	undo = append(undo, cancel)
 	roles, err := newRoles(ctx, file, fakes, logger, clk)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
 	// Fetch every role's first credentials before serving, so that the first
 	// request finds them; failures are logged and retried in the background.
 	roles.Start(ctx)
+	undo = append(undo, func() { cancel(); roles.Wait() })
 
 	srv := imds.NewServer()
 	srv.Listen = firstNonEmptyList(o.listen, file.Listen)
@@ -217,36 +218,25 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	}
 	adminSrv, err := newAdminServer(o, file, reg, logger)
 	if err != nil {
-		cancel()
-		roles.Wait()
 		return nil, err
 	}
+	undo = append(undo, func() { adminSrv.Close(context.Background()) })
 	if err := srv.Open(); err != nil {
-		adminSrv.Close(context.Background())
-		cancel()
-		roles.Wait()
 		return nil, err
 	}
+	undo = append(undo, func() { srv.Close(context.Background()) })
 	var addrs []string
 	for _, a := range srv.Addrs() {
 		addrs = append(addrs, a.String())
 	}
 	list, _ := reg.ListInstances(context.Background())
-	var names []string
-	for _, i := range list {
-		names = append(names, i.Name)
-	}
 	logger.Info("admin API listening", "socket", adminSrv.SocketPath, "tcp", adminSrv.TCPAddr)
 	logger.Info("serving instance metadata",
-		"listen", strings.Join(addrs, ","), "instances", strings.Join(names, ","), "default", defName,
+		"listen", strings.Join(addrs, ","), "instances", len(list), "default", defName,
 		"imdsv2", firstNonEmpty(o.imdsv2, "per instance"), "data_dir", dataDir)
 	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, admin: adminSrv, roles: roles, stop: cancel,
 		dataDir: dataDir, configPath: o.configPath, imdsv2: o.imdsv2, derive: derive}
 	if err := d.watchRotations(); err != nil {
-		srv.Close(context.Background())
-		adminSrv.Close(context.Background())
-		cancel()
-		roles.Wait()
 		return nil, err
 	}
 	d.watchConfig(ctx)
@@ -255,8 +245,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 }
 
 // Close stops the daemon, waiting for requests in flight until ctx is done,
-// then flushes the log.
-// Closing twice is harmless.
+// then flushes the log. Closing twice is harmless.
 func (d *daemon) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() {
 		err := errors.Join(d.metadata.Close(ctx), d.admin.Close(ctx))
