@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
+	"github.com/imdsdev/imds/internal/admin"
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ststest"
 )
@@ -277,7 +278,7 @@ func TestProcessSource(t *testing.T) {
 	checkClientsSee(t, srv, "ASIAPROC000000000001")
 
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"creds", "rotate", "tool", "--data-dir", srv.DataDir}, &out, &errOut); code != 0 {
+	if code := run(context.Background(), []string{"creds", "rotate", "tool", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code != 0 {
 		t.Fatalf("imds creds rotate: exit %d: %s", code, errOut.String())
 	}
 	deadline := time.Now().Add(time.Second)
@@ -360,8 +361,9 @@ func TestRotationUnderLoad(t *testing.T) {
 			}
 		}()
 	}
+	client := admin.NewClient(srv.d.admin.SocketPath)
 	for i := 0; i < 20; i++ {
-		if _, err := requestRotation(srv.DataDir, "tool"); err != nil {
+		if err := client.RotateCredentials(context.Background(), "tool"); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -377,10 +379,20 @@ func TestRotationUnderLoad(t *testing.T) {
 	t.Logf("%d reads, %d distinct sets", reads.Load(), distinct)
 }
 
-func TestCredsRotateWithoutServer(t *testing.T) {
+func TestCredsRotateErrors(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"creds", "rotate", "--data-dir", t.TempDir()}, &out, &errOut); code == 0 ||
-		!strings.Contains(errOut.String(), "no running server found") {
-		t.Errorf("exit %d, stderr %q; want a clear error", code, errOut.String())
+	if code := run(context.Background(), []string{"creds", "rotate", "--admin-socket", shortSocketPath(t)}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "cannot reach the imds admin socket") {
+		t.Errorf("without a server: exit %d, stderr %q; want a clear error", code, errOut.String())
+	}
+	srv := mustRunServer(t, "", "")
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"creds", "rotate", "nope", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), `no instance has role "nope"`) {
+		t.Errorf("unknown role: exit %d, stderr %q", code, errOut.String())
+	}
+	if code := run(context.Background(), []string{"creds", "rotate", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code != 0 {
+		t.Errorf("rotate all: exit %d, stderr %q", code, errOut.String())
 	}
 }

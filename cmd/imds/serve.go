@@ -118,9 +118,6 @@ type daemon struct {
 	dataDir    string
 	stop       context.CancelFunc // stops the refreshers
 
-	rotations     chan os.Signal
-	rotationsDone chan struct{}
-
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -216,7 +213,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	if file.Log.AccessLog != nil {
 		srv.AccessLog = *file.Log.AccessLog
 	}
-	adminSrv, err := newAdminServer(o, file, reg, logger)
+	adminSrv, err := newAdminServer(o, file, reg, rotator{roles: roles, registry: reg, log: logger}, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -236,9 +233,6 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 		"imdsv2", firstNonEmpty(o.imdsv2, "per instance"), "data_dir", dataDir)
 	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, admin: adminSrv, roles: roles, stop: cancel,
 		dataDir: dataDir, configPath: o.configPath, imdsv2: o.imdsv2, derive: derive}
-	if err := d.watchRotations(); err != nil {
-		return nil, err
-	}
 	d.watchConfig(ctx)
 	ok = true
 	return d, nil
@@ -249,7 +243,6 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 func (d *daemon) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() {
 		err := errors.Join(d.metadata.Close(ctx), d.admin.Close(ctx))
-		d.stopRotations()
 		d.stop()
 		d.roles.Wait()
 		<-d.configDone
@@ -339,9 +332,9 @@ func firstNonEmptyList(v ...[]string) []string {
 
 // newAdminServer opens the admin API on its Unix socket and, when the config
 // asks, on TCP with the bearer token read from admin.token_file.
-func newAdminServer(o serveOptions, file *config.File, reg *registry.Registry, logger *slog.Logger) (*admin.Server, error) {
+func newAdminServer(o serveOptions, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, logger *slog.Logger) (*admin.Server, error) {
 	a := admin.NewServer()
-	a.Service, a.Logger = reg, logger
+	a.Service, a.Credentials, a.Logger = reg, rot, logger
 	a.SocketPath = firstNonEmpty(o.adminSock, file.Admin.Socket, defaultAdminSocket())
 	if file.Admin.Listen != "" {
 		if file.Admin.TokenFile == "" {

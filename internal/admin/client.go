@@ -169,6 +169,17 @@ func (c *Client) RemoveInstance(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, path, "", nil, nil)
 }
 
+// RotateCredentials implements ec2.CredentialRotator over the admin API.
+func (c *Client) RotateCredentials(ctx context.Context, role string) error {
+	path := "/v1/credentials/rotate"
+	if role != "" {
+		path += "?role=" + url.QueryEscape(role)
+	}
+	return c.do(ctx, http.MethodPost, path, "", nil, nil)
+}
+
+var _ ec2.CredentialRotator = (*Client)(nil)
+
 // Health checks that the server answers.
 func (c *Client) Health(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/v1/health", "", nil, nil)

@@ -35,7 +35,9 @@ const MinTokenLength = 16
 // not change after Open.
 type Server struct {
 	Service ec2.InstanceService
-	Logger  *slog.Logger
+	// Credentials rotates role credentials; nil answers EUNSUPPORTED.
+	Credentials ec2.CredentialRotator
+	Logger      *slog.Logger
 
 	// SocketPath is the Unix socket to listen on. It is created with mode
 	// 0600, its directory with 0700 when missing. A socket file left by a dead
@@ -202,6 +204,7 @@ func (s *Server) Handler() http.Handler {
 		route("PUT /v1/instances/{name}", s.handleInstanceSet)
 		route("DELETE /v1/instances/{name}", s.handleInstanceDelete)
 		route("GET /v1/instances/{name}/spec", s.handleInstanceSpec)
+		route("POST /v1/credentials/rotate", s.handleCredentialsRotate)
 		// The same paths without a method answer 405 through the error table
 		// (the mux's own 405 is plain text); anything else is 404.
 		for path, allow := range map[string]string{
@@ -209,6 +212,7 @@ func (s *Server) Handler() http.Handler {
 			"/v1/instances":             "GET, HEAD, POST",
 			"/v1/instances/{name}":      "DELETE, GET, HEAD, PUT",
 			"/v1/instances/{name}/spec": "GET, HEAD",
+			"/v1/credentials/rotate":    "POST",
 		} {
 			route(path, func(w http.ResponseWriter, r *http.Request) error {
 				w.Header().Set("Allow", allow)
@@ -477,6 +481,19 @@ func (s *Server) handleInstanceSet(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) handleInstanceDelete(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Service.RemoveInstance(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// handleCredentialsRotate replaces the credentials of the role named by the
+// role query parameter, or of every role without one.
+func (s *Server) handleCredentialsRotate(w http.ResponseWriter, r *http.Request) error {
+	if s.Credentials == nil {
+		return ec2.Errorf(ec2.EUNSUPPORTED, "this server cannot rotate credentials")
+	}
+	if err := s.Credentials.RotateCredentials(r.Context(), r.URL.Query().Get("role")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

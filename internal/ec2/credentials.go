@@ -66,3 +66,10 @@ type CredentialSource interface {
 	// *RoleError sets the Code that EC2 would show.
 	Retrieve(ctx context.Context) (Credentials, error)
 }
+
+// CredentialRotator replaces role credentials on demand.
+type CredentialRotator interface {
+	// RotateCredentials replaces the credentials of role now, or of every
+	// role when role is empty. Returns ENOTFOUND if no instance has the role.
+	RotateCredentials(ctx context.Context, role string) error
+}
