@@ -26,8 +26,8 @@ type InstanceLocator interface {
 	LocateInstance(ctx context.Context, req Requester) (*Instance, error)
 }
 
-// SingleInstance serves the same instance to every requester: the
-// zero-configuration mode of `imds serve`.
+// SingleInstance serves the same instance to every requester, for tests and
+// for embedding the metadata server without a registry.
 type SingleInstance struct {
 	Instance *Instance
 }
