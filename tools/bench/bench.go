@@ -103,7 +103,7 @@ func startServers(ctx context.Context, cfg config, tmp string, client *http.Clie
 	}
 	imdsAddr, refAddr := addrs[0], addrs[1]
 
-	ref, err := startChild("reference server", self, []string{"-" + refServerFlag, refAddr}, nil, log)
+	ref, err := startChild("reference server", self, []string{"-" + refServerFlag, refAddr}, nil, nil, log)
 	if err != nil {
 		return "", "", err
 	}
@@ -138,8 +138,12 @@ func startIMDS(cfg config, path, addr, tmp string) (*child, string, error) {
 		return nil, "", fmt.Errorf("create imds data directory: %w", err)
 	}
 	args := []string{"serve", "--listen", addr, "--data-dir", dataDir}
+	// An admin socket of its own, so that a server already running on this
+	// machine does not stop the benchmark (the environment variable is
+	// ignored by builds from before the admin API, for A/B runs).
+	env := []string{"IMDS_ADMIN_SOCKET=" + filepath.Join(tmp, "admin.sock")}
 	if cfg.discardLogs {
-		c, err := startChild("imds", path, args, nil, nil)
+		c, err := startChild("imds", path, args, env, nil, nil)
 		return c, "(discarded)", err
 	}
 	logPath := filepath.Join(tmp, imdsLogName)
@@ -148,7 +152,7 @@ func startIMDS(cfg config, path, addr, tmp string) (*child, string, error) {
 		return nil, "", fmt.Errorf("create imds log: %w", err)
 	}
 	defer f.Close() // the child has its own descriptor
-	c, err := startChild("imds", path, args, f, f)
+	c, err := startChild("imds", path, args, env, f, f)
 	return c, logPath, err
 }
 

@@ -27,8 +27,11 @@ type child struct {
 }
 
 // startChild starts path with args; stdout and stderr may be nil (discard).
-func startChild(name, path string, args []string, stdout, stderr io.Writer) (*child, error) {
+func startChild(name, path string, args, env []string, stdout, stderr io.Writer) (*child, error) {
 	cmd := exec.Command(path, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = childSysProcAttr()
