@@ -74,6 +74,10 @@ type Instance struct {
 	MatchMAC bool
 	// Origin tells where the instance is declared: OriginConfig or OriginAPI.
 	Origin string
+
+	// Events are the lifecycle events issued so far (run-time state, not
+	// part of a stored spec).
+	Events Events
 }
 
 // Origins of an instance.
@@ -202,6 +206,11 @@ func (i *Instance) Clone() *Instance {
 	c.Tags = slices.Clone(i.Tags)
 	c.UserData = slices.Clone(i.UserData)
 	c.SourceAddrs = slices.Clone(i.SourceAddrs)
+	c.Events.Maintenance = slices.Clone(i.Events.Maintenance)
+	if i.Events.Spot != nil {
+		sp := *i.Events.Spot
+		c.Events.Spot = &sp
+	}
 	if i.Role != nil {
 		r := *i.Role
 		c.Role = &r

@@ -61,6 +61,10 @@ type Server struct {
 	// rebinding.
 	AllowedHosts []string
 
+	// Recorder, if set, receives every request after its response; it must
+	// not block.
+	Recorder interface{ Record(ec2.RequestRecord) }
+
 	Logger    *slog.Logger
 	AccessLog bool
 	// Now is the clock used for Last-Modified and error timestamps.
@@ -268,6 +272,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	if req.err != nil && ec2.ErrorCode(req.err) == ec2.EINTERNAL {
 		s.Logger.Error("metadata request failed", "method", r.Method, "path", r.URL.Path, "instance", req.instance, "err", req.err)
+	}
+	if s.Recorder != nil {
+		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: r.RemoteAddr, Method: r.Method,
+			Path: r.URL.Path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: r.UserAgent()})
 	}
 	if s.AccessLog && s.logHandler.Enabled(r.Context(), slog.LevelInfo) {
 		// Built by hand rather than through Logger.LogAttrs, which would pay

@@ -1,0 +1,62 @@
+package ec2
+
+import (
+	"context"
+	"time"
+)
+
+// RequestRecord is one metadata request as the audit keeps it. It holds no
+// tokens, credentials or bodies.
+type RequestRecord struct {
+	Time      time.Time
+	Instance  string // "" when the requester matched no instance
+	Remote    string // address:port of the requester
+	Method    string
+	Path      string
+	Status    int
+	API       string // v1 or v2
+	Latency   time.Duration
+	UserAgent string
+	// Fault names the fault injected into this request, if any.
+	Fault string
+}
+
+// RequestReport summarises what an application asked an instance for.
+type RequestReport struct {
+	Instance    string
+	Requests    int
+	V1Requests  int // requests without a token: what breaks under IMDSv2-only
+	V2Requests  int
+	Errors      int // status >= 400
+	First, Last time.Time
+	Paths       []PathUse // most used first
+	UserAgents  []AgentUse
+}
+
+// PathUse counts the requests for one path (version prefix kept).
+type PathUse struct {
+	Path     string
+	Requests int
+	V1       int
+}
+
+// AgentUse counts the requests of one user agent and how many were IMDSv1.
+type AgentUse struct {
+	UserAgent string
+	Requests  int
+	V1        int
+}
+
+// RequestLog is the record of recent requests per instance.
+type RequestLog interface {
+	// Requests returns up to limit of the most recent requests of instance
+	// (every instance when instance is ""), oldest first.
+	Requests(ctx context.Context, instance string, limit int) ([]RequestRecord, error)
+	// Follow streams requests of instance ("" for all) as they happen until
+	// ctx is done; the channel is closed then. A slow reader misses records
+	// rather than slowing the server.
+	Follow(ctx context.Context, instance string) <-chan RequestRecord
+	// Report summarises the recorded requests of instance. Returns
+	// ENOTFOUND if nothing was recorded for it.
+	Report(ctx context.Context, instance string) (RequestReport, error)
+}
