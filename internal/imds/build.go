@@ -92,12 +92,7 @@ func (s *Server) metaData(inst *ec2.Instance) *node {
 			return dir("autoscaling", "2021-07-15", leaf("target-lifecycle-state", "2021-07-15", inst.AutoscalingState))
 		}),
 		blockDeviceMapping(inst),
-		dir("events", "2018-08-17",
-			dir("maintenance", "2018-08-17",
-				leaf("history", "2018-08-17", "[]"),
-				leaf("scheduled", "2018-08-17", "[]"),
-			),
-		),
+		events(inst),
 		leaf("hostname", "1.0", p.LocalHostname),
 		when(inst.Role != nil, func() *node { return s.iam(inst) }),
 		s.identityCredentials(inst),
@@ -126,9 +121,77 @@ func (s *Server) metaData(inst *ec2.Instance) *node {
 			leaf("domain", "2014-02-25", inst.Domain),
 			leaf("partition", "2015-10-20", inst.Partition),
 		),
+		spot(inst),
 		when(inst.Hypervisor != "", func() *node { return leaf("system", "", inst.Hypervisor) }),
 		tags(inst),
 	)
+}
+
+// spot is spot/, present only once an interruption notice is issued, as on EC2.
+func spot(inst *ec2.Instance) *node {
+	sp := inst.Events.Spot
+	if sp == nil {
+		return nil
+	}
+	t := sp.Time.UTC().Format(ec2Time)
+	return dir("spot", "2014-11-05",
+		leaf("instance-action", "2016-11-15", `{"action": "`+sp.Action+`", "time": "`+t+`"}`),
+		when(sp.Action == ec2.SpotTerminate, func() *node { return leaf("termination-time", "2014-11-05", t) }),
+	)
+}
+
+// events is events/: maintenance/ always (empty lists until something is
+// scheduled), recommendations/ only once a rebalance recommendation exists.
+func events(inst *ec2.Instance) *node {
+	var scheduled, history []ec2.MaintenanceEvent
+	for _, e := range inst.Events.Maintenance {
+		if e.State == ec2.MaintenanceActive {
+			scheduled = append(scheduled, e)
+		} else {
+			history = append(history, e)
+		}
+	}
+	ev := inst.Events
+	return dir("events", "2018-08-17",
+		dir("maintenance", "2018-08-17",
+			&node{name: "history", entry: "history", since: "2018-08-17", value: maintenanceDoc(history)},
+			&node{name: "scheduled", entry: "scheduled", since: "2018-08-17", value: maintenanceDoc(scheduled)},
+		),
+		when(!ev.Rebalance.IsZero(), func() *node {
+			return dir("recommendations", "2020-10-27",
+				leaf("rebalance", "2020-10-27", `{"noticeTime": "`+ev.Rebalance.UTC().Format(ec2Time)+`"}`))
+		}),
+	)
+}
+
+// maintenanceTime is the date format of maintenance events: "21 Jan 2019 09:00:43 GMT".
+const maintenanceTime = "02 Jan 2006 15:04:05 GMT"
+
+// maintenanceDoc renders maintenance events in the layout of EC2's documentation.
+func maintenanceDoc(evs []ec2.MaintenanceEvent) []byte {
+	if len(evs) == 0 {
+		return []byte("[]")
+	}
+	var b bytes.Buffer
+	b.WriteString("[ \n")
+	for i, e := range evs {
+		doc := jsonDoc(
+			"NotBefore", e.NotBefore.UTC().Format(maintenanceTime),
+			"Code", e.Code,
+			"Description", e.Description,
+			"EventId", e.ID,
+			"NotAfter", e.NotAfter.UTC().Format(maintenanceTime),
+			"State", e.State,
+		)
+		b.WriteString("  ")
+		b.Write(bytes.ReplaceAll(doc, []byte("\n"), []byte("\n  ")))
+		if i < len(evs)-1 {
+			b.WriteByte(',')
+		}
+		b.WriteString(" \n")
+	}
+	b.WriteByte(']')
+	return b.Bytes()
 }
 
 func blockDeviceMapping(inst *ec2.Instance) *node {

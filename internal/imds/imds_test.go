@@ -3,6 +3,7 @@ package imds_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -617,5 +618,39 @@ func TestUserDataBytes(t *testing.T) {
 	}
 	if _, listing = f.do(t, "GET", "/latest/"); listing != "dynamic\nmeta-data" {
 		t.Errorf("/latest/ listing without user-data=%q", listing)
+	}
+}
+
+// TestEventsGolden renders an instance with every kind of event issued.
+func TestEventsGolden(t *testing.T) {
+	inst := defaultInstance()
+	inst.LifeCycle = "spot"
+	inst.AutoscalingState = "Terminated"
+	at := time.Date(2026, 11, 22, 10, 2, 0, 0, time.UTC)
+	inst.Events = ec2.Events{
+		Spot:      &ec2.SpotNotice{Action: ec2.SpotTerminate, Time: at},
+		Rebalance: time.Date(2026, 11, 22, 9, 58, 0, 0, time.UTC),
+		Maintenance: []ec2.MaintenanceEvent{
+			{ID: "instance-event-0d59937288b749b32", Code: "system-reboot", Description: "scheduled reboot", State: "active",
+				NotBefore: time.Date(2026, 11, 23, 9, 0, 43, 0, time.UTC), NotAfter: time.Date(2026, 11, 23, 9, 17, 23, 0, time.UTC)},
+			{ID: "instance-event-0aaaaaaaaaaaaaaaa", Code: "instance-stop", Description: "[Canceled] scheduled stop", State: "canceled",
+				NotBefore: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC), NotAfter: time.Date(2026, 11, 20, 9, 20, 0, 0, time.UTC)},
+		},
+	}
+	f := newFixture(t, inst)
+	var out strings.Builder
+	for _, p := range []string{"/latest/meta-data/spot/", "/latest/meta-data/spot/instance-action", "/latest/meta-data/spot/termination-time",
+		"/latest/meta-data/events/", "/latest/meta-data/events/recommendations/rebalance", "/latest/meta-data/events/maintenance/scheduled",
+		"/latest/meta-data/events/maintenance/history", "/latest/meta-data/instance-life-cycle", "/latest/meta-data/autoscaling/target-lifecycle-state",
+		"/2016-09-02/meta-data/spot/", "/2018-08-17/meta-data/events/"} {
+		resp, body := f.do(t, "GET", p)
+		out.WriteString(render("GET", p, resp, body))
+	}
+	checkGolden(t, "events.golden", out.String())
+	// JSON documents parse as clients parse them.
+	_, body := f.do(t, "GET", "/latest/meta-data/events/maintenance/scheduled")
+	var evs []map[string]string
+	if err := json.Unmarshal([]byte(body), &evs); err != nil || len(evs) != 1 || evs[0]["NotBefore"] != "23 Nov 2026 09:00:43 GMT" {
+		t.Errorf("scheduled events %q: %v %v", body, evs, err)
 	}
 }

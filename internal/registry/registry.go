@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
@@ -43,10 +44,16 @@ type Registry struct {
 	// ProxySecret keys the HMAC-SHA256 of X-Instance-ID.
 	ProxySecret []byte
 
-	mu      sync.Mutex // serialises changes
-	idx     atomic.Pointer[index]
-	config  []*ec2.Instance
-	defName string
+	// Clock drives scheduled events.
+	Clock clock.Clock
+
+	mu        sync.Mutex // serialises changes
+	idx       atomic.Pointer[index]
+	config    []*ec2.Instance
+	defName   string
+	overlays  map[string]*overlay // run-time events per instance name
+	done      chan struct{}
+	closeOnce sync.Once
 
 	neigh       atomic.Pointer[neighCache]
 	neighMu     sync.Mutex
@@ -75,7 +82,8 @@ type neighCache struct {
 
 // New returns an empty Registry.
 func New(store ec2.InstanceStore, opt ec2.DeriveOptions) *Registry {
-	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Now: time.Now, Clock: clock.Real{},
+		overlays: map[string]*overlay{}, done: make(chan struct{})}
 	r.idx.Store(&index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
 		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}})
 	return r
@@ -109,7 +117,7 @@ func (r *Registry) rebuild(ctx context.Context) error {
 	next := &index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
 		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}}
 	for _, inst := range r.config {
-		if err := next.add(inst); err != nil {
+		if err := next.add(r.withEvents(inst)); err != nil {
 			return err
 		}
 	}
@@ -121,7 +129,7 @@ func (r *Registry) rebuild(ctx context.Context) error {
 		for _, spec := range specs {
 			inst, err := r.derive(spec)
 			if err == nil {
-				err = next.add(inst)
+				err = next.add(r.withEvents(inst))
 			}
 			if err != nil {
 				// A stored instance that now clashes with the config file (or no
@@ -381,6 +389,7 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 	if err := r.Store.DeleteInstance(ctx, name); err != nil {
 		return err
 	}
+	delete(r.overlays, name)
 	if err := r.rebuild(ctx); err != nil {
 		return err
 	}

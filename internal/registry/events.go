@@ -1,0 +1,230 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"slices"
+	"time"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+var _ ec2.EventService = (*Registry)(nil)
+
+// overlay is the run-time state an instance has beyond its definition:
+// issued events and what they changed.
+type overlay struct {
+	events ec2.Events
+	asg    string // autoscaling target lifecycle state, "" for the defined one
+	spot   bool   // a spot notice made the instance a spot instance
+}
+
+// withEvents returns inst with its overlay applied (inst itself if none).
+// r.mu is held.
+func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
+	ov := r.overlays[inst.Name]
+	if ov == nil {
+		return inst
+	}
+	c := inst.Clone()
+	c.Events = ov.events
+	c.Events.Maintenance = slices.Clone(ov.events.Maintenance)
+	if ov.events.Spot != nil {
+		sp := *ov.events.Spot
+		c.Events.Spot = &sp
+	}
+	if ov.asg != "" {
+		c.AutoscalingState = ov.asg
+	}
+	if ov.spot {
+		c.LifeCycle = "spot"
+	}
+	return c
+}
+
+// maintenanceDescriptions are EC2's descriptions per event code.
+var maintenanceDescriptions = map[string]string{
+	"instance-reboot":     "scheduled reboot",
+	"system-reboot":       "scheduled reboot",
+	"system-maintenance":  "scheduled maintenance",
+	"instance-retirement": "scheduled retirement",
+	"instance-stop":       "scheduled stop",
+}
+
+// Defaults of event requests.
+const (
+	DefaultSpotLead            = 2 * time.Minute
+	DefaultMaintenanceIn       = time.Hour
+	DefaultMaintenanceDuration = 20 * time.Minute
+)
+
+// TriggerEvent implements ec2.EventService. Spot notices and rebalance
+// recommendations whose notice time is in the future are scheduled and
+// appear then; everything else applies at once. Times are fixed when an
+// event is issued, so pollers never see them move.
+func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventRequest) (ec2.Events, error) {
+	now := r.Now().UTC().Truncate(time.Second)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.idx.Load().byName[name] == nil {
+		return ec2.Events{}, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
+	}
+	ov := r.overlays[name]
+	if ov == nil {
+		ov = &overlay{}
+	}
+	next := *ov
+	next.events.Maintenance = slices.Clone(ov.events.Maintenance)
+	var notice time.Time // when a scheduled event is to appear
+	switch req.Type {
+	case "spot":
+		action := req.Action
+		if action == "" {
+			action = ec2.SpotTerminate
+		}
+		if action != ec2.SpotTerminate && action != ec2.SpotStop && action != ec2.SpotHibernate {
+			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "spot action must be terminate, stop or hibernate, got %q", action)
+		}
+		lead := req.Lead
+		if lead == 0 {
+			lead = DefaultSpotLead
+		}
+		if lead < 0 {
+			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "spot lead time must not be negative")
+		}
+		at := req.At.UTC().Truncate(time.Second)
+		if at.IsZero() {
+			at = now.Add(lead)
+		}
+		next.events.Spot = &ec2.SpotNotice{Action: action, Time: at}
+		next.spot = true
+		notice = at.Add(-lead)
+	case "rebalance":
+		t := req.At.UTC().Truncate(time.Second)
+		if t.IsZero() {
+			t = now
+		}
+		next.events.Rebalance = t
+		notice = t
+	case "maintenance":
+		code := req.Code
+		if code == "" {
+			code = "system-reboot"
+		}
+		if !slices.Contains(ec2.MaintenanceCodes, code) {
+			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "maintenance code must be one of %v, got %q", ec2.MaintenanceCodes, code)
+		}
+		desc := req.Description
+		if desc == "" {
+			desc = maintenanceDescriptions[code]
+		}
+		nb := req.NotBefore.UTC().Truncate(time.Second)
+		if nb.IsZero() {
+			nb = now.Add(DefaultMaintenanceIn)
+		}
+		dur := req.Duration
+		if dur == 0 {
+			dur = DefaultMaintenanceDuration
+		}
+		if dur < 0 {
+			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "maintenance duration must not be negative")
+		}
+		var id [8]byte
+		rand.Read(id[:])
+		next.events.Maintenance = append(next.events.Maintenance, ec2.MaintenanceEvent{
+			ID: "instance-event-0" + hex.EncodeToString(id[:]), Code: code, Description: desc,
+			State: ec2.MaintenanceActive, NotBefore: nb, NotAfter: nb.Add(dur),
+		})
+	case "maintenance-complete", "maintenance-cancel":
+		i := slices.IndexFunc(next.events.Maintenance, func(e ec2.MaintenanceEvent) bool { return e.ID == req.EventID })
+		if i < 0 {
+			return ec2.Events{}, ec2.Errorf(ec2.ENOTFOUND, "instance %s has no maintenance event %q", name, req.EventID)
+		}
+		e := &next.events.Maintenance[i]
+		if e.State != ec2.MaintenanceActive {
+			return ec2.Events{}, ec2.Errorf(ec2.ECONFLICT, "maintenance event %s is already %s", e.ID, e.State)
+		}
+		if req.Type == "maintenance-complete" {
+			e.State, e.Description = ec2.MaintenanceCompleted, "[Completed] "+e.Description
+		} else {
+			e.State, e.Description = ec2.MaintenanceCanceled, "[Canceled] "+e.Description
+		}
+	case "asg":
+		if !slices.Contains(ec2.AutoscalingStates, req.State) {
+			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "Auto Scaling state must be one of %v, got %q", ec2.AutoscalingStates, req.State)
+		}
+		next.asg = req.State
+	case "clear":
+		next = overlay{}
+	default:
+		return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "event type must be spot, rebalance, maintenance, maintenance-complete, maintenance-cancel, asg or clear, got %q", req.Type)
+	}
+	if notice.After(now) {
+		r.schedule(name, notice, next)
+		r.Logger.Info("event scheduled", "instance", name, "type", req.Type, "appears", notice.Format(time.RFC3339))
+		return ov.events, nil
+	}
+	if err := r.apply(ctx, name, &next); err != nil {
+		return ec2.Events{}, err
+	}
+	r.Logger.Info("event issued", "instance", name, "type", req.Type)
+	return next.events, nil
+}
+
+// apply installs an overlay and rebuilds the index. r.mu is held.
+func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
+	prev := r.overlays[name]
+	if ov.events.Spot == nil && ov.events.Rebalance.IsZero() && len(ov.events.Maintenance) == 0 && ov.asg == "" {
+		delete(r.overlays, name)
+	} else {
+		r.overlays[name] = ov
+	}
+	if err := r.rebuild(ctx); err != nil {
+		if prev != nil {
+			r.overlays[name] = prev
+		} else {
+			delete(r.overlays, name)
+		}
+		return err
+	}
+	return nil
+}
+
+// schedule applies ov to the instance when the clock reaches at, unless the
+// registry is closed first. The overlay is recomputed from the current one
+// for the event's own fields, so events issued meanwhile are kept.
+func (r *Registry) schedule(name string, at time.Time, ov overlay) {
+	t := r.Clock.NewTimer(at.Sub(r.Now()))
+	go func() {
+		select {
+		case <-r.done:
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		cur := r.overlays[name]
+		next := overlay{}
+		if cur != nil {
+			next = *cur
+		}
+		if ov.events.Spot != nil {
+			next.events.Spot, next.spot = ov.events.Spot, true
+		}
+		if !ov.events.Rebalance.IsZero() {
+			next.events.Rebalance = ov.events.Rebalance
+		}
+		if err := r.apply(context.Background(), name, &next); err != nil {
+			r.Logger.Warn("scheduled event not issued", "instance", name, "err", ec2.ErrorMessage(err))
+			return
+		}
+		r.Logger.Info("scheduled event issued", "instance", name)
+	}()
+}
+
+// Close stops pending scheduled events.
+func (r *Registry) Close() {
+	r.closeOnce.Do(func() { close(r.done) })
+}
