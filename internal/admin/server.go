@@ -37,6 +37,8 @@ type Server struct {
 	Service ec2.InstanceService
 	// Credentials rotates role credentials; nil answers EUNSUPPORTED.
 	Credentials ec2.CredentialRotator
+	Requests    ec2.RequestLog   // nil answers EUNSUPPORTED
+	Events      ec2.EventService // nil answers EUNSUPPORTED
 	Logger      *slog.Logger
 
 	// SocketPath is the Unix socket to listen on. It is created with mode
@@ -205,14 +207,20 @@ func (s *Server) Handler() http.Handler {
 		route("DELETE /v1/instances/{name}", s.handleInstanceDelete)
 		route("GET /v1/instances/{name}/spec", s.handleInstanceSpec)
 		route("POST /v1/credentials/rotate", s.handleCredentialsRotate)
+		route("GET /v1/requests", s.handleRequests)
+		route("GET /v1/instances/{name}/report", s.handleReport)
+		route("POST /v1/instances/{name}/events", s.handleEvent)
 		// The same paths without a method answer 405 through the error table
 		// (the mux's own 405 is plain text); anything else is 404.
 		for path, allow := range map[string]string{
-			"/v1/health":                "GET, HEAD",
-			"/v1/instances":             "GET, HEAD, POST",
-			"/v1/instances/{name}":      "DELETE, GET, HEAD, PUT",
-			"/v1/instances/{name}/spec": "GET, HEAD",
-			"/v1/credentials/rotate":    "POST",
+			"/v1/health":                  "GET, HEAD",
+			"/v1/instances":               "GET, HEAD, POST",
+			"/v1/instances/{name}":        "DELETE, GET, HEAD, PUT",
+			"/v1/instances/{name}/spec":   "GET, HEAD",
+			"/v1/credentials/rotate":      "POST",
+			"/v1/requests":                "GET, HEAD",
+			"/v1/instances/{name}/report": "GET, HEAD",
+			"/v1/instances/{name}/events": "POST",
 		} {
 			route(path, func(w http.ResponseWriter, r *http.Request) error {
 				w.Header().Set("Allow", allow)

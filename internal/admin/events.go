@@ -1,0 +1,335 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// Event types of POST /v1/instances/{name}/events, as ec2.EventRequest
+// names them.
+const (
+	EventSpot                = "spot"
+	EventRebalance           = "rebalance"
+	EventMaintenance         = "maintenance"
+	EventMaintenanceComplete = "maintenance-complete"
+	EventMaintenanceCancel   = "maintenance-cancel"
+	EventAutoscaling         = "asg"
+	EventClear               = "clear"
+)
+
+// EventTypes are the values of the type field, in the order of messages.
+var EventTypes = []string{EventSpot, EventRebalance, EventMaintenance, EventMaintenanceComplete,
+	EventMaintenanceCancel, EventAutoscaling, EventClear}
+
+// SpotActions are the actions of a spot interruption.
+var SpotActions = []string{ec2.SpotTerminate, ec2.SpotStop, ec2.SpotHibernate}
+
+// eventFields are the body fields each event type takes besides type.
+var eventFields = map[string][]string{
+	EventSpot:                {"action", "at", "lead"},
+	EventRebalance:           {},
+	EventMaintenance:         {"code", "description", "not_before", "duration"},
+	EventMaintenanceComplete: {"event_id"},
+	EventMaintenanceCancel:   {"event_id"},
+	EventAutoscaling:         {"state"},
+	EventClear:               {},
+}
+
+// eventRequestBody is the body of POST /v1/instances/{name}/events:
+// durations are Go duration strings, times RFC 3339.
+type eventRequestBody struct {
+	Type        string `json:"type"`
+	Action      string `json:"action,omitempty"`
+	At          string `json:"at,omitempty"`
+	Lead        string `json:"lead,omitempty"`
+	Code        string `json:"code,omitempty"`
+	Description string `json:"description,omitempty"`
+	NotBefore   string `json:"not_before,omitempty"`
+	Duration    string `json:"duration,omitempty"`
+	EventID     string `json:"event_id,omitempty"`
+	State       string `json:"state,omitempty"`
+}
+
+// given returns the fields of the body that are set, by JSON name.
+func (b *eventRequestBody) given() map[string]string {
+	all := map[string]string{
+		"action": b.Action, "at": b.At, "lead": b.Lead, "code": b.Code, "description": b.Description,
+		"not_before": b.NotBefore, "duration": b.Duration, "event_id": b.EventID, "state": b.State,
+	}
+	for k, v := range all {
+		if v == "" {
+			delete(all, k)
+		}
+	}
+	return all
+}
+
+// eventsBody is the response of POST /v1/instances/{name}/events: the
+// instance's events afterwards.
+type eventsBody struct {
+	Spot        *spotBody         `json:"spot"`
+	Rebalance   *time.Time        `json:"rebalance"`
+	Maintenance []maintenanceBody `json:"maintenance"`
+}
+
+type spotBody struct {
+	Action string    `json:"action"`
+	Time   time.Time `json:"time"`
+}
+
+type maintenanceBody struct {
+	EventID     string    `json:"event_id"`
+	Code        string    `json:"code"`
+	Description string    `json:"description"`
+	State       string    `json:"state"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+// MarshalEvents renders events as the admin API does (times in UTC, RFC
+// 3339), followed by a newline.
+func MarshalEvents(ev ec2.Events) ([]byte, error) {
+	return encodeJSON(eventsDocument(ev))
+}
+
+func eventsDocument(ev ec2.Events) eventsBody {
+	body := eventsBody{Maintenance: make([]maintenanceBody, 0, len(ev.Maintenance))}
+	if ev.Spot != nil {
+		body.Spot = &spotBody{Action: ev.Spot.Action, Time: ev.Spot.Time.UTC()}
+	}
+	if !ev.Rebalance.IsZero() {
+		t := ev.Rebalance.UTC()
+		body.Rebalance = &t
+	}
+	for _, m := range ev.Maintenance {
+		body.Maintenance = append(body.Maintenance, maintenanceBody{
+			EventID: m.ID, Code: m.Code, Description: m.Description, State: m.State,
+			NotBefore: m.NotBefore.UTC(), NotAfter: m.NotAfter.UTC(),
+		})
+	}
+	return body
+}
+
+func (b *eventsBody) events() ec2.Events {
+	var ev ec2.Events
+	if b.Spot != nil {
+		ev.Spot = &ec2.SpotNotice{Action: b.Spot.Action, Time: b.Spot.Time}
+	}
+	if b.Rebalance != nil {
+		ev.Rebalance = *b.Rebalance
+	}
+	for _, m := range b.Maintenance {
+		ev.Maintenance = append(ev.Maintenance, ec2.MaintenanceEvent{
+			ID: m.EventID, Code: m.Code, Description: m.Description, State: m.State,
+			NotBefore: m.NotBefore, NotAfter: m.NotAfter,
+		})
+	}
+	return ev
+}
+
+// handleEvent triggers an event on the named instance and answers with its
+// events afterwards.
+func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) error {
+	if s.Events == nil {
+		return ec2.Errorf(ec2.EUNSUPPORTED, "this server cannot trigger events")
+	}
+	req, err := readEventRequest(r)
+	if err != nil {
+		return err
+	}
+	ev, err := s.Events.TriggerEvent(r.Context(), r.PathValue("name"), req)
+	if err != nil {
+		return err
+	}
+	body, err := MarshalEvents(ev)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// readEventRequest decodes and checks the body of an event request; every
+// error names the field at fault.
+func readEventRequest(r *http.Request) (ec2.EventRequest, error) {
+	var req ec2.EventRequest
+	if ctype := r.Header.Get("Content-Type"); ctype != "" {
+		if mt, _, err := mime.ParseMediaType(ctype); err != nil || mt != "application/json" {
+			return req, ec2.Errorf(ec2.EINVALID, "Content-Type must be application/json, got %q", ctype)
+		}
+	}
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return req, ec2.Errorf(ec2.EINVALID, "request body larger than %d bytes", tooBig.Limit)
+		}
+		return req, ec2.Errorf(ec2.EINVALID, "reading the request body: %v", err)
+	}
+	body, err := decodeEventBody(data)
+	if err != nil {
+		return req, err
+	}
+	return body.request()
+}
+
+// decodeEventBody decodes one JSON object strictly.
+func decodeEventBody(data []byte) (*eventRequestBody, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, ec2.Errorf(ec2.EINVALID, `the body must be a JSON object like {"type": "spot"}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var body eventRequestBody
+	if err := dec.Decode(&body); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &typeErr) && typeErr.Field != "":
+			return nil, ec2.Errorf(ec2.EINVALID, "%s: must be a string, got a JSON %s", typeErr.Field, typeErr.Value)
+		case errors.As(err, &typeErr):
+			return nil, ec2.Errorf(ec2.EINVALID, "the body must be a JSON object, got a JSON %s", typeErr.Value)
+		case errors.As(err, &syntaxErr):
+			return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: %s (at byte %d)", strings.TrimPrefix(syntaxErr.Error(), "json: "), syntaxErr.Offset)
+		}
+		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return nil, ec2.Errorf(ec2.EINVALID, "unknown field %s; the fields are type, %s", field, strings.Join(allEventFields(), ", "))
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: it ends early")
+		}
+		return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, ec2.Errorf(ec2.EINVALID, "the body must hold one JSON object and nothing after it")
+	}
+	return &body, nil
+}
+
+// allEventFields lists every field but type, in the order of the body.
+func allEventFields() []string {
+	return []string{"action", "at", "lead", "code", "description", "not_before", "duration", "event_id", "state"}
+}
+
+// request checks the body and converts it.
+func (b *eventRequestBody) request() (ec2.EventRequest, error) {
+	req := ec2.EventRequest{Type: b.Type, Action: b.Action, Code: b.Code, Description: b.Description,
+		EventID: b.EventID, State: b.State}
+	if b.Type == "" {
+		return req, ec2.Errorf(ec2.EINVALID, "type: required, one of %s", strings.Join(EventTypes, ", "))
+	}
+	allowed, ok := eventFields[b.Type]
+	if !ok {
+		return req, ec2.Errorf(ec2.EINVALID, "type: must be one of %s, got %q", strings.Join(EventTypes, ", "), b.Type)
+	}
+	given := b.given()
+	for _, f := range allEventFields() {
+		if _, set := given[f]; set && !slices.Contains(allowed, f) {
+			if len(allowed) == 0 {
+				return req, ec2.Errorf(ec2.EINVALID, "%s: not used by type %s, which takes no other field", f, b.Type)
+			}
+			return req, ec2.Errorf(ec2.EINVALID, "%s: not used by type %s (its fields: %s)", f, b.Type, strings.Join(allowed, ", "))
+		}
+	}
+	var err error
+	if b.Action != "" && !slices.Contains(SpotActions, b.Action) {
+		return req, ec2.Errorf(ec2.EINVALID, "action: must be one of %s, got %q", strings.Join(SpotActions, ", "), b.Action)
+	}
+	if b.Code != "" && !slices.Contains(ec2.MaintenanceCodes, b.Code) {
+		return req, ec2.Errorf(ec2.EINVALID, "code: must be one of %s, got %q", strings.Join(ec2.MaintenanceCodes, ", "), b.Code)
+	}
+	if b.Type == EventAutoscaling {
+		if b.State == "" {
+			return req, ec2.Errorf(ec2.EINVALID, "state: required for type asg, one of %s", strings.Join(ec2.AutoscalingStates, ", "))
+		}
+		if !slices.Contains(ec2.AutoscalingStates, b.State) {
+			return req, ec2.Errorf(ec2.EINVALID, "state: must be one of %s, got %q", strings.Join(ec2.AutoscalingStates, ", "), b.State)
+		}
+	}
+	if (b.Type == EventMaintenanceComplete || b.Type == EventMaintenanceCancel) && b.EventID == "" {
+		return req, ec2.Errorf(ec2.EINVALID, "event_id: required for type %s", b.Type)
+	}
+	if req.At, err = parseEventTime("at", b.At); err != nil {
+		return req, err
+	}
+	if req.NotBefore, err = parseEventTime("not_before", b.NotBefore); err != nil {
+		return req, err
+	}
+	if req.Lead, err = parseEventDuration("lead", b.Lead); err != nil {
+		return req, err
+	}
+	if req.Duration, err = parseEventDuration("duration", b.Duration); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+func parseEventTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, ec2.Errorf(ec2.EINVALID, "%s: must be an RFC 3339 time like 2026-01-02T15:04:05Z, got %q", field, s)
+	}
+	return t, nil
+}
+
+// parseEventDuration parses a positive Go duration.
+func parseEventDuration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, ec2.Errorf(ec2.EINVALID, "%s: must be a duration like 2m or 1h30m, got %q", field, s)
+	}
+	if d <= 0 {
+		return 0, ec2.Errorf(ec2.EINVALID, "%s: must be positive, got %q", field, s)
+	}
+	return d, nil
+}
+
+// TriggerEvent implements ec2.EventService over the admin API.
+func (c *Client) TriggerEvent(ctx context.Context, name string, req ec2.EventRequest) (ec2.Events, error) {
+	path, err := instancePath(name)
+	if err != nil {
+		return ec2.Events{}, err
+	}
+	body := eventRequestBody{Type: req.Type, Action: req.Action, Code: req.Code, Description: req.Description,
+		EventID: req.EventID, State: req.State}
+	if !req.At.IsZero() {
+		body.At = req.At.Format(time.RFC3339Nano)
+	}
+	if !req.NotBefore.IsZero() {
+		body.NotBefore = req.NotBefore.Format(time.RFC3339Nano)
+	}
+	if req.Lead != 0 {
+		body.Lead = req.Lead.String()
+	}
+	if req.Duration != 0 {
+		body.Duration = req.Duration.String()
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return ec2.Events{}, fmt.Errorf("admin API: encode event request: %w", err)
+	}
+	var out eventsBody
+	if err := c.do(ctx, http.MethodPost, path+"/events", "application/json", data, &out); err != nil {
+		return ec2.Events{}, err
+	}
+	return out.events(), nil
+}
+
+var _ ec2.EventService = (*Client)(nil)
