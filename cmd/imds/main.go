@@ -42,7 +42,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newInstanceCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(), newLogsCommand(), newReportCommand(),
+		newCredsCommand(), newCACommand(), newVersionCommand())
 	return root
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imdsdev/imds/internal/admin"
+	"github.com/imdsdev/imds/internal/audit"
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/creds"
@@ -169,7 +170,8 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	}
 	undo = append(undo, func() { db.Close() })
 	reg := registry.New(db.Instances(), derive)
-	reg.Logger, reg.Now = logger, clk.Now
+	reg.Logger, reg.Now, reg.Clock = logger, clk.Now, clk
+	undo = append(undo, reg.Close)
 	reg.TrustedProxies, reg.ProxySecret = file.Identity.TrustedProxies, []byte(file.Identity.ProxySecret)
 	if file.Identity.NeighbourTable {
 		reg.Neighbours = neigh.Table
@@ -213,7 +215,10 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	if file.Log.AccessLog != nil {
 		srv.AccessLog = *file.Log.AccessLog
 	}
-	adminSrv, err := newAdminServer(o, file, reg, rotator{roles: roles, registry: reg, log: logger}, logger)
+	// The request record behind imds logs and imds report.
+	requests := audit.New(0)
+	srv.Recorder = requests
+	adminSrv, err := newAdminServer(o, file, reg, rotator{roles: roles, registry: reg, log: logger}, requests, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +249,7 @@ func (d *daemon) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() {
 		err := errors.Join(d.metadata.Close(ctx), d.admin.Close(ctx))
 		d.stop()
+		d.registry.Close()
 		d.roles.Wait()
 		<-d.configDone
 		d.closeErr = errors.Join(err, d.db.Close(), d.logw.Close())
@@ -332,9 +338,9 @@ func firstNonEmptyList(v ...[]string) []string {
 
 // newAdminServer opens the admin API on its Unix socket and, when the config
 // asks, on TCP with the bearer token read from admin.token_file.
-func newAdminServer(o serveOptions, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, logger *slog.Logger) (*admin.Server, error) {
+func newAdminServer(o serveOptions, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, logger *slog.Logger) (*admin.Server, error) {
 	a := admin.NewServer()
-	a.Service, a.Credentials, a.Logger = reg, rot, logger
+	a.Service, a.Credentials, a.Events, a.Requests, a.Logger = reg, rot, reg, requests, logger
 	a.SocketPath = firstNonEmpty(o.adminSock, file.Admin.Socket, defaultAdminSocket())
 	if file.Admin.Listen != "" {
 		if file.Admin.TokenFile == "" {
