@@ -78,6 +78,9 @@ type Instance struct {
 	// Events are the lifecycle events issued so far (run-time state, not
 	// part of a stored spec).
 	Events Events
+	// Faults are the faults injected into this instance's responses
+	// (run-time state: its own merged with those for every instance).
+	Faults Faults
 }
 
 // Origins of an instance.

@@ -386,7 +386,7 @@ func FullInstance(name string) *ec2.Instance {
 // the sample, and therefore the backends' encodings, cover it.
 // NotStored names the fields of ec2.Instance that stores do not keep: run-time
 // state rebuilt after a restart. ZeroFields does not report them.
-var NotStored = map[string]bool{"Events": true}
+var NotStored = map[string]bool{"Events": true, "Faults": true}
 
 func ZeroFields(v any) []string {
 	set := map[string]bool{}
