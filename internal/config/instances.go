@@ -273,6 +273,41 @@ func instanceDoc(inst *ec2.Instance) *ordered {
 	o.opt("hop_limit", inst.Metadata.PutResponseHopLimit)
 	o.opt("source_addresses", inst.SourceAddrs)
 	o.opt("match_mac", inst.MatchMAC)
+	// Run-time state, shown by the server and ignored when read back.
+	if ev := eventsDoc(inst.Events); ev != nil {
+		o.set("events", ev)
+	}
+	o.opt("faults", inst.Faults.String())
+	return o
+}
+
+// eventsDoc summarises issued events; nil when there are none.
+func eventsDoc(ev ec2.Events) *ordered {
+	o := &ordered{}
+	if ev.Spot != nil {
+		sp := &ordered{}
+		sp.set("action", ev.Spot.Action)
+		sp.set("time", ev.Spot.Time.UTC().Format(time.RFC3339))
+		o.set("spot", sp)
+	}
+	if !ev.Rebalance.IsZero() {
+		o.set("rebalance", ev.Rebalance.UTC().Format(time.RFC3339))
+	}
+	if len(ev.Maintenance) > 0 {
+		var ms []*ordered
+		for _, m := range ev.Maintenance {
+			mo := &ordered{}
+			mo.set("event_id", m.ID)
+			mo.set("code", m.Code)
+			mo.set("state", m.State)
+			mo.set("not_before", m.NotBefore.UTC().Format(time.RFC3339))
+			ms = append(ms, mo)
+		}
+		o.set("maintenance", ms)
+	}
+	if len(o.keys) == 0 {
+		return nil
+	}
 	return o
 }
 

@@ -529,6 +529,10 @@ func (b *instanceBuilder) schema() schema {
 		"origin": func(p string, l int, v *yaml.Node) {
 			d.enum(p, l, v, ec2.OriginConfig, ec2.OriginAPI)
 		},
+		// events and faults are run-time state the server shows; they are
+		// changed with imds event and imds fault, not through documents.
+		"events": func(string, int, *yaml.Node) {},
+		"faults": func(string, int, *yaml.Node) {},
 	}
 }
 

@@ -61,6 +61,10 @@ type Server struct {
 	// rebinding.
 	AllowedHosts []string
 
+	// Random returns numbers in [0, 1) for the fault shares; nil means
+	// math/rand/v2. Tests set a deterministic one.
+	Random func() float64
+
 	// Recorder, if set, receives every request after its response; it must
 	// not block.
 	Recorder interface{ Record(ec2.RequestRecord) }
@@ -74,6 +78,7 @@ type Server struct {
 	versionList  []byte
 	allowedHosts map[string]bool
 	trees        sync.Map // instance name → *compiled
+	buckets      sync.Map // instance name → *bucket, for the rate-limit fault
 	logHandler   slog.Handler
 	listeners    []net.Listener
 	http         *http.Server
@@ -224,6 +229,7 @@ type request struct {
 	status   int
 	api      string // v1 or v2
 	instance string
+	fault    string // the fault injected, if any
 	err      error
 }
 
@@ -265,7 +271,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				s.writeError(w, &req, req.err)
 			}
 		}()
-		if err := s.serve(w, r, &req); err != nil {
+		if err := s.serve(w, r, &req); err == errNoResponse {
+			req.status = 0
+		} else if err != nil {
 			req.err = err
 			s.writeError(w, &req, err)
 		}
@@ -275,7 +283,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Recorder != nil {
 		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: r.RemoteAddr, Method: r.Method,
-			Path: r.URL.Path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: r.UserAgent()})
+			Path: r.URL.Path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: r.UserAgent(), Fault: req.fault})
 	}
 	if s.AccessLog && s.logHandler.Enabled(r.Context(), slog.LevelInfo) {
 		// Built by hand rather than through Logger.LogAttrs, which would pay
@@ -291,6 +299,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("instance", req.instance),
 			slog.String("ua", r.UserAgent()),
 		)
+		if req.fault != "" {
+			rec.AddAttrs(slog.String("fault", req.fault))
+		}
 		_ = s.logHandler.Handle(r.Context(), rec)
 	}
 }
@@ -316,6 +327,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 
 	path := strings.TrimLeft(r.URL.Path, "/")
 	version, rest, _ := strings.Cut(path, "/")
+	if inst.Faults.Active() {
+		if err := s.injectFault(w, r, req, inst.Faults, isTokenPath(rest)); err != nil {
+			return err
+		}
+	}
 	if isTokenPath(rest) {
 		return s.serveToken(w, r, req, c, version)
 	}

@@ -16,8 +16,9 @@ var _ ec2.EventService = (*Registry)(nil)
 // issued events and what they changed.
 type overlay struct {
 	events ec2.Events
-	asg    string // autoscaling target lifecycle state, "" for the defined one
-	spot   bool   // a spot notice made the instance a spot instance
+	asg    string     // autoscaling target lifecycle state, "" for the defined one
+	spot   bool       // a spot notice made the instance a spot instance
+	faults ec2.Faults // the instance's own faults
 }
 
 // withEvents returns inst with its overlay applied (inst itself if none).
@@ -25,9 +26,15 @@ type overlay struct {
 func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
 	ov := r.overlays[inst.Name]
 	if ov == nil {
-		return inst
+		if !r.allFaults.Active() {
+			return inst
+		}
+		c := inst.Clone()
+		c.Faults = r.allFaults
+		return c
 	}
 	c := inst.Clone()
+	c.Faults = mergeFaults(r.allFaults, ov.faults)
 	c.Events = ov.events
 	c.Events.Maintenance = slices.Clone(ov.events.Maintenance)
 	if ov.events.Spot != nil {
@@ -156,7 +163,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 		}
 		next.asg = req.State
 	case "clear":
-		next = overlay{}
+		next = overlay{faults: ov.faults} // clear ends events, not faults
 	default:
 		return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "event type must be spot, rebalance, maintenance, maintenance-complete, maintenance-cancel, asg or clear, got %q", req.Type)
 	}
@@ -175,7 +182,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 // apply installs an overlay and rebuilds the index. r.mu is held.
 func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 	prev := r.overlays[name]
-	if ov.events.Spot == nil && ov.events.Rebalance.IsZero() && len(ov.events.Maintenance) == 0 && ov.asg == "" {
+	if ov.events.Spot == nil && ov.events.Rebalance.IsZero() && len(ov.events.Maintenance) == 0 && ov.asg == "" && !ov.faults.Active() {
 		delete(r.overlays, name)
 	} else {
 		r.overlays[name] = ov

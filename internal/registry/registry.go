@@ -51,7 +51,8 @@ type Registry struct {
 	idx       atomic.Pointer[index]
 	config    []*ec2.Instance
 	defName   string
-	overlays  map[string]*overlay // run-time events per instance name
+	overlays  map[string]*overlay // run-time events and faults per instance name
+	allFaults ec2.Faults          // faults of every instance
 	done      chan struct{}
 	closeOnce sync.Once
 
