@@ -532,7 +532,16 @@ func (b *instanceBuilder) schema() schema {
 		// events and faults are run-time state the server shows; they are
 		// changed with imds event and imds fault, not through documents.
 		"events": func(string, int, *yaml.Node) {},
-		"faults": func(string, int, *yaml.Node) {},
+		"faults": func(p string, l int, v *yaml.Node) {
+			if s, ok := d.str(p, l, v); ok {
+				f, err := ec2.ParseFaults(s)
+				if err != nil {
+					d.errorf(l, p, "%s", ec2.ErrorMessage(err))
+					return
+				}
+				inst.Faults = f
+			}
+		},
 	}
 }
 

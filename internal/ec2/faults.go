@@ -3,6 +3,7 @@ package ec2
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -119,4 +120,50 @@ type FaultService interface {
 	SetFaults(ctx context.Context, name string, f Faults) error
 	// GetFaults returns the faults set for name ("" for every instance).
 	GetFaults(ctx context.Context, name string) (Faults, error)
+}
+
+// ParseFaults reads the form String writes, e.g.
+// "latency=100ms-1s,errors=0.2×500,rate-limit=10/s,token=refuse,expired-credentials,drop=0.1".
+// "errors=0.2" means 503. The empty string is no fault.
+func ParseFaults(s string) (Faults, error) {
+	var f Faults
+	if strings.TrimSpace(s) == "" {
+		return f, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		var err error
+		switch k {
+		case "latency":
+			lo, hi, rng := strings.Cut(v, "-")
+			if f.Latency, err = time.ParseDuration(lo); err == nil && rng {
+				f.LatencyMax, err = time.ParseDuration(hi)
+			}
+		case "errors":
+			rate, status, hasStatus := strings.Cut(v, "×")
+			if f.ErrorRate, err = strconv.ParseFloat(rate, 64); err == nil && hasStatus {
+				f.ErrorStatus, err = strconv.Atoi(status)
+			}
+		case "rate-limit":
+			f.RateLimit, err = strconv.ParseFloat(strings.TrimSuffix(v, "/s"), 64)
+		case "token":
+			f.Token = v
+		case "expired-credentials":
+			if v != "" {
+				err = fmt.Errorf("takes no value")
+			}
+			f.ExpiredCredentials = true
+		case "drop":
+			f.DropRate, err = strconv.ParseFloat(v, 64)
+		default:
+			return Faults{}, Errorf(EINVALID, "unknown fault %q", k)
+		}
+		if err != nil {
+			return Faults{}, Errorf(EINVALID, "fault %q: bad value %q", k, v)
+		}
+	}
+	if err := f.Validate(); err != nil {
+		return Faults{}, err
+	}
+	return f, nil
 }

@@ -326,7 +326,8 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (*
 		return nil, ec2.Errorf(ec2.EUNSUPPORTED, "this server has no store for instances registered at run time")
 	}
 	spec = spec.Clone()
-	spec.Origin = ""
+	// Run-time state changes only through events and faults, not documents.
+	spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}
 	if spec.PendingTime.IsZero() {
 		// Registration is the launch: fixed now so the identity document stays stable.
 		spec.PendingTime = r.Now().UTC().Truncate(time.Second)
