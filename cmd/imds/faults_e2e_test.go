@@ -202,3 +202,37 @@ func TestFaultIsolation(t *testing.T) {
 		t.Errorf("a's spot notice leaked to b: %v %v", resp, err)
 	}
 }
+
+// TestFaultCLIAgainstServer sets and clears faults with the CLI.
+func TestFaultCLIAgainstServer(t *testing.T) {
+	srv := mustRunServer(t, "", "")
+	sock := srv.d.admin.SocketPath
+	cli := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), append(args, "--admin-socket", sock), &out, &errOut); code != 0 {
+			t.Fatalf("imds %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
+		}
+		return out.String()
+	}
+	cli("fault", "set", "default", "--token", "refuse")
+	req, _ := http.NewRequest("PUT", srv.URL+"/latest/api/token", nil)
+	req.Header.Set("X-aws-ec2-metadata-token-ttl-seconds", "60")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 403 {
+		t.Fatalf("token PUT after imds fault set --token refuse: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if out := cli("fault", "get", "default"); !strings.Contains(out, "token=refuse") {
+		t.Errorf("imds fault get: %q", out)
+	}
+	cli("fault", "set", "--all", "--error-rate", "1", "--error-status", "500")
+	if code, _ := body(t, srv.URL+"/latest/meta-data/instance-id"); code != 500 {
+		t.Errorf("with --all --error-rate 1: status %d, want 500", code)
+	}
+	cli("fault", "clear", "--all")
+	cli("fault", "clear", "default")
+	if code, _ := body(t, srv.URL+"/latest/meta-data/instance-id"); code != 200 {
+		t.Errorf("after clear: status %d", code)
+	}
+}

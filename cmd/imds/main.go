@@ -42,7 +42,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(), newLogsCommand(), newReportCommand(),
+	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(), newFaultCommand(), newLogsCommand(), newReportCommand(),
 		newCredsCommand(), newCACommand(), newVersionCommand())
 	return root
 }

@@ -340,7 +340,7 @@ func firstNonEmptyList(v ...[]string) []string {
 // asks, on TCP with the bearer token read from admin.token_file.
 func newAdminServer(o serveOptions, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, logger *slog.Logger) (*admin.Server, error) {
 	a := admin.NewServer()
-	a.Service, a.Credentials, a.Events, a.Requests, a.Logger = reg, rot, reg, requests, logger
+	a.Service, a.Credentials, a.Events, a.Faults, a.Requests, a.Logger = reg, rot, reg, reg, requests, logger
 	a.SocketPath = firstNonEmpty(o.adminSock, file.Admin.Socket, defaultAdminSocket())
 	if file.Admin.Listen != "" {
 		if file.Admin.TokenFile == "" {

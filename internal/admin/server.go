@@ -39,6 +39,7 @@ type Server struct {
 	Credentials ec2.CredentialRotator
 	Requests    ec2.RequestLog   // nil answers EUNSUPPORTED
 	Events      ec2.EventService // nil answers EUNSUPPORTED
+	Faults      ec2.FaultService // nil answers EUNSUPPORTED
 	Logger      *slog.Logger
 
 	// SocketPath is the Unix socket to listen on. It is created with mode
@@ -210,6 +211,12 @@ func (s *Server) Handler() http.Handler {
 		route("GET /v1/requests", s.handleRequests)
 		route("GET /v1/instances/{name}/report", s.handleReport)
 		route("POST /v1/instances/{name}/events", s.handleEvent)
+		route("PUT /v1/instances/{name}/faults", s.handleFaultsSet)
+		route("GET /v1/instances/{name}/faults", s.handleFaultsGet)
+		route("DELETE /v1/instances/{name}/faults", s.handleFaultsClear)
+		route("PUT /v1/faults", s.handleFaultsSet)
+		route("GET /v1/faults", s.handleFaultsGet)
+		route("DELETE /v1/faults", s.handleFaultsClear)
 		// The same paths without a method answer 405 through the error table
 		// (the mux's own 405 is plain text); anything else is 404.
 		for path, allow := range map[string]string{
@@ -221,6 +228,8 @@ func (s *Server) Handler() http.Handler {
 			"/v1/requests":                "GET, HEAD",
 			"/v1/instances/{name}/report": "GET, HEAD",
 			"/v1/instances/{name}/events": "POST",
+			"/v1/instances/{name}/faults": "DELETE, GET, HEAD, PUT",
+			"/v1/faults":                  "DELETE, GET, HEAD, PUT",
 		} {
 			route(path, func(w http.ResponseWriter, r *http.Request) error {
 				w.Header().Set("Allow", allow)
