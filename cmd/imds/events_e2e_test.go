@@ -160,3 +160,25 @@ func TestEventCLIAgainstServer(t *testing.T) {
 		t.Errorf("unknown instance: exit %d, %q", code, errOut.String())
 	}
 }
+
+// TestScheduledEventsFromConfig: a spot notice scheduled ten minutes after
+// start-up appears then, not before.
+func TestScheduledEventsFromConfig(t *testing.T) {
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	srv := startTestServer(t, "instance:\n  schedule:\n    - event: spot\n      after: 10m\n      action: stop\n", "", clk)
+	c := sdkimds.New(sdkimds.Options{Endpoint: srv.URL})
+	clk.Advance(9 * time.Minute)
+	if got := poll(t, c, "spot/instance-action"); got != "" {
+		t.Fatalf("spot notice after 9 minutes: %q", got)
+	}
+	clk.Advance(time.Minute)
+	deadline := time.Now().Add(time.Second)
+	got := ""
+	for got == "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		got = poll(t, c, "spot/instance-action")
+	}
+	if !strings.Contains(got, `"action": "stop"`) {
+		t.Errorf("spot notice after 10 minutes: %q", got)
+	}
+}

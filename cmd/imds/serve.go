@@ -239,6 +239,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, admin: adminSrv, roles: roles, stop: cancel,
 		dataDir: dataDir, configPath: o.configPath, imdsv2: o.imdsv2, derive: derive}
 	d.watchConfig(ctx)
+	d.startSchedules(ctx, file, clk)
 	ok = true
 	return d, nil
 }

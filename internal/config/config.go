@@ -110,9 +110,10 @@ type Credentials struct {
 // ec2.NewDefaultInstance(). Fields left out stay zero, which ec2.Derive reads
 // as "derive this", so an absent key and a derived value are the same thing.
 type Instance struct {
-	base   *ec2.Instance
-	prefix string // path of the definition, e.g. "instance" or "instances[1]"
-	line   int
+	base     *ec2.Instance
+	prefix   string // path of the definition, e.g. "instance" or "instances[1]"
+	line     int
+	schedule []ScheduledEvent
 }
 
 // Spec returns a copy of the instance as written, before derivation.

@@ -60,6 +60,11 @@ func parseInstances(name string, data []byte, baseDir string, read readFunc) ([]
 	if len(defs) == 0 && len(d.errs) == 0 {
 		d.errorf(1, "", "no instance definition found")
 	}
+	for _, ci := range defs {
+		if len(ci.schedule) > 0 {
+			d.errorf(ci.schedule[0].Line, sub(ci.prefix, "schedule"), "is read from the config file only; trigger events with imds event")
+		}
+	}
 	f := &File{name: name, lines: d.lines, Instances: defs}
 	if !d.exhausted() {
 		_, errs := f.buildAll(ec2.DeriveOptions{})

@@ -146,3 +146,53 @@ instances:
 		}
 	}
 }
+
+func TestSchedule(t *testing.T) {
+	f, err := Parse("t.yaml", []byte(`instances:
+  - name: worker
+    schedule:
+      - event: spot
+        after: 10m
+        action: stop
+        lead: 5m
+      - event: maintenance
+        at: 2026-12-01T09:00:00Z
+        code: instance-retirement
+      - event: asg
+        after: 1h
+        state: Terminated
+`), "testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Schedules()
+	if len(s) != 1 || s[0].Instance != "worker" || len(s[0].Events) != 3 {
+		t.Fatalf("schedules %+v", s)
+	}
+	spot, m, asg := s[0].Events[0], s[0].Events[1], s[0].Events[2]
+	if spot.After != 10*time.Minute || spot.Request.Type != "spot" || spot.Request.Action != "stop" || spot.Request.Lead != 5*time.Minute {
+		t.Errorf("spot %+v", spot)
+	}
+	if !m.At.Equal(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)) || m.Request.Code != "instance-retirement" {
+		t.Errorf("maintenance %+v", m)
+	}
+	if asg.Request.State != "Terminated" {
+		t.Errorf("asg %+v", asg)
+	}
+	for _, tt := range []struct{ src, want string }{
+		{"instance:\n  schedule:\n    - event: spot\n", "needs exactly one of after (a delay from start-up) and at (a time)"},
+		{"instance:\n  schedule:\n    - event: spot\n      after: 1m\n      at: 2026-12-01T09:00:00Z\n", "needs exactly one of after"},
+		{"instance:\n  schedule:\n    - after: 1m\n", "instance.schedule[0].event: is required"},
+		{"instance:\n  schedule:\n    - event: asg\n      after: 1m\n", "instance.schedule[0].state: is required for an asg event"},
+		{"instance:\n  schedule:\n    - event: rebalance\n      after: 1m\n      code: system-reboot\n", "code, description and duration only apply to maintenance events"},
+		{"instance:\n  schedule:\n    - event: spot\n      at: tomorrow\n", `must be an RFC 3339 time`},
+		{"instance:\n  schedule:\n    - event: reboot\n      after: 1m\n", `instance.schedule[0].event: must be spot, rebalance, maintenance or asg`},
+	} {
+		if _, err := Parse("t.yaml", []byte(tt.src), "testdata"); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q): %v, want %q", tt.src, err, tt.want)
+		}
+	}
+	if _, err := ParseInstances("doc", []byte("name: x\nschedule:\n  - event: spot\n    after: 1m\n")); err == nil || !strings.Contains(err.Error(), "config file only") {
+		t.Errorf("a schedule in an API document: %v", err)
+	}
+}

@@ -239,7 +239,8 @@ type instanceBuilder struct {
 	inst *ec2.Instance
 	// prefix is the path of the instance's mapping: "instance",
 	// "instances[2]", or "" for a document of its own.
-	prefix string
+	prefix   string
+	schedule []ScheduledEvent
 
 	regionSet, zoneSet bool
 
@@ -532,6 +533,9 @@ func (b *instanceBuilder) schema() schema {
 		// events and faults are run-time state the server shows; they are
 		// changed with imds event and imds fault, not through documents.
 		"events": func(string, int, *yaml.Node) {},
+		"schedule": func(p string, l int, v *yaml.Node) {
+			b.schedule = d.scheduleList(p, l, v)
+		},
 		"faults": func(p string, l int, v *yaml.Node) {
 			if s, ok := d.str(p, l, v); ok {
 				f, err := ec2.ParseFaults(s)
@@ -584,7 +588,7 @@ func (b *instanceBuilder) finish() *Instance {
 	case b.userData.line > 0:
 		inst.UserData = nonEmpty(b.userDataSrc)
 	}
-	return &Instance{base: inst, prefix: b.prefix}
+	return &Instance{base: inst, prefix: b.prefix, schedule: b.schedule}
 }
 
 // nonEmpty maps empty user data to none: EC2 has no such thing as empty user
