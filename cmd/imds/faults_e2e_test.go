@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
 	"github.com/imdsdev/imds/internal/ec2"
@@ -140,6 +141,24 @@ func TestFaultsSeenByClients(t *testing.T) {
 			t.Errorf("served Expiration %v, botocore's %s: want botocore to extend expired credentials (static stability)", served, out.Session.Expiry)
 		}
 		t.Logf("served Expiration %s; botocore extended it to %s", served.Format(time.RFC3339), out.Session.Expiry)
+	})
+
+	t.Run("Go SDK extends expired credentials when the refresh fails", func(t *testing.T) {
+		// Expired credentials first, then a failing service: the SDK's cache
+		// keeps the old key and pushes its expiry 5-15 minutes out.
+		cache := aws.NewCredentialsCache(ec2rolecreds.New(func(o *ec2rolecreds.Options) { o.Client = client }))
+		setFaults(t, srv, "default", ec2.Faults{ExpiredCredentials: true})
+		first, err := cache.Retrieve(ctx)
+		if err != nil || !first.Expires.Before(time.Now()) {
+			t.Fatalf("first retrieve: %v, expires %v; want expired credentials", err, first.Expires)
+		}
+		setFaults(t, srv, "default", ec2.Faults{ErrorRate: 1})
+		defer setFaults(t, srv, "default", ec2.Faults{})
+		again, err := cache.Retrieve(ctx)
+		if err != nil || again.AccessKeyID != first.AccessKeyID || again.Expires.Before(time.Now().Add(4*time.Minute)) {
+			t.Errorf("after a failed refresh: %v, key %s, expires %v; want the old key extended", err, again.AccessKeyID, again.Expires)
+		}
+		t.Logf("Go SDK extended expired credentials to %v after the refresh failed", again.Expires.Round(time.Second))
 	})
 
 	t.Run("instance get shows the faults", func(t *testing.T) {
