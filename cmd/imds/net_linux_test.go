@@ -1,0 +1,105 @@
+//go:build linux
+
+package main
+
+// imds net up/status/down inside network namespaces the test creates
+// (imdsnet-<pid>-...). Nothing of the host's own network is touched and no
+// request goes to the host's 169.254.169.254.
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/imdsdev/imds/internal/netsetup"
+)
+
+// newNetTestNS creates a namespace with lo up, deleted when the test ends.
+func newNetTestNS(t *testing.T, role string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("imds net tests need root: they create network namespaces and change nftables inside them")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("imds net tests need %s", tool)
+		}
+	}
+	name := fmt.Sprintf("imdsnet-%d-cmd%s", os.Getpid(), role)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v %s", name, err, out)
+		}
+	})
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up in %s: %v %s", name, err, out)
+	}
+	return name
+}
+
+func TestNetCommandUpStatusDown(t *testing.T) {
+	ns := newNetTestNS(t, "a")
+	dir := t.TempDir()
+	port := strconv.Itoa(30000 + os.Getpid()%20000)
+	common := []string{"--netns", ns, "--state-dir", dir}
+
+	expect := func(wantErr bool, want string, args ...string) {
+		t.Helper()
+		out, err := runNet(t, append(args, common...)...)
+		if (err != nil) != wantErr || !strings.Contains(out, want) {
+			t.Errorf("imds net %v: %v (error wanted: %v)\n%s\nwant %q", args, err, wantErr, out, want)
+		}
+	}
+	expect(true, "address 169.254.169.254 missing on lo", "status", "--port", port)
+	expect(false, "added 169.254.169.254/32 to lo", "up", "--port", port)
+	expect(false, "nothing to change", "up", "--port", port)
+	expect(true, "nothing listening on port "+port, "status", "--port", port)
+
+	var ln net.Listener
+	if err := netsetup.InNetns(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:"+port)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "i-0cmdtest")
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	expect(false, "OK: metadata reachable (instance i-0cmdtest)", "status", "--port", port)
+
+	expect(false, "deleted table inet imds", "down")
+	expect(false, "nothing to change", "down")
+	expect(true, "address 169.254.169.254 missing on lo", "status", "--port", port)
+}
+
+func TestNetCommandErrors(t *testing.T) {
+	ns := newNetTestNS(t, "e")
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"up", "--netns", "imdsnet-nosuch"}, `unknown network namespace "imdsnet-nosuch"`},
+		{[]string{"up", "--netns", ns, "--bridge", "nosuchbr0"}, `unknown bridge "nosuchbr0"`},
+	} {
+		_, err := runNet(t, append(tc.args, "--state-dir", dir)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("imds net %v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "ruleset").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("ruleset after failed ups: %v %s", err, out)
+	}
+}

@@ -1,0 +1,201 @@
+// Package netsetup makes the EC2 metadata addresses, 169.254.169.254:80 and
+// [fd00:ec2::254]:80, reach an imds server listening on another port, for
+// processes on the host (or in named network namespaces) and for containers
+// and VMs behind a Linux bridge. It is what `imds net up|down|status` runs.
+//
+// For local processes it adds the metadata address to lo and an nftables
+// redirect in an output nat chain; for each bridge a prerouting nat rule
+// rewrites the destination to the bridge's own address and the server's
+// port, so that the server sees the requester's own source address (which
+// is how it tells instances apart).
+//
+// Everything nftables lives in one table of our own, `table inet imds`,
+// with the chains `output` and `prerouting`: `down` deletes the table. The
+// addresses `up` added are recorded in a state file per namespace
+// (StateDir/net-<netns or "host">.json, mode 0600) so that `down` removes
+// exactly those and never an address that was there before.
+//
+// `up` is declarative and idempotent: it makes the table and addresses match
+// the plan, and changes nothing when they already do. It validates the plan
+// (port, namespaces, bridges and their addresses) before changing anything,
+// applies the nftables part of each namespace as one atomic transaction and
+// rolls back what the run did if a later step fails.
+//
+// Only Linux is supported; elsewhere every function returns an error
+// wrapping errors.ErrUnsupported.
+package netsetup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+const (
+	// DefaultPort is the port imds serve listens on by default.
+	DefaultPort = 1338
+	// DefaultStateDir is where the state files live by default.
+	DefaultStateDir = "/run/imds"
+	// TableName is the name of our nftables table (family inet).
+	TableName = "imds"
+	// HostName names the current (host) namespace in Changes and state
+	// file names.
+	HostName = "host"
+)
+
+var (
+	// MetadataIPv4 is the EC2 metadata address.
+	MetadataIPv4 = netip.MustParseAddr("169.254.169.254")
+	// MetadataIPv6 is the EC2 metadata address on IPv6 (Nitro instances).
+	MetadataIPv6 = netip.MustParseAddr("fd00:ec2::254")
+)
+
+// ErrPermission is returned (wrapped) when the kernel refuses a change.
+var ErrPermission = errors.New("imds net up needs root or CAP_NET_ADMIN")
+
+// Plan is what `imds net up` sets up.
+type Plan struct {
+	// Port is the port the imds server listens on (DefaultPort when 0).
+	Port int
+	// Bridges are interfaces (usually Linux bridges) behind which
+	// containers or VMs reach the host; their metadata traffic is sent to
+	// the bridge's own address on Port. In each namespace of Netns.
+	Bridges []string
+	// Netns are the named network namespaces (as in ip netns) to set up;
+	// none means the current one (the host).
+	Netns []string
+	// IPv6 also sets up [fd00:ec2::254]:80.
+	IPv6 bool
+}
+
+// Change is one thing Up or Down changed.
+type Change struct {
+	// Netns is the namespace it was changed in ("" for the host).
+	Netns string
+	// What it was, e.g. "added 169.254.169.254/32 to lo".
+	What string
+}
+
+func (c Change) String() string {
+	if c.Netns == "" {
+		return c.What
+	}
+	return "netns " + c.Netns + ": " + c.What
+}
+
+// StatusOptions selects what Status looks at.
+type StatusOptions struct {
+	// Port is the port the server should listen on (DefaultPort when 0).
+	Port int
+	// Netns is the namespace to look at; "" is the current one.
+	Netns string
+	// StateDir holds the state files (DefaultStateDir when "").
+	StateDir string
+	// ProbePath is the path the end-to-end probe requests
+	// (/latest/meta-data/instance-id when "").
+	ProbePath string
+}
+
+// Report is what Status found.
+type Report struct {
+	Netns string
+	// Addresses are the metadata addresses present on lo.
+	Addresses []netip.Prefix
+	// Table tells whether table inet imds exists.
+	Table bool
+	// Rules are the descriptions (comments) of the rules in it, as
+	// "chain: description".
+	Rules []string
+	// Diagnosis are the findings, one line each; the last one is
+	// "OK: metadata reachable (instance i-…)" when all is well.
+	Diagnosis []string
+	// InstanceID is what the probe read, if it succeeded.
+	InstanceID string
+	// OK tells whether the metadata address answered with an instance ID.
+	OK bool
+}
+
+// String renders the report for people.
+func (r *Report) String() string {
+	var b strings.Builder
+	where := "host"
+	if r.Netns != "" {
+		where = "netns " + r.Netns
+	}
+	fmt.Fprintf(&b, "%s:\n", where)
+	if len(r.Addresses) == 0 {
+		b.WriteString("  addresses on lo: none of the metadata addresses\n")
+	}
+	for _, a := range r.Addresses {
+		fmt.Fprintf(&b, "  address %s on lo\n", a)
+	}
+	if r.Table {
+		fmt.Fprintf(&b, "  table inet %s: %d rules\n", TableName, len(r.Rules))
+		for _, rule := range r.Rules {
+			fmt.Fprintf(&b, "    %s\n", rule)
+		}
+	} else {
+		fmt.Fprintf(&b, "  table inet %s: absent\n", TableName)
+	}
+	for _, d := range r.Diagnosis {
+		fmt.Fprintf(&b, "%s\n", d)
+	}
+	return b.String()
+}
+
+// Up sets up plan and returns what it changed (nothing when all was in
+// place). On error nothing this run changed is left behind.
+func Up(ctx context.Context, plan Plan, stateDir string) ([]Change, error) {
+	if plan.Port == 0 {
+		plan.Port = DefaultPort
+	}
+	if plan.Port < 1 || plan.Port > 65535 {
+		return nil, fmt.Errorf("port %d out of range (1-65535)", plan.Port)
+	}
+	for _, b := range plan.Bridges {
+		if b == "" || len(b) > 15 || strings.ContainsAny(b, "/ \x00") {
+			return nil, fmt.Errorf("bad bridge name %q", b)
+		}
+	}
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return up(ctx, plan, stateDir)
+}
+
+// Down removes what Up set up in each namespace of netns (none: the host):
+// the table inet imds and the addresses Up recorded as added. Without
+// anything to remove it does nothing and returns no error.
+func Down(ctx context.Context, netns []string, stateDir string) ([]Change, error) {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return down(ctx, netns, stateDir)
+}
+
+// Status reports what is in place in one namespace and probes the metadata
+// address end to end. The error is for failures to look, not for a broken
+// setup: that is Report.OK and Report.Diagnosis.
+func Status(ctx context.Context, opts StatusOptions) (*Report, error) {
+	if opts.Port == 0 {
+		opts.Port = DefaultPort
+	}
+	if opts.Port < 1 || opts.Port > 65535 {
+		return nil, fmt.Errorf("port %d out of range (1-65535)", opts.Port)
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	if opts.ProbePath == "" {
+		opts.ProbePath = "/latest/meta-data/instance-id"
+	}
+	return status(ctx, opts)
+}

@@ -1,0 +1,462 @@
+//go:build linux
+
+package netsetup
+
+// These tests build their own network namespaces (named imdsnet-<pid>-...)
+// and change nothing outside them: no address, rule or route of the host's
+// own interfaces, and no traffic to the host's 169.254.169.254. They skip
+// unless run as root with ip, nft and curl.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const nsPrefix = "imdsnet-"
+
+func requireLab(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the tests create network namespaces and change nftables inside them")
+	}
+	for _, tool := range []string{"ip", "nft", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (apt-get install iproute2 nftables curl)", tool)
+		}
+	}
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// removeStale deletes namespaces of earlier runs whose process is gone.
+func removeStale(t *testing.T) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], nsPrefix) {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(f[0], nsPrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			_ = exec.Command("ip", "netns", "del", f[0]).Run()
+			t.Logf("removed the leftover namespace %s", f[0])
+		}
+	}
+}
+
+var nsCount struct {
+	sync.Mutex
+	n int
+}
+
+// newNS creates a namespace with lo up; it is deleted when the test ends.
+func newNS(t *testing.T, role string) string {
+	t.Helper()
+	requireLab(t)
+	removeStale(t)
+	nsCount.Lock()
+	nsCount.n++
+	name := fmt.Sprintf("%s%d-%d%s", nsPrefix, os.Getpid(), nsCount.n, role)
+	nsCount.Unlock()
+	run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v %s", name, err, out)
+		}
+	})
+	run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	for _, k := range []string{"all", "default"} {
+		run(t, "ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv6.conf."+k+".accept_dad=0")
+	}
+	return name
+}
+
+// snapshot is what the namespace's network looks like: nft list ruleset and
+// ip addr.
+func snapshot(t *testing.T, ns string) string {
+	t.Helper()
+	addrs := run(t, "ip", "-n", ns, "-o", "addr") // one line per address, no link state
+	// Link-local addresses finish DAD whenever the kernel gets round to it.
+	addrs = strings.NewReplacer(" tentative", "", " dadfailed", "").Replace(addrs)
+	return run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset") + "\n----\n" + addrs
+}
+
+// serve runs an HTTP server inside ns on addr that answers instanceID and
+// records the requesters' addresses.
+func serve(t *testing.T, ns, addr, instanceID string) *recorder {
+	t.Helper()
+	var ln net.Listener
+	if err := InNetns(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listening on %s in %s: %v", addr, ns, err)
+	}
+	rec := &recorder{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.remotes = append(rec.remotes, r.RemoteAddr)
+		rec.mu.Unlock()
+		if r.URL.Path != "/latest/meta-data/instance-id" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, instanceID)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return rec
+}
+
+type recorder struct {
+	mu      sync.Mutex
+	remotes []string
+}
+
+func (r *recorder) seen() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.remotes...)
+}
+
+// curlIn GETs url from inside ns and returns the body.
+func curlIn(t *testing.T, ns, url string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "curl", "-sS", "--noproxy", "*", "--max-time", "3", url).CombinedOutput()
+	return string(out), err
+}
+
+func testPort() int { return 20000 + os.Getpid()%20000 }
+
+func countRules(t *testing.T, ns string) int {
+	out := run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", TableName)
+	return strings.Count(out, "comment \"imds:")
+}
+
+func TestUpDownLocal(t *testing.T) {
+	ns := newNS(t, "host")
+	dir := t.TempDir()
+	ctx := context.Background()
+	port := testPort()
+	before := snapshot(t, ns)
+
+	changes, err := Up(ctx, Plan{Port: port, Netns: []string{ns}}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("up: %v", changes)
+	if len(changes) != 2 || !strings.Contains(changes[0].What, "added 169.254.169.254/32 to lo") ||
+		!strings.Contains(changes[1].What, "created table inet imds with 1 rules") {
+		t.Errorf("changes %v", changes)
+	}
+	if out := run(t, "ip", "-n", ns, "addr", "show", "dev", "lo"); !strings.Contains(out, "169.254.169.254/32") {
+		t.Errorf("address missing on lo:\n%s", out)
+	}
+	rules := run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+	t.Logf("ruleset:\n%s", rules)
+	for _, want := range []string{"table inet imds", "chain output", "type nat hook output priority -100",
+		"ip daddr 169.254.169.254 tcp dport 80 redirect to :" + strconv.Itoa(port)} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("ruleset lacks %q", want)
+		}
+	}
+	if fi, err := os.Stat(dir + "/" + stateName(ns)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file: %v %v", fi, err)
+	}
+
+	rec := serve(t, ns, "127.0.0.1:"+strconv.Itoa(port), "i-0123456789abcdef0")
+	body, err := curlIn(t, ns, "http://169.254.169.254/latest/meta-data/instance-id")
+	if err != nil || body != "i-0123456789abcdef0" {
+		t.Errorf("GET from inside: %q %v", body, err)
+	}
+	if len(rec.seen()) != 1 {
+		t.Errorf("server saw %v", rec.seen())
+	}
+
+	changes, err = Up(ctx, Plan{Port: port, Netns: []string{ns}}, dir)
+	if err != nil || len(changes) != 0 {
+		t.Errorf("second up: %v %v, want no changes", changes, err)
+	}
+	if n := countRules(t, ns); n != 1 {
+		t.Errorf("%d rules after the second up, want 1", n)
+	}
+
+	changes, err = Down(ctx, []string{ns}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("down: %v", changes)
+	if after := snapshot(t, ns); after != before {
+		t.Errorf("after down:\n%s\nbefore up:\n%s", after, before)
+	}
+	if changes, err := Down(ctx, []string{ns}, dir); err != nil || len(changes) != 0 {
+		t.Errorf("second down: %v %v", changes, err)
+	}
+	if _, err := os.Stat(dir + "/" + stateName(ns)); !os.IsNotExist(err) {
+		t.Errorf("state file left: %v", err)
+	}
+}
+
+// An address that was there before up stays after down.
+func TestDownKeepsPreexistingAddress(t *testing.T) {
+	ns := newNS(t, "pre")
+	run(t, "ip", "-n", ns, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	before := snapshot(t, ns)
+	dir := t.TempDir()
+	changes, err := Up(context.Background(), Plan{Port: testPort(), Netns: []string{ns}}, dir)
+	if err != nil || len(changes) != 1 {
+		t.Fatalf("up: %v %v, want only the table", changes, err)
+	}
+	if _, err := Down(context.Background(), []string{ns}, dir); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, ns); after != before {
+		t.Errorf("after down:\n%s\nbefore up:\n%s", after, before)
+	}
+}
+
+func TestUpChangedPortReplacesRule(t *testing.T) {
+	ns := newNS(t, "port")
+	dir := t.TempDir()
+	ctx := context.Background()
+	if _, err := Up(ctx, Plan{Port: 1338, Netns: []string{ns}, IPv6: true}, dir); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := Up(ctx, Plan{Port: 1339, Netns: []string{ns}}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("changes: %v", changes)
+	rules := run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+	if !strings.Contains(rules, "redirect to :1339") || strings.Contains(rules, ":1338") || strings.Contains(rules, "ip6") {
+		t.Errorf("ruleset after up with another port and without IPv6:\n%s", rules)
+	}
+	if out := run(t, "ip", "-n", ns, "addr", "show", "dev", "lo"); strings.Contains(out, "fd00:ec2::254") {
+		t.Errorf("IPv6 address left on lo:\n%s", out)
+	}
+	if _, err := Down(ctx, []string{ns}, dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bridgeLab is a "host" namespace with a bridge and a "container"
+// namespace plugged into it.
+type bridgeLab struct {
+	host, ctr string
+}
+
+func newBridgeLab(t *testing.T) *bridgeLab {
+	l := &bridgeLab{host: newNS(t, "h"), ctr: newNS(t, "c")}
+	h, c := l.host, l.ctr
+	run(t, "ip", "-n", h, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", h, "addr", "add", "10.214.7.1/24", "dev", "br0")
+	run(t, "ip", "-n", h, "addr", "add", "fd00:214::1/64", "dev", "br0", "nodad")
+	run(t, "ip", "-n", h, "link", "set", "br0", "up")
+	run(t, "ip", "-n", h, "link", "add", "vh0", "type", "veth", "peer", "name", "eth0", "netns", c)
+	run(t, "ip", "-n", h, "link", "set", "vh0", "master", "br0")
+	run(t, "ip", "-n", h, "link", "set", "vh0", "up")
+	run(t, "ip", "-n", c, "addr", "add", "10.214.7.2/24", "dev", "eth0")
+	run(t, "ip", "-n", c, "addr", "add", "fd00:214::2/64", "dev", "eth0", "nodad")
+	run(t, "ip", "-n", c, "link", "set", "eth0", "up")
+	run(t, "ip", "-n", c, "route", "add", "default", "via", "10.214.7.1")
+	run(t, "ip", "-n", c, "-6", "route", "add", "default", "via", "fd00:214::1")
+	return l
+}
+
+func TestUpBridge(t *testing.T) {
+	l := newBridgeLab(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	port := testPort()
+	before := snapshot(t, l.host)
+	rec4 := serve(t, l.host, "10.214.7.1:"+strconv.Itoa(port), "i-bridge4")
+	rec6 := serve(t, l.host, "[fd00:214::1]:"+strconv.Itoa(port), "i-bridge6")
+
+	changes, err := Up(ctx, Plan{Port: port, Netns: []string{l.host}, Bridges: []string{"br0"}, IPv6: true}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("up: %v", changes)
+	rules := run(t, "ip", "netns", "exec", l.host, "nft", "list", "ruleset")
+	t.Logf("ruleset:\n%s", rules)
+	for _, want := range []string{
+		fmt.Sprintf(`iifname "br0" ip daddr 169.254.169.254 tcp dport 80 dnat ip to 10.214.7.1:%d`, port),
+		fmt.Sprintf(`iifname "br0" ip6 daddr fd00:ec2::254 tcp dport 80 dnat ip6 to [fd00:214::1]:%d`, port),
+	} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("ruleset lacks %q", want)
+		}
+	}
+
+	body, err := curlIn(t, l.ctr, "http://169.254.169.254/latest/meta-data/instance-id")
+	if err != nil || body != "i-bridge4" {
+		t.Errorf("GET from the container: %q %v", body, err)
+	}
+	if s := rec4.seen(); len(s) != 1 || !strings.HasPrefix(s[0], "10.214.7.2:") {
+		t.Errorf("server saw %v, want the container's 10.214.7.2", s)
+	}
+	body, err = curlIn(t, l.ctr, "http://[fd00:ec2::254]/latest/meta-data/instance-id")
+	if err != nil || body != "i-bridge6" {
+		t.Errorf("IPv6 GET from the container: %q %v", body, err)
+	}
+	if s := rec6.seen(); len(s) != 1 || !strings.HasPrefix(s[0], "[fd00:214::2]:") {
+		t.Errorf("IPv6 server saw %v, want the container's fd00:214::2", s)
+	}
+
+	if changes, err := Up(ctx, Plan{Port: port, Netns: []string{l.host}, Bridges: []string{"br0"}, IPv6: true}, dir); err != nil || len(changes) != 0 {
+		t.Errorf("second up: %v %v", changes, err)
+	}
+	if n := countRules(t, l.host); n != 4 {
+		t.Errorf("%d rules, want 4", n)
+	}
+	if _, err := Down(ctx, []string{l.host}, dir); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, l.host); after != before {
+		t.Errorf("after down:\n%s\nbefore up:\n%s", after, before)
+	}
+}
+
+func TestUpBadInput(t *testing.T) {
+	l := newBridgeLab(t)
+	run(t, "ip", "-n", l.host, "link", "add", "br1", "type", "bridge")
+	run(t, "ip", "-n", l.host, "link", "add", "br2", "type", "bridge")
+	run(t, "ip", "-n", l.host, "addr", "add", "10.214.8.1/24", "dev", "br2")
+	other := newNS(t, "o")
+	before, beforeOther := snapshot(t, l.host), snapshot(t, other)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		plan Plan
+		want string
+	}{
+		{"unknown bridge", Plan{Netns: []string{other, l.host}, Bridges: []string{"nosuchbr"}}, `unknown bridge "nosuchbr"`},
+		{"unknown netns", Plan{Netns: []string{other, l.host, nsPrefix + "nosuch"}}, `unknown network namespace "` + nsPrefix + `nosuch"`},
+		{"bridge without IPv4", Plan{Netns: []string{l.host}, Bridges: []string{"br0", "br1"}}, `bridge "br1" has no IPv4 address`},
+		{"bridge without IPv6", Plan{Netns: []string{l.host}, Bridges: []string{"br0", "br2"}, IPv6: true}, `bridge "br2" has no global or ULA IPv6 address`},
+		{"port", Plan{Port: 70000, Netns: []string{l.host}}, "port 70000 out of range"},
+		{"negative port", Plan{Port: -1, Netns: []string{l.host}}, "out of range"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			changes, err := Up(context.Background(), tc.plan, dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+			if len(changes) != 0 {
+				t.Errorf("changes %v", changes)
+			}
+			if s := snapshot(t, l.host); s != before {
+				t.Errorf("changed:\n%s", s)
+			}
+			if s := snapshot(t, other); s != beforeOther {
+				t.Errorf("changed:\n%s", s)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("state files written: %v", entries)
+	}
+	if _, err := Down(context.Background(), []string{nsPrefix + "nosuch"}, dir); err == nil {
+		t.Errorf("down in an unknown namespace: no error")
+	}
+}
+
+func TestStatus(t *testing.T) {
+	ns := newNS(t, "st")
+	dir := t.TempDir()
+	ctx := context.Background()
+	port := testPort()
+	diag := func(want string, ok bool) {
+		t.Helper()
+		r, err := Status(ctx, StatusOptions{Port: port, Netns: ns, StateDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("status:\n%s", r)
+		if !strings.Contains(strings.Join(r.Diagnosis, "\n"), want) || r.OK != ok {
+			t.Errorf("diagnosis %q (OK %v), want %q (OK %v)", r.Diagnosis, r.OK, want, ok)
+		}
+	}
+	diag("address 169.254.169.254 missing on lo", false)
+	diag("no redirect rule for port "+strconv.Itoa(port), false)
+	if _, err := Up(ctx, Plan{Port: port, Netns: []string{ns}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	diag("nothing listening on port "+strconv.Itoa(port), false)
+	serve(t, ns, "127.0.0.1:"+strconv.Itoa(port), "i-0status")
+	diag("OK: metadata reachable (instance i-0status)", true)
+	r, _ := Status(ctx, StatusOptions{Port: port + 1, Netns: ns, StateDir: dir})
+	if r == nil || r.OK || !strings.Contains(strings.Join(r.Diagnosis, "\n"), "no redirect rule for port "+strconv.Itoa(port+1)) {
+		t.Errorf("status for another port: %+v", r)
+	}
+	if _, err := Down(ctx, []string{ns}, dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const permHelperEnv = "IMDSNET_PERM_HELPER_STATE_DIR"
+
+// TestPermissionHelper is run by TestUpNotPermitted, inside its namespace
+// and without CAP_NET_ADMIN; it prints Up's error.
+func TestPermissionHelper(t *testing.T) {
+	dir := os.Getenv(permHelperEnv)
+	if dir == "" {
+		t.Skip("helper of TestUpNotPermitted")
+	}
+	_, err := Up(context.Background(), Plan{Port: 1338}, dir)
+	fmt.Printf("UPERROR: %v\n", err)
+}
+
+func TestUpNotPermitted(t *testing.T) {
+	ns := newNS(t, "perm")
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux)")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, ns)
+	cmd := exec.Command("ip", "netns", "exec", ns, "setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin",
+		exe, "-test.run=^TestPermissionHelper$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), permHelperEnv+"="+t.TempDir(), "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "UPERROR: imds net up needs root or CAP_NET_ADMIN") {
+		t.Errorf("helper without CAP_NET_ADMIN:\n%s", out)
+	}
+	if after := snapshot(t, ns); after != before {
+		t.Errorf("changed:\n%s", after)
+	}
+}
