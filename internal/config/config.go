@@ -55,6 +55,7 @@ type File struct {
 	// requesters that match none get 404 unless DefaultInstance names one.
 	Instances       []*Instance
 	DefaultInstance string
+	HopDistances    []HopDistance
 	Identity        Identity
 	Admin           Admin
 	Log             Log

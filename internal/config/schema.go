@@ -148,6 +148,7 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 				},
 			})
 		},
+		"hop_distances": func(p string, l int, v *yaml.Node) { f.HopDistances = d.hopDistances(p, l, v) },
 		"admin": func(p string, line int, v *yaml.Node) {
 			d.mapping(p, line, v, schema{
 				"socket": func(p string, l int, v *yaml.Node) {

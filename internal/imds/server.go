@@ -60,6 +60,10 @@ type Server struct {
 	// are refused so that a web page cannot reach the service through DNS
 	// rebinding.
 	AllowedHosts []string
+	// HopDistances say how many hops away requesters are, by network
+	// (longest prefix wins; 1 elsewhere); a token response to one further
+	// than the instance's hop limit is never sent, as on EC2.
+	HopDistances []HopDistance
 
 	// Random returns numbers in [0, 1) for the fault shares; nil means
 	// math/rand/v2. Tests set a deterministic one.
@@ -143,6 +147,7 @@ func (s *Server) Open() error {
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
 		// Parse the peer address once per connection, not per request.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ctx = withConn(ctx, c) // for the TTL of token responses
 			if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 				return context.WithValue(ctx, peerKey{}, ec2.Requester{Addr: ap.Addr().Unmap()})
 			}
@@ -402,8 +407,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, req *request
 		return err
 	}
 	w.Header()[hdrTokenTTL] = []string{strconv.Itoa(ttl)}
+	done, err := s.limitHops(w, r, req, c.inst.Metadata.PutResponseHopLimit)
+	if err != nil {
+		return err
+	}
 	s.write(w, req, textPlain, []byte(tok), c)
-	return nil
+	return done()
 }
 
 // checkToken enforces IMDSv2: a token, when present, must be valid (even in

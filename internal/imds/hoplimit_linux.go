@@ -1,0 +1,82 @@
+package imds
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// setTTL sets the IP TTL (IPv6 unicast hop limit) of the socket of c to
+// ttl. The returned restore waits until everything written to the socket has
+// been acknowledged by the peer, then puts the previous value back and
+// reports true; if ctx ends first, it leaves the TTL as it is (so that
+// retransmissions die like the first transmission) and reports false.
+// restore is nil when c has no socket or its TTL is ttl already.
+func setTTL(c net.Conn, ttl int) (restore func(context.Context) bool, err error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	level, opt, name := syscall.IPPROTO_IPV6, syscall.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS"
+	// IPv4 peers of a dual-stack socket have IPv4-mapped addresses, and
+	// their packets take IP_TTL (Linux accepts IPPROTO_IP options on IPv6
+	// sockets).
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok && a.IP.To4() != nil {
+		level, opt, name = syscall.IPPROTO_IP, syscall.IP_TTL, "IP_TTL"
+	}
+	var old int
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		if old, serr = syscall.GetsockoptInt(int(fd), level, opt); serr == nil && old != ttl {
+			serr = syscall.SetsockoptInt(int(fd), level, opt, ttl)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("setsockopt %s: %w", name, serr)
+	}
+	if old == ttl {
+		return nil, nil // nothing to change, nothing to wait for
+	}
+	return func(ctx context.Context) bool {
+		if !waitAcked(ctx, raw) {
+			return false
+		}
+		_ = raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), level, opt, old) })
+		return true
+	}, nil
+}
+
+// waitAcked polls the socket's send queue (SIOCOUTQ: bytes not yet sent or
+// not yet acknowledged) until it is empty or ctx ends; true if it emptied.
+func waitAcked(ctx context.Context, raw syscall.RawConn) bool {
+	pause := 100 * time.Microsecond
+	for {
+		var n int32
+		var errno syscall.Errno
+		if err := raw.Control(func(fd uintptr) {
+			_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n)))
+		}); err != nil || errno != 0 {
+			return true // cannot tell: assume it arrived
+		}
+		if n == 0 {
+			return true
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		pause = min(2*pause, 10*time.Millisecond)
+	}
+}

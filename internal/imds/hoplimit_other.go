@@ -1,0 +1,15 @@
+//go:build !linux
+
+package imds
+
+import (
+	"context"
+	"net"
+)
+
+// setTTL would set the TTL of the socket of c; only Linux does it, elsewhere
+// token responses go out with the system's TTL and only the configured
+// HopDistances apply.
+func setTTL(net.Conn, int) (restore func(context.Context) bool, err error) {
+	return nil, nil
+}
