@@ -212,6 +212,9 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	srv.Now = clk.Now
 	srv.Logger = logger
 	srv.AllowedHosts = file.AllowedHosts
+	for _, h := range file.HopDistances {
+		srv.HopDistances = append(srv.HopDistances, imds.HopDistance(h))
+	}
 	if file.Log.AccessLog != nil {
 		srv.AccessLog = *file.Log.AccessLog
 	}
