@@ -195,3 +195,30 @@ func TestEnvironmentPrecedence(t *testing.T) {
 		t.Errorf("signing key not in IMDS_DATA_DIR: %v", err)
 	}
 }
+
+// TestDocsConfigExamples decodes every imds config example of the docs
+// (YAML blocks that start with "# imds.yaml") with the real parser.
+func TestDocsConfigExamples(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "networking.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range regexp.MustCompile("(?ms)^```yaml\\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
+		if !strings.HasPrefix(m[1], "# imds.yaml") {
+			continue
+		}
+		n++
+		f, err := config.Parse("docs/networking.md", []byte(m[1]), t.TempDir())
+		if err != nil {
+			t.Errorf("docs example %d: %v", n, err)
+			continue
+		}
+		if _, err := f.BuildInstances(ec2.DeriveOptions{Seed: []byte("docs")}); err != nil {
+			t.Errorf("docs example %d: %v", n, err)
+		}
+	}
+	if n == 0 {
+		t.Error("no imds config example found in docs/networking.md")
+	}
+}
