@@ -1,0 +1,138 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imdsdev/imds/internal/admin"
+)
+
+// TestNetUpContainerReachesMetadata is issue 5's scene: a "host" namespace
+// with a bridge runs `imds net up` and an unprivileged `imds serve` on a high
+// port; a "container" namespace on the bridge reaches http://169.254.169.254/
+// and http://[fd00:ec2::254]/ with curl, the Go SDK and botocore, and the
+// server sees the container's own address. `imds net down` then leaves the
+// host namespace's ruleset and addresses exactly as they were.
+func TestNetUpContainerReachesMetadata(t *testing.T) {
+	hostNS := newNetTestNS(t, "host")
+	ctrNS := newNetTestNS(t, "ctr")
+	sub := 216
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	bridgeV4, ctrV4 := fmt.Sprintf("10.%d.0.1", sub), fmt.Sprintf("10.%d.0.2", sub)
+	bridgeV6, ctrV6 := fmt.Sprintf("fd00:%d::1", sub), fmt.Sprintf("fd00:%d::2", sub)
+	ip("-n", hostNS, "link", "add", "br0", "type", "bridge")
+	ip("-n", hostNS, "addr", "add", bridgeV4+"/24", "dev", "br0")
+	ip("-n", hostNS, "addr", "add", bridgeV6+"/64", "dev", "br0", "nodad")
+	ip("-n", hostNS, "link", "set", "br0", "up")
+	ip("-n", hostNS, "link", "add", "vh", "type", "veth", "peer", "name", "eth0", "netns", ctrNS)
+	ip("-n", hostNS, "link", "set", "vh", "master", "br0", "up")
+	ip("-n", ctrNS, "addr", "add", ctrV4+"/24", "dev", "eth0")
+	ip("-n", ctrNS, "addr", "add", ctrV6+"/64", "dev", "eth0", "nodad")
+	ip("-n", ctrNS, "link", "set", "eth0", "up")
+	ip("-n", ctrNS, "route", "add", "default", "via", bridgeV4)
+	ip("-n", ctrNS, "-6", "route", "add", "default", "via", bridgeV6)
+
+	snapshot := func() string {
+		t.Helper()
+		rules, _ := exec.Command("ip", "netns", "exec", hostNS, "nft", "list", "ruleset").CombinedOutput()
+		addrs, _ := exec.Command("ip", "-n", hostNS, "-o", "addr").CombinedOutput()
+		routes, _ := exec.Command("ip", "-n", hostNS, "route").CombinedOutput()
+		return string(rules) + "\n" + string(addrs) + "\n" + string(routes)
+	}
+	before := snapshot()
+
+	// The server: unprivileged port, inside the host namespace.
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "imds.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`instances:
+  - name: container
+    source_addresses: [%s, "%s"]
+    role: container-role
+    tags_in_metadata: true
+    tags: {Name: container}
+    user_data: "#cloud-config\n"
+`, ctrV4, ctrV6)), 0o600)
+	sock := shortSocketPath(t)
+	self, _ := os.Executable()
+	server := exec.Command("ip", "netns", "exec", hostNS, self, "serve", "--config", cfg, "--data-dir", filepath.Join(dir, "data"),
+		"--admin-socket", sock, "--listen", bridgeV4+":1338", "--listen", "["+bridgeV6+"]:1338", "--log-level", "warn")
+	server.Env = append(os.Environ(), "IMDS_TEST_AS_MAIN=1", "GORACE=atexit_sleep_ms=0")
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		server.Process.Signal(syscall.SIGTERM)
+		server.Wait()
+	})
+	client := admin.NewClient(sock)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := client.ListInstances(context.Background()); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server in the host namespace did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// The privileged one-shot.
+	state := filepath.Join(dir, "state")
+	if out, err := runNet(t, "up", "--netns", hostNS, "--bridge", "br0", "--ipv6", "--port", "1338", "--state-dir", state); err != nil {
+		t.Fatalf("imds net up: %v\n%s", err, out)
+	}
+	ctr := &netnsHost{NS: ctrNS}
+	for _, base := range []string{"http://169.254.169.254", "http://[fd00:ec2::254]"} {
+		if status, ok := curlStatus(t, ctr, "GET", base+"/latest/meta-data/instance-id", nil); ok && status != 200 {
+			t.Errorf("curl %s from the container: status %d", base, status)
+		}
+		res := goHelper(t, ctr, netnsHelperJob{URL: base, SDK: true})
+		if len(res.SDKError) > 0 || res.NameTag != "container" || res.RoleName != "container-role" || !strings.HasPrefix(res.AccessKeyID, "ASIA") {
+			t.Errorf("Go SDK through %s: %+v", base, res)
+		}
+		out := botocoreInNetns(t, ctr, base)
+		if out["role_name"] != "container-role" || out["method"] != "iam-role" {
+			t.Errorf("botocore through %s: %v", base, out)
+		}
+	}
+	recs, err := client.Requests(context.Background(), "container", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		host := r.Remote[:strings.LastIndexByte(r.Remote, ':')]
+		seen[strings.Trim(host, "[]")] = true
+	}
+	if !seen[ctrV4] || !seen[ctrV6] || len(seen) != 2 {
+		t.Errorf("the server saw requests from %v, want exactly the container's own %s and %s", seen, ctrV4, ctrV6)
+	}
+
+	// Down restores the host namespace exactly.
+	if out, err := runNet(t, "down", "--netns", hostNS, "--state-dir", state); err != nil {
+		t.Fatalf("imds net down: %v\n%s", err, out)
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("after net down the host namespace differs:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if _, err := exec.LookPath("curl"); err == nil {
+		out, err := exec.Command("ip", "netns", "exec", ctrNS, "curl", "-s", "-m", "1", "--noproxy", "*", "http://169.254.169.254/latest/meta-data/instance-id").CombinedOutput()
+		if err == nil {
+			t.Errorf("the metadata address still answers after net down: %s", out)
+		}
+	}
+}
