@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,6 +113,11 @@ func TestReadmeExamples(t *testing.T) {
 // line naming the input, and a non-zero exit.
 func TestServeErrors(t *testing.T) {
 	dir := t.TempDir()
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("listen: 127.0.0.1:1338\ninstance:\n  regoin: eu-west-1\n  imdsv2: sometimes\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -129,6 +135,7 @@ func TestServeErrors(t *testing.T) {
 		{"bad env", []string{"serve", "--data-dir", dir}, []string{"IMDS_IMDSV2", "never"}, []string{"--imdsv2: must be optional or required"}},
 		{"bad listen", []string{"serve", "--listen", "127.0.0.1:99999", "--data-dir", dir}, nil, []string{"127.0.0.1:99999"}},
 		{"bad log level", []string{"serve", "--log-level", "loud", "--data-dir", dir}, nil, []string{`log level "loud"`}},
+		{"port in use", []string{"serve", "--listen", held.Addr().String(), "--data-dir", dir}, nil, []string{"listen " + held.Addr().String(), "address already in use"}},
 		{"unknown flag", []string{"serve", "--nope"}, nil, []string{"unknown flag: --nope"}},
 		{"extra args", []string{"serve", "extra"}, nil, []string{`unknown command "extra"`}},
 	} {
