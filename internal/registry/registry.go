@@ -47,6 +47,14 @@ type Registry struct {
 	// Clock drives scheduled events.
 	Clock clock.Clock
 
+	// Addresses, if set, gives an address to instances registered with a MAC
+	// but no address (VMs whose address imds assigns over DHCP), and takes it
+	// back when they are removed.
+	Addresses AddressAllocator
+	// OnChange, if set, is called with every instance after each change
+	// (under the registry's lock: it must not call back into the registry).
+	OnChange func([]*ec2.Instance)
+
 	mu        sync.Mutex // serialises changes
 	idx       atomic.Pointer[index]
 	config    []*ec2.Instance
@@ -65,6 +73,12 @@ var (
 	_ ec2.InstanceLocator = (*Registry)(nil)
 	_ ec2.InstanceService = (*Registry)(nil)
 )
+
+// AddressAllocator assigns addresses by MAC (see internal/ipam).
+type AddressAllocator interface {
+	Allocate(mac, name string) (netip.Addr, error)
+	Release(mac string) error
+}
 
 // index is an immutable view of every instance.
 type index struct {
@@ -149,6 +163,13 @@ func (r *Registry) rebuild(ctx context.Context) error {
 	}
 	sort.Strings(next.names)
 	r.idx.Store(next)
+	if r.OnChange != nil {
+		all := make([]*ec2.Instance, 0, len(next.names))
+		for _, n := range next.names {
+			all = append(all, next.byName[n])
+		}
+		r.OnChange(all)
+	}
 	return nil
 }
 
@@ -321,7 +342,7 @@ func (r *Registry) SetInstance(ctx context.Context, spec *ec2.Instance) (*ec2.In
 	return r.put(ctx, spec, true)
 }
 
-func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (*ec2.Instance, error) {
+func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_ *ec2.Instance, err error) {
 	if r.Store == nil {
 		return nil, ec2.Errorf(ec2.EUNSUPPORTED, "this server has no store for instances registered at run time")
 	}
@@ -331,6 +352,19 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (*
 	if spec.PendingTime.IsZero() {
 		// Registration is the launch: fixed now so the identity document stays stable.
 		spec.PendingTime = r.Now().UTC().Truncate(time.Second)
+	}
+	if r.Addresses != nil && len(spec.SourceAddrs) == 0 && len(spec.Interfaces) > 0 && spec.Interfaces[0].MAC != "" {
+		mac := strings.ToLower(spec.Interfaces[0].MAC)
+		addr, aerr := r.Addresses.Allocate(mac, spec.Name)
+		if aerr != nil {
+			return nil, ec2.Errorf(ec2.ECONFLICT, "no address for %s: %v", spec.Name, aerr)
+		}
+		defer func() {
+			if err != nil && !replace {
+				r.Addresses.Release(mac) // not registered after all
+			}
+		}()
+		spec.SourceAddrs = []string{addr.String()}
 	}
 	inst, err := r.derive(spec)
 	if err != nil {
@@ -392,6 +426,12 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 		return err
 	}
 	delete(r.overlays, name)
+	if r.Addresses != nil && cur.Primary().MAC != "" {
+		// Frees the address; the allocator remembers it for this MAC.
+		if err := r.Addresses.Release(cur.Primary().MAC); err != nil {
+			r.Logger.Warn("releasing the address failed", "instance", name, "err", err)
+		}
+	}
 	if err := r.rebuild(ctx); err != nil {
 		return err
 	}
