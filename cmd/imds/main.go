@@ -43,7 +43,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(), newFaultCommand(), newLogsCommand(), newReportCommand(),
-		newNetCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
+		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
 	return root
 }
 

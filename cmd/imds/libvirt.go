@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/libvirt"
+)
+
+// The hook marks a stopped VM with this tag: an instance has no state of its
+// own yet, and the stopped VM stays registered so that its name, ID and
+// addresses stay reserved. Starting the VM again removes the tag.
+const (
+	libvirtStateTag = "imds:state"
+	libvirtStopped  = "stopped"
+)
+
+// libvirtHookMarker identifies a hook script written by install-hook.
+const libvirtHookMarker = "# Written by `imds libvirt install-hook`"
+
+// specFromLibvirtFile reads a domain XML file (- for standard input) and
+// returns the instance spec for it; `imds instance add --from-libvirt`
+// uses it.
+func specFromLibvirtFile(path, network string) (*ec2.Instance, error) {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	spec, err := libvirt.ParseDomain(r, libvirt.Options{Network: network})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return spec, nil
+}
+
+func newLibvirtCommand() *cobra.Command {
+	var af adminFlags
+	c := &cobra.Command{
+		Use:   "libvirt",
+		Short: "Register libvirt VMs as instances (a libvirt hook)",
+	}
+	af.register(c.PersistentFlags())
+	c.AddCommand(newLibvirtHookCommand(&af), newLibvirtInstallHookCommand())
+	return c
+}
+
+func newLibvirtHookCommand(af *adminFlags) *cobra.Command {
+	var (
+		network string
+		strict  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "hook DOMAIN OPERATION [SUB-OPERATION [EXTRA]]",
+		Short: "The libvirt qemu hook: registers a VM when it starts, marks it stopped when it stops",
+		Long: `The libvirt qemu hook (/etc/libvirt/hooks/qemu; see install-hook). libvirt runs it
+as "qemu DOMAIN OPERATION SUB-OPERATION EXTRA" with the domain XML on standard input.
+
+On "started" (the VM has started), "migrate" (an incoming migration) and "reconnect"
+(libvirtd restarted while the VM ran), it registers the VM with the running server, or
+updates the instance registered before: the name, instance ID (from the domain UUID), MAC
+of the interface on --network (with MAC matching) and the settings of the domain's imds
+metadata block replace those of the instance; the other settings are kept. It also removes
+the imds:state=stopped tag.
+
+On "stopped" and "release" it tags the instance imds:state=stopped; the instance stays
+registered, so that its name, ID and addresses stay reserved. Other operations do nothing.
+
+The hook never stops a VM: libvirt aborts the start (or the migration) when the hook fails,
+even on "started", so a problem (bad XML, server not running) is printed on standard error
+and the exit status is 0, unless --strict is given. Nothing is ever written on standard
+output, which libvirt would read as a changed domain XML on "migrate".`,
+		Example: `  # /etc/libvirt/hooks/qemu
+  #!/bin/sh
+  exec /usr/local/bin/imds libvirt hook --network default "$@"`,
+		Args: cobra.RangeArgs(2, 4),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			err := libvirtHook(cmd, af, args[0], args[1], network)
+			if err == nil {
+				return nil
+			}
+			if strict {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "imds libvirt hook: %s %s: %v (ignored: the VM goes on)\n", args[0], args[1], err)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&network, "network", "default", "libvirt `network` whose interface gives the instance's MAC (\"\" for the first interface)")
+	cmd.Flags().BoolVar(&strict, "strict", false, "exit with status 1 on failure (libvirt then aborts the start or the migration)")
+	return cmd
+}
+
+// libvirtHook does what the hook does for one operation.
+func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string) error {
+	var stop bool
+	switch op {
+	case "started", "migrate", "reconnect":
+	case "stopped", "release":
+		stop = true
+	default:
+		return nil
+	}
+	ctx := cmd.Context()
+	if stop {
+		c, err := af.client(cmd.Flags())
+		if err != nil {
+			return err
+		}
+		spec, err := c.GetInstanceSpec(ctx, domain)
+		if ec2.ErrorCode(err) == ec2.ENOTFOUND {
+			return nil // not ours
+		}
+		if err != nil {
+			return cliError(err)
+		}
+		for _, t := range spec.Tags {
+			if t.Key == libvirtStateTag && t.Value == libvirtStopped {
+				return nil
+			}
+		}
+		spec.Tags = setTag(spec.Tags, libvirtStateTag, libvirtStopped)
+		_, err = c.SetInstance(ctx, spec)
+		return cliError(err)
+	}
+	d, err := libvirt.Parse(cmd.InOrStdin(), libvirt.Options{Network: network})
+	if err != nil {
+		return err
+	}
+	c, err := af.client(cmd.Flags())
+	if err != nil {
+		return err
+	}
+	spec, err := c.GetInstanceSpec(ctx, d.Spec.Name)
+	switch {
+	case ec2.ErrorCode(err) == ec2.ENOTFOUND:
+		_, err = c.AddInstance(ctx, d.Spec)
+		return cliError(err)
+	case err != nil:
+		return cliError(err)
+	}
+	d.Apply(spec)
+	spec.Tags = removeTag(spec.Tags, libvirtStateTag)
+	_, err = c.SetInstance(ctx, spec)
+	return cliError(err)
+}
+
+func newLibvirtInstallHookCommand() *cobra.Command {
+	var (
+		path    string
+		network string
+		force   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "install-hook",
+		Short: "Write the libvirt qemu hook script that runs `imds libvirt hook`",
+		Long: `Write the libvirt qemu hook script (mode 0755) that runs this imds binary's
+"libvirt hook" with the admin flags given here. An existing hook that was not written
+by install-hook is left alone. libvirtd only finds a new hook script when it starts:
+restart it (systemctl restart libvirtd, or virtqemud) afterwards.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if exe, err = filepath.Abs(exe); err != nil {
+				return err
+			}
+			args := []string{shellQuote(exe), "libvirt", "hook"}
+			if cmd.Flags().Changed("network") {
+				args = append(args, "--network", shellQuote(network))
+			}
+			for _, name := range []string{"admin-socket", "admin-url", "admin-token-file"} {
+				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+					args = append(args, "--"+name, shellQuote(f.Value.String()))
+				}
+			}
+			script := "#!/bin/sh\n" + libvirtHookMarker + "\n# libvirt runs it as: qemu DOMAIN OPERATION SUB-OPERATION EXTRA, the domain XML on stdin.\nexec " +
+				strings.Join(args, " ") + " \"$@\"\n"
+			if err := writeHook(path, []byte(script), force); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; restart libvirtd (or virtqemud) so that it runs the hook\n", path)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&path, "path", "/etc/libvirt/hooks/qemu", "`file` of the hook script")
+	cmd.Flags().StringVar(&network, "network", "default", "libvirt `network` the hook reads the MAC from (\"\" for the first interface)")
+	cmd.Flags().BoolVar(&force, "force", false, "replace an existing hook that install-hook did not write")
+	return cmd
+}
+
+// writeHook writes the hook script atomically, refusing to replace a hook
+// of someone else's unless force.
+func writeHook(path string, script []byte, force bool) error {
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	case !force && !bytes.Contains(old, []byte(libvirtHookMarker)):
+		return fmt.Errorf("%s exists and was not written by imds; add `%s` to it yourself, or give --force to replace it",
+			path, "imds libvirt hook \"$@\"")
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".imds-hook-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(script); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// shellQuote quotes s for sh when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:=@,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
