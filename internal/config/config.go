@@ -56,10 +56,12 @@ type File struct {
 	Instances       []*Instance
 	DefaultInstance string
 	HopDistances    []HopDistance
-	Identity        Identity
-	Admin           Admin
-	Log             Log
-	Credentials     Credentials
+	// VMNetwork, if set, is the DHCP/DNS network imds runs for VMs.
+	VMNetwork   *VMNetwork
+	Identity    Identity
+	Admin       Admin
+	Log         Log
+	Credentials Credentials
 	// Instance holds the overrides of instance:; nil if the section is
 	// absent or null, and then BuildInstance serves the default instance.
 	Instance *Instance

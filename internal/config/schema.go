@@ -96,6 +96,9 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 				},
 			})
 		},
+		"vm_network": func(p string, line int, v *yaml.Node) {
+			f.VMNetwork = d.vmNetwork(p, line, v)
+		},
 		"roles": func(p string, line int, v *yaml.Node) {
 			d.roles(p, line, v, f)
 		},
