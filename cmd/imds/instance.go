@@ -340,12 +340,14 @@ func newInstanceCommand() *cobra.Command {
 
 func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 	var (
-		f        instanceFlags
-		fromFile string
-		output   string
+		f           instanceFlags
+		fromFile    string
+		fromLibvirt string
+		network     string
+		output      string
 	)
 	cmd := &cobra.Command{
-		Use:   "add NAME [flags] | add --from-file FILE",
+		Use:   "add NAME [flags] | add --from-file FILE | add --from-libvirt DOMAIN.xml",
 		Short: "Register an instance (or every instance of a YAML or JSON file) with the running server",
 		Example: `  imds instance add web-1 --ip 10.0.0.5 --role web-role --tag env=dev --user-data cloud-init.yaml
   imds instance add --from-file instances.yaml`,
@@ -354,6 +356,25 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 			fs := cmd.Flags()
 			if err := outputFormat(output); err != nil {
 				return err
+			}
+			if fs.Changed("from-libvirt") {
+				// A domain definition (virsh dumpxml) registered as the libvirt hook would.
+				if len(args) > 0 || f.changed(fs) || fs.Changed("from-file") {
+					return errors.New("--from-libvirt: cannot be combined with NAME, --from-file or instance flags; use the domain's <metadata>")
+				}
+				spec, err := specFromLibvirtFile(fromLibvirt, network)
+				if err != nil {
+					return err
+				}
+				c, err := af.client(fs)
+				if err != nil {
+					return err
+				}
+				inst, err := c.AddInstance(cmd.Context(), spec)
+				if err != nil {
+					return cliError(err)
+				}
+				return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, false)
 			}
 			if fs.Changed("from-file") {
 				if len(args) > 0 || f.changed(fs) {
@@ -394,6 +415,8 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 	fs := cmd.Flags()
 	f.register(fs, false)
 	fs.StringVar(&fromFile, "from-file", "", "YAML or JSON `file` with one instance, a list, or instances: [...] (- for standard input)")
+	fs.StringVar(&fromLibvirt, "from-libvirt", "", "libvirt domain XML `file` (virsh dumpxml NAME; - for standard input)")
+	fs.StringVar(&network, "network", "default", "with --from-libvirt: the libvirt `network` whose interface gives the MAC (\"\" for the first interface)")
 	fs.StringVarP(&output, "output", "o", "table", "output `format` of the added instances: table, json or yaml")
 	return cmd
 }

@@ -229,3 +229,25 @@ func TestLibvirtInstallHook(t *testing.T) {
 		t.Fatalf("--force: %s", errOut)
 	}
 }
+
+// TestInstanceAddFromLibvirt registers a domain by hand from its XML.
+func TestInstanceAddFromLibvirt(t *testing.T) {
+	srv := mustRunServer(t, "", "")
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"instance", "add", "--from-libvirt", filepath.Join("..", "..", "internal", "libvirt", "testdata", "test-domain.xml"),
+		"-o", "json", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), `"instance_id": "i-04fbe0879f5844d57"`) || !strings.Contains(out.String(), "aa:bb:cc:dd:ee:ff") {
+		t.Errorf("instance add --from-libvirt printed:\n%s", out.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	bad := filepath.Join(t.TempDir(), "bad.xml")
+	os.WriteFile(bad, []byte("<domain><name>x</name>"), 0o644)
+	if code := run(context.Background(), []string{"instance", "add", "--from-libvirt", bad, "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "domain XML") {
+		t.Errorf("bad XML: exit %d, %q", code, errOut.String())
+	}
+}
