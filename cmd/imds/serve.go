@@ -111,6 +111,7 @@ type daemon struct {
 	db         *bolt.DB
 	metadata   *imds.Server
 	admin      *admin.Server
+	vms        *vmNetwork
 	configPath string
 	imdsv2     string
 	derive     ec2.DeriveOptions
@@ -176,6 +177,13 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	if file.Identity.NeighbourTable {
 		reg.Neighbours = neigh.Table
 	}
+	vms, err := openVMNetwork(file.VMNetwork, dataDir, reg, logger)
+	if err != nil {
+		return nil, err
+	}
+	if vms != nil {
+		undo = append(undo, vms.close)
+	}
 	if err := reg.SetConfig(context.Background(), insts, defName); err != nil {
 		return nil, fmt.Errorf("%s: %s", firstNonEmpty(o.configPath, "configuration"), ec2.ErrorMessage(err))
 	}
@@ -221,6 +229,11 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	// The request record behind imds logs and imds report.
 	requests := audit.New(0)
 	srv.Recorder = requests
+	if vms != nil {
+		if err := vms.start(ctx); err != nil {
+			return nil, err
+		}
+	}
 	adminSrv, err := newAdminServer(o, file, reg, rotator{roles: roles, registry: reg, log: logger}, requests, logger)
 	if err != nil {
 		return nil, err
@@ -239,7 +252,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	logger.Info("serving instance metadata",
 		"listen", strings.Join(addrs, ","), "instances", len(list), "default", defName,
 		"imdsv2", firstNonEmpty(o.imdsv2, "per instance"), "data_dir", dataDir)
-	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, admin: adminSrv, roles: roles, stop: cancel,
+	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, admin: adminSrv, roles: roles, stop: cancel, vms: vms,
 		dataDir: dataDir, configPath: o.configPath, imdsv2: o.imdsv2, derive: derive}
 	d.watchConfig(ctx)
 	d.startSchedules(ctx, file, clk)
@@ -254,6 +267,9 @@ func (d *daemon) Close(ctx context.Context) error {
 		err := errors.Join(d.metadata.Close(ctx), d.admin.Close(ctx))
 		d.stop()
 		d.registry.Close()
+		if d.vms != nil {
+			d.vms.close()
+		}
 		d.roles.Wait()
 		<-d.configDone
 		d.closeErr = errors.Join(err, d.db.Close(), d.logw.Close())
