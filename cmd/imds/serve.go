@@ -31,6 +31,7 @@ import (
 	"github.com/imdsdev/imds/internal/registry"
 	"github.com/imdsdev/imds/internal/store/bolt"
 	"github.com/imdsdev/imds/internal/token"
+	"github.com/imdsdev/imds/internal/userdata"
 )
 
 // serveOptions are the flags of `imds serve`. Precedence: flag, then the
@@ -220,6 +221,17 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	srv.Now = clk.Now
 	srv.Logger = logger
 	srv.AllowedHosts = file.AllowedHosts
+	if t := file.Templates; t != nil {
+		r := &userdata.Renderer{Dir: t.Dir, Default: t.Default, SSHKeys: t.SSHKeys, Data: t.Data}
+		if t.Default != "" && t.Default != "-" {
+			b, err := os.ReadFile(t.Default)
+			if err != nil {
+				return nil, fmt.Errorf("user_data_templates.default: %w", err)
+			}
+			r.Default = string(b)
+		}
+		srv.UserData = r.Render
+	}
 	for _, h := range file.HopDistances {
 		srv.HopDistances = append(srv.HopDistances, imds.HopDistance(h))
 	}

@@ -57,7 +57,9 @@ type File struct {
 	DefaultInstance string
 	HopDistances    []HopDistance
 	// VMNetwork, if set, is the DHCP/DNS network imds runs for VMs.
-	VMNetwork   *VMNetwork
+	VMNetwork *VMNetwork
+	// Templates, if set, renders user-data from templates.
+	Templates   *Templates
 	Identity    Identity
 	Admin       Admin
 	Log         Log

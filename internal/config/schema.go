@@ -96,6 +96,9 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 				},
 			})
 		},
+		"user_data_templates": func(p string, line int, v *yaml.Node) {
+			f.Templates = d.templates(p, line, v)
+		},
 		"vm_network": func(p string, line int, v *yaml.Node) {
 			f.VMNetwork = d.vmNetwork(p, line, v)
 		},

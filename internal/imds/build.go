@@ -54,8 +54,20 @@ func (s *Server) compile(inst *ec2.Instance) (*compiled, error) {
 		}),
 	)
 	var userData *node
-	if inst.UserData != nil {
-		userData = &node{name: "user-data", entry: "user-data", value: inst.UserData, octet: true}
+	ud, udErr := inst.UserData, error(nil)
+	if s.UserData != nil {
+		ud, udErr = s.UserData(inst)
+	}
+	switch {
+	case udErr != nil:
+		// A broken template breaks this instance's user-data only.
+		s.Logger.Error("user-data not rendered", "instance", inst.Name, "err", udErr)
+		msg := udErr.Error()
+		userData = &node{name: "user-data", entry: "user-data", octet: true, dyn: func(context.Context) ([]byte, error) {
+			return nil, ec2.Errorf(ec2.EINTERNAL, "%s", msg)
+		}}
+	case ud != nil:
+		userData = &node{name: "user-data", entry: "user-data", value: ud, octet: true}
 	}
 	md := s.metaData(inst)
 	// EC2 lists the version root without trailing slashes.

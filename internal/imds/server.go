@@ -65,6 +65,10 @@ type Server struct {
 	// than the instance's hop limit is never sent, as on EC2.
 	HopDistances []HopDistance
 
+	// UserData, if set, renders an instance's user-data (templates); nil
+	// serves Instance.UserData as is.
+	UserData func(*ec2.Instance) ([]byte, error)
+
 	// Random returns numbers in [0, 1) for the fault shares; nil means
 	// math/rand/v2. Tests set a deterministic one.
 	Random func() float64
