@@ -22,16 +22,16 @@ instances:
   - name: web
     source_addresses: [127.0.0.1]
 `, dir), "")
-	code, body := body(t, srv.URL+"/latest/user-data")
-	if code != 200 || !strings.Contains(body, "hostname: web") || !strings.Contains(body, `content: "staging"`) {
-		t.Errorf("web's rendered user-data: %d %q", code, body)
+	code, got := body(t, srv.URL+"/latest/user-data")
+	if code != 200 || !strings.Contains(got, "hostname: web") || !strings.Contains(got, `content: "staging"`) {
+		t.Errorf("web's rendered user-data: %d %q", code, got)
 	}
 
 	// The same server, with the instance renamed to use the built-in default, then the broken template.
 	srv2 := mustRunServer(t, fmt.Sprintf("user_data_templates:\n  dir: %s\n  ssh_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIServerKey ops@example\"]\ninstances:\n  - name: plain\n    source_addresses: [127.0.0.1]\n", dir), "")
-	code, body = body(t, srv2.URL+"/latest/user-data")
-	if code != 200 || !strings.HasPrefix(body, "#cloud-config") || !strings.Contains(body, "ops@example") || !strings.Contains(body, `hostname: "ip-127-0-0-1"`) {
-		t.Errorf("the built-in default: %d %q", code, body)
+	code, got = body(t, srv2.URL+"/latest/user-data")
+	if code != 200 || !strings.HasPrefix(got, "#cloud-config") || !strings.Contains(got, "ops@example") || !strings.Contains(got, `hostname: "ip-127-0-0-1"`) {
+		t.Errorf("the built-in default: %d %q", code, got)
 	}
 	srv3 := mustRunServer(t, fmt.Sprintf("user_data_templates:\n  dir: %s\ninstances:\n  - name: broken\n    source_addresses: [127.0.0.1]\n", dir), "")
 	if code, _ := body(t, srv3.URL+"/latest/user-data"); code != 500 {
