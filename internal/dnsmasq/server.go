@@ -193,6 +193,8 @@ func (p *process) waitReady(ctx context.Context) error {
 func (s *Server) spawnLocked() (*process, error) {
 	argv := s.argv()
 	cmd := exec.Command(argv[0], argv[1:]...)
+	// dnsmasq must not outlive imds, even when imds is killed with SIGKILL.
+	cmd.SysProcAttr = childAttr()
 	p := &process{cmd: cmd, exit: make(chan struct{}), ready: make(chan struct{}), start: time.Now()}
 	var once sync.Once
 	p.logs = &logSink{logger: s.logger, onLine: func(line string) {
