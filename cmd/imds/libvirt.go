@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -144,18 +145,25 @@ func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string)
 	if err != nil {
 		return err
 	}
-	spec, err := c.GetInstanceSpec(ctx, d.Spec.Name)
+	return cliError(registerDomain(ctx, c, d))
+}
+
+// registerDomain adds the domain's instance, or updates the one registered
+// under its name (and marks it running again). The hook calls it through
+// the admin API, md_server's /instance-upload directly on the registry.
+func registerDomain(ctx context.Context, svc ec2.InstanceService, d *libvirt.Domain) error {
+	spec, err := svc.GetInstanceSpec(ctx, d.Spec.Name)
 	switch {
 	case ec2.ErrorCode(err) == ec2.ENOTFOUND:
-		_, err = c.AddInstance(ctx, d.Spec)
-		return cliError(err)
+		_, err = svc.AddInstance(ctx, d.Spec)
+		return err
 	case err != nil:
-		return cliError(err)
+		return err
 	}
 	d.Apply(spec)
 	spec.Tags = removeTag(spec.Tags, libvirtStateTag)
-	_, err = c.SetInstance(ctx, spec)
-	return cliError(err)
+	_, err = svc.SetInstance(ctx, spec)
+	return err
 }
 
 func newLibvirtInstallHookCommand() *cobra.Command {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -249,5 +250,37 @@ func TestInstanceAddFromLibvirt(t *testing.T) {
 	if code := run(context.Background(), []string{"instance", "add", "--from-libvirt", bad, "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code == 0 ||
 		!strings.Contains(errOut.String(), "domain XML") {
 		t.Errorf("bad XML: exit %d, %q", code, errOut.String())
+	}
+}
+
+// TestInstanceUpload keeps md_server's POST /instance-upload working for
+// hooks written for it, and only from the host itself.
+func TestInstanceUpload(t *testing.T) {
+	srv := mustRunServer(t, "", "")
+	xml, err := os.ReadFile(filepath.Join("..", "..", "internal", "libvirt", "testdata", "test-domain.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(srv.URL+"/instance-upload", "application/xml", bytes.NewReader(xml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("upload from the host: status %d", resp.StatusCode)
+	}
+	inst, err := srv.d.registry.GetInstance(context.Background(), "test")
+	if err != nil || inst.ID != "i-04fbe0879f5844d57" {
+		t.Errorf("after the upload: %v %v", inst, err)
+	}
+	resp, _ = http.Post(srv.URL+"/instance-upload", "application/xml", strings.NewReader("<domain>"))
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("malformed XML: status %d, want 400", resp.StatusCode)
+	}
+	resp, _ = http.Get(srv.URL + "/instance-upload")
+	resp.Body.Close()
+	if resp.StatusCode != 405 {
+		t.Errorf("GET: status %d, want 405", resp.StatusCode)
 	}
 }

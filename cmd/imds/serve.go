@@ -27,6 +27,7 @@ import (
 	"github.com/imdsdev/imds/internal/fastlog"
 	"github.com/imdsdev/imds/internal/identity"
 	"github.com/imdsdev/imds/internal/imds"
+	"github.com/imdsdev/imds/internal/libvirt"
 	"github.com/imdsdev/imds/internal/neigh"
 	"github.com/imdsdev/imds/internal/registry"
 	"github.com/imdsdev/imds/internal/store/bolt"
@@ -221,6 +222,14 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	srv.Now = clk.Now
 	srv.Logger = logger
 	srv.AllowedHosts = file.AllowedHosts
+	// md_server's upload endpoint, for libvirt hooks written for it.
+	srv.Upload = func(ctx context.Context, body io.Reader) error {
+		d, err := libvirt.Parse(body, libvirt.Options{})
+		if err != nil {
+			return err
+		}
+		return registerDomain(ctx, reg, d)
+	}
 	if t := file.Templates; t != nil {
 		r := &userdata.Renderer{Dir: t.Dir, Default: t.Default, SSHKeys: t.SSHKeys, Data: t.Data}
 		if t.Default != "" && t.Default != "-" {

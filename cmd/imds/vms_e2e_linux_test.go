@@ -177,6 +177,12 @@ user_data_templates:
 		}
 	}
 
+	// md_server's upload endpoint does not take uploads from a VM.
+	if code, err := exec.Command("ip", "netns", "exec", vms[0].ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+		"--data-binary", "<domain/>", "http://10.218.0.1:1338/instance-upload").Output(); err == nil && string(code) != "403" {
+		t.Errorf("instance-upload from a VM: status %s, want 403", code)
+	}
+
 	// Removal frees the address; the same MAC gets it back.
 	var errOut strings.Builder
 	if code := run(context.Background(), []string{"instance", "rm", "vm-2", "--admin-socket", sock}, &strings.Builder{}, &errOut); code != 0 {

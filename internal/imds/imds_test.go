@@ -654,3 +654,30 @@ func TestEventsGolden(t *testing.T) {
 		t.Errorf("scheduled events %q: %v %v", body, evs, err)
 	}
 }
+
+// TestInstanceUploadOnlyFromTheHost: md_server's upload endpoint refuses
+// requests that do not come from the host itself.
+func TestInstanceUploadOnlyFromTheHost(t *testing.T) {
+	f := newFixture(t, defaultInstance())
+	called := 0
+	f.srv.Upload = func(context.Context, io.Reader) error { called++; return nil }
+	h, err := f.srv.Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		remote string
+		want   int
+	}{{"127.0.0.1:5000", 200}, {"[::1]:5000", 200}, {"10.0.0.5:5000", 403}} {
+		req := httptest.NewRequest("POST", "/instance-upload", strings.NewReader("<domain/>"))
+		req.RemoteAddr, req.Host = tt.remote, "169.254.169.254"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != tt.want {
+			t.Errorf("upload from %s: status %d, want %d", tt.remote, w.Code, tt.want)
+		}
+	}
+	if called != 2 {
+		t.Errorf("Upload called %d times, want 2", called)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -64,6 +65,10 @@ type Server struct {
 	// (longest prefix wins; 1 elsewhere); a token response to one further
 	// than the instance's hop limit is never sent, as on EC2.
 	HopDistances []HopDistance
+
+	// Upload, if set, serves md_server's POST /instance-upload: the domain
+	// XML a libvirt hook posts. Only the host itself may call it.
+	Upload func(ctx context.Context, body io.Reader) error
 
 	// UserData, if set, renders an instance's user-data (templates); nil
 	// serves Instance.UserData as is.
@@ -321,6 +326,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 	if err := s.checkOrigin(r); err != nil {
 		return err
 	}
+	if r.URL.Path == "/instance-upload" && s.Upload != nil {
+		return s.serveUpload(w, r, req)
+	}
 	inst, err := s.Instances.LocateInstance(r.Context(), requester(r))
 	if err != nil {
 		return err
@@ -376,6 +384,35 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 	default:
 		s.write(w, req, textPlain, n.value, c)
 	}
+	return nil
+}
+
+// serveUpload keeps md_server's upload endpoint working for existing libvirt
+// hooks: POST the domain XML. Only requests from the host itself (loopback,
+// or from the very address they were sent to) are accepted.
+func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request, req *request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		return ec2.Errorf(ec2.EMETHOD, "instance-upload takes POST")
+	}
+	peer := requester(r).Addr
+	local := netip.Addr{}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+			local = ap.Addr().Unmap()
+		}
+	}
+	if !peer.IsLoopback() && peer != local {
+		return ec2.Errorf(ec2.EFORBIDDEN, "instance-upload is only accepted from the host itself, not %s", peer)
+	}
+	if err := s.Upload(r.Context(), http.MaxBytesReader(w, r.Body, 1<<20)); err != nil {
+		if ec2.ErrorCode(err) == ec2.EINTERNAL {
+			err = ec2.Errorf(ec2.EINVALID, "%v", err)
+		}
+		return err
+	}
+	req.instance = "(upload)"
+	s.write(w, req, textPlain, []byte("OK"), &compiled{lastModified: []string{s.now().UTC().Format(httpTime)}})
 	return nil
 }
 
