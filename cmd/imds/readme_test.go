@@ -212,9 +212,13 @@ func TestEnvironmentPrecedence(t *testing.T) {
 // TestDocsConfigExamples decodes every imds config example of the docs
 // (YAML blocks that start with "# imds.yaml") with the real parser.
 func TestDocsConfigExamples(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "networking.md"))
-	if err != nil {
-		t.Fatal(err)
+	var b []byte
+	for _, doc := range []string{"networking.md", "libvirt.md"} {
+		d, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, d...)
 	}
 	n := 0
 	for _, m := range regexp.MustCompile("(?ms)^```yaml\\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
@@ -222,7 +226,7 @@ func TestDocsConfigExamples(t *testing.T) {
 			continue
 		}
 		n++
-		f, err := config.Parse("docs/networking.md", []byte(m[1]), t.TempDir())
+		f, err := config.Parse("docs", []byte(m[1]), t.TempDir())
 		if err != nil {
 			t.Errorf("docs example %d: %v", n, err)
 			continue
@@ -231,7 +235,7 @@ func TestDocsConfigExamples(t *testing.T) {
 			t.Errorf("docs example %d: %v", n, err)
 		}
 	}
-	if n == 0 {
-		t.Error("no imds config example found in docs/networking.md")
+	if n < 2 {
+		t.Errorf("found %d imds config examples in docs/, want the ones of networking.md and libvirt.md", n)
 	}
 }
