@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"github.com/imdsdev/imds/internal/atomicfile"
+
 	"bytes"
 	"crypto"
 	"crypto/rsa"
@@ -189,11 +191,11 @@ func create(dir, keyPath, certPath string, now func() time.Time, rand io.Reader)
 
 	// Key first: a crash between the two leaves only the key, which Open then
 	// reports instead of handing out a certificate whose key was lost.
-	if err := writeAtomic(dir, keyPath, keyPEM, keyMode); err != nil {
-		return nil, err
+	if err := atomicfile.Write(keyPath, keyPEM, keyMode); err != nil {
+		return nil, fmt.Errorf("identity: write %s: %w", keyPath, err)
 	}
-	if err := writeAtomic(dir, certPath, certPEM, certMode); err != nil {
-		return nil, err
+	if err := atomicfile.Write(certPath, certPEM, certMode); err != nil {
+		return nil, fmt.Errorf("identity: write %s: %w", certPath, err)
 	}
 	return &Signer{key: key, cert: cert, certPEM: certPEM}, nil
 }
@@ -210,47 +212,6 @@ func randomSerial(rand io.Reader) (*big.Int, error) {
 		n.SetInt64(1) // serials must be positive
 	}
 	return n, nil
-}
-
-// writeAtomic writes data to path via a temp file and rename so readers and
-// crash recovery only ever see a complete file or none at all.
-func writeAtomic(dir, path string, data []byte, mode fs.FileMode) (err error) {
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("identity: write %s: %w", path, err)
-		}
-	}()
-	// Chmod explicitly: CreateTemp's 0600 is right for the key but the
-	// certificate should be world-readable regardless of umask.
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// The rename is only durable once the directory entry is on disk.
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // CertificatePEM returns the certificate in PEM form (what `imds ca cert`

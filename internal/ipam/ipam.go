@@ -7,13 +7,14 @@
 package ipam
 
 import (
+	"github.com/imdsdev/imds/internal/atomicfile"
+
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -167,41 +168,8 @@ func (a *Allocator) saveLocked() error {
 		return fmt.Errorf("ipam: encoding state: %w", err)
 	}
 	data = append(data, '\n')
-	if err := writeFileAtomic(a.path, data, 0o600); err != nil {
+	if err := atomicfile.Write(a.path, data, 0o600); err != nil {
 		return fmt.Errorf("ipam: writing %s: %w", a.path, err)
-	}
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after a successful rename
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }
