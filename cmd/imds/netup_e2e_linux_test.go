@@ -9,11 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/imdsdev/imds/internal/admin"
 )
 
 // TestNetUpContainerReachesMetadata is issue 5's scene: a "host" namespace
@@ -26,12 +22,7 @@ func TestNetUpContainerReachesMetadata(t *testing.T) {
 	hostNS := newNetTestNS(t, "host")
 	ctrNS := newNetTestNS(t, "ctr")
 	sub := 216
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
+	ip := func(args ...string) { t.Helper(); mustIP(t, args...) }
 	bridgeV4, ctrV4 := fmt.Sprintf("10.%d.0.1", sub), fmt.Sprintf("10.%d.0.2", sub)
 	bridgeV6, ctrV6 := fmt.Sprintf("fd00:%d::1", sub), fmt.Sprintf("fd00:%d::2", sub)
 	ip("-n", hostNS, "link", "add", "br0", "type", "bridge")
@@ -67,28 +58,8 @@ func TestNetUpContainerReachesMetadata(t *testing.T) {
     user_data: "#cloud-config\n"
 `, ctrV4, ctrV6)), 0o600)
 	sock := shortSocketPath(t)
-	self, _ := os.Executable()
-	server := exec.Command("ip", "netns", "exec", hostNS, self, "serve", "--config", cfg, "--data-dir", filepath.Join(dir, "data"),
-		"--admin-socket", sock, "--listen", bridgeV4+":1338", "--listen", "["+bridgeV6+"]:1338", "--log-level", "warn")
-	server.Env = append(os.Environ(), "IMDS_TEST_AS_MAIN=1", "GORACE=atexit_sleep_ms=0")
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		server.Process.Signal(syscall.SIGTERM)
-		server.Wait()
-	})
-	client := admin.NewClient(sock)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := client.ListInstances(context.Background()); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the server in the host namespace did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	client := serveInNetns(t, hostNS, sock, &syncBuffer{}, "--config", cfg, "--data-dir", filepath.Join(dir, "data"),
+		"--listen", bridgeV4+":1338", "--listen", "["+bridgeV6+"]:1338", "--log-level", "warn")
 
 	// The privileged one-shot.
 	state := filepath.Join(dir, "state")

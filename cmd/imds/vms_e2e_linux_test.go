@@ -10,11 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/imdsdev/imds/internal/admin"
 )
 
 // vmDHCPScript is a udhcpc event script: it applies the lease and the
@@ -58,12 +54,7 @@ func TestVMsBootWithDHCPAndCloudInit(t *testing.T) {
 		{"vm-1", newNetTestNS(t, "vm1"), "02:00:00:00:18:01"},
 		{"vm-2", newNetTestNS(t, "vm2"), "02:00:00:00:18:02"},
 	}
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
+	ip := func(args ...string) { t.Helper(); mustIP(t, args...) }
 	ip("-n", hostNS, "link", "add", "br0", "type", "bridge")
 	ip("-n", hostNS, "addr", "add", "10.218.0.1/24", "dev", "br0")
 	ip("-n", hostNS, "link", "set", "br0", "up")
@@ -86,30 +77,8 @@ user_data_templates:
   ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIVmTestKey ops@example"]
 `), 0o600)
 	sock := shortSocketPath(t)
-	self, _ := os.Executable()
 	var serverLog syncBuffer
-	server := exec.Command("ip", "netns", "exec", hostNS, self, "serve", "--config", cfg,
-		"--data-dir", filepath.Join(dir, "data"), "--admin-socket", sock)
-	server.Env = append(os.Environ(), "IMDS_TEST_AS_MAIN=1", "GORACE=atexit_sleep_ms=0")
-	server.Stderr = &serverLog
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		server.Process.Signal(syscall.SIGTERM)
-		server.Wait()
-	})
-	client := admin.NewClient(sock)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := client.ListInstances(context.Background()); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server did not start:\n%s", serverLog.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	client := serveInNetns(t, hostNS, sock, &serverLog, "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
 	if out, err := runNet(t, "up", "--netns", hostNS, "--bridge", "br0", "--port", "1338", "--state-dir", filepath.Join(dir, "state")); err != nil {
 		t.Fatalf("imds net up: %v\n%s", err, out)
 	}
