@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,33 +185,14 @@ func readEventRequest(r *http.Request) (ec2.EventRequest, error) {
 
 // decodeEventBody decodes one JSON object strictly.
 func decodeEventBody(data []byte) (*eventRequestBody, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, ec2.Errorf(ec2.EINVALID, `the body must be a JSON object like {"type": "spot"}`)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var body eventRequestBody
-	if err := dec.Decode(&body); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		var syntaxErr *json.SyntaxError
-		switch {
-		case errors.As(err, &typeErr) && typeErr.Field != "":
-			return nil, ec2.Errorf(ec2.EINVALID, "%s: must be a string, got a JSON %s", typeErr.Field, typeErr.Value)
-		case errors.As(err, &typeErr):
-			return nil, ec2.Errorf(ec2.EINVALID, "the body must be a JSON object, got a JSON %s", typeErr.Value)
-		case errors.As(err, &syntaxErr):
-			return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: %s (at byte %d)", strings.TrimPrefix(syntaxErr.Error(), "json: "), syntaxErr.Offset)
-		}
-		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return nil, ec2.Errorf(ec2.EINVALID, "unknown field %s; the fields are type, %s", field, strings.Join(allEventFields(), ", "))
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: it ends early")
-		}
-		return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, ec2.Errorf(ec2.EINVALID, "the body must hold one JSON object and nothing after it")
+	err := strictJSON{
+		empty:  `the body must be a JSON object like {"type": "spot"}`,
+		kind:   func(string) string { return "a string" },
+		fields: "type, " + strings.Join(allEventFields(), ", "),
+	}.decode(data, &body)
+	if err != nil {
+		return nil, err
 	}
 	return &body, nil
 }

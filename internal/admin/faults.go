@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -204,39 +203,21 @@ func readFaults(r *http.Request) (ec2.Faults, error) {
 
 // decodeFaultsBody decodes one JSON object strictly.
 func decodeFaultsBody(data []byte) (*faultsBody, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, ec2.Errorf(ec2.EINVALID, `the body must be a JSON object like {"latency": "200ms"}, or {} for no fault`)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var body faultsBody
-	if err := dec.Decode(&body); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		var syntaxErr *json.SyntaxError
-		switch {
-		case errors.As(err, &typeErr) && typeErr.Field != "":
-			kind := "another JSON type"
+	err := strictJSON{
+		empty: `the body must be a JSON object like {"latency": "200ms"}, or {} for no fault`,
+		kind: func(field string) string {
 			for _, f := range faultFields {
-				if f.name == typeErr.Field {
-					kind = f.kind
+				if f.name == field {
+					return f.kind
 				}
 			}
-			return nil, ec2.Errorf(ec2.EINVALID, "%s: must be %s, got a JSON %s", typeErr.Field, kind, typeErr.Value)
-		case errors.As(err, &typeErr):
-			return nil, ec2.Errorf(ec2.EINVALID, "the body must be a JSON object, got a JSON %s", typeErr.Value)
-		case errors.As(err, &syntaxErr):
-			return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: %s (at byte %d)", strings.TrimPrefix(syntaxErr.Error(), "json: "), syntaxErr.Offset)
-		}
-		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return nil, ec2.Errorf(ec2.EINVALID, "unknown field %s; the fields are %s", field, strings.Join(faultFieldNames(), ", "))
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: it ends early")
-		}
-		return nil, ec2.Errorf(ec2.EINVALID, "the body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, ec2.Errorf(ec2.EINVALID, "the body must hold one JSON object and nothing after it")
+			return "another JSON type"
+		},
+		fields: strings.Join(faultFieldNames(), ", "),
+	}.decode(data, &body)
+	if err != nil {
+		return nil, err
 	}
 	return &body, nil
 }
