@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -242,20 +241,7 @@ func printEvents(w io.Writer, format, name string, ev ec2.Events) error {
 		if err != nil {
 			return err
 		}
-		if format == "yaml" {
-			out, err := jsonToYAML(doc)
-			if err != nil {
-				return err
-			}
-			_, err = w.Write(out)
-			return err
-		}
-		var b bytes.Buffer
-		if err := json.Indent(&b, doc, "", "  "); err != nil {
-			return err
-		}
-		_, err = w.Write(b.Bytes())
-		return err
+		return writeDocument(w, format, doc)
 	}
 	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	var b bytes.Buffer

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -226,20 +224,7 @@ func printFaults(w io.Writer, format, name string, f ec2.Faults) error {
 		if err != nil {
 			return err
 		}
-		if format == "yaml" {
-			out, err := jsonToYAML(doc)
-			if err != nil {
-				return err
-			}
-			_, err = w.Write(out)
-			return err
-		}
-		var b bytes.Buffer
-		if err := json.Indent(&b, doc, "", "  "); err != nil {
-			return err
-		}
-		_, err = w.Write(b.Bytes())
-		return err
+		return writeDocument(w, format, doc)
 	}
 	if name == "" {
 		name = "all instances"

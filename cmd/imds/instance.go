@@ -618,6 +618,12 @@ func printInstances(w io.Writer, format string, list []*ec2.Instance, one bool) 
 			return err
 		}
 	}
+	return writeDocument(w, format, doc)
+}
+
+// writeDocument prints an admin API document as YAML, or as indented JSON
+// ending in one newline.
+func writeDocument(w io.Writer, format string, doc []byte) error {
 	if format == "yaml" {
 		out, err := jsonToYAML(doc)
 		if err != nil {
@@ -630,7 +636,9 @@ func printInstances(w io.Writer, format string, list []*ec2.Instance, one bool) 
 	if err := json.Indent(&b, doc, "", "  "); err != nil {
 		return err
 	}
-	b.WriteByte('\n')
+	if !bytes.HasSuffix(b.Bytes(), []byte("\n")) {
+		b.WriteByte('\n')
+	}
 	_, err := w.Write(b.Bytes())
 	return err
 }

@@ -273,21 +273,7 @@ func printReport(w io.Writer, format string, rep ec2.RequestReport) error {
 		if err != nil {
 			return err
 		}
-		if format == "yaml" {
-			out, err := jsonToYAML(doc)
-			if err != nil {
-				return err
-			}
-			_, err = w.Write(out)
-			return err
-		}
-		var b bytes.Buffer
-		if err := json.Indent(&b, doc, "", "  "); err != nil {
-			return err
-		}
-		b.WriteByte('\n')
-		_, err = w.Write(b.Bytes())
-		return err
+		return writeDocument(w, format, doc)
 	}
 	var b bytes.Buffer
 	name := rep.Instance
