@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -17,28 +14,6 @@ import (
 	"github.com/imdsdev/imds/internal/admin/admintest"
 	"github.com/imdsdev/imds/internal/ec2"
 )
-
-// runEventCLI runs the command line as main does; until main registers the
-// event command, it is added here.
-func runEventCLI(args ...string) (stdout, stderr string, code int) {
-	var out, errOut bytes.Buffer
-	registered := false
-	for _, c := range newRootCommand(io.Discard, io.Discard).Commands() {
-		registered = registered || c.Name() == "event"
-	}
-	if registered {
-		code = run(context.Background(), args, &out, &errOut)
-	} else {
-		root := newRootCommand(&out, &errOut)
-		root.AddCommand(newEventCommand())
-		root.SetArgs(args)
-		if err := root.ExecuteContext(context.Background()); err != nil {
-			fmt.Fprintf(&errOut, "imds: %v\n", err)
-			code = 1
-		}
-	}
-	return out.String(), errOut.String(), code
-}
 
 // eventService records event requests and answers with canned events; it
 // knows the instance "web-1" only.
@@ -96,7 +71,7 @@ func TestEventCommands(t *testing.T) {
 		{[]string{"clear", "web-1"}, ec2.EventRequest{Type: "clear"}},
 	} {
 		args := append(append([]string{"event"}, tt.args...), sock)
-		_, errOut, code := runEventCLI(args...)
+		_, errOut, code := runArgs(args...)
 		if code != 0 {
 			t.Errorf("imds %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 			continue
@@ -107,7 +82,7 @@ func TestEventCommands(t *testing.T) {
 		}
 	}
 
-	_, errOut, code := runEventCLI("event", "clear", "db-1", sock)
+	_, errOut, code := runArgs("event", "clear", "db-1", sock)
 	if code == 0 || errOut != "imds: no instance named \"db-1\"\n" {
 		t.Errorf("event clear db-1: exit %d, stderr %q", code, errOut)
 	}
@@ -129,7 +104,7 @@ func TestEventOutput(t *testing.T) {
 	srv := admintest.MustOpenServer(t, admintest.NewService(testConfigInstance()), nil, func(s *admin.Server) { s.Events = fake })
 	sock := "--admin-socket=" + srv.SocketPath
 
-	out, errOut, code := runEventCLI("event", "clear", "web-1", sock)
+	out, errOut, code := runArgs("event", "clear", "web-1", sock)
 	if want := "events of web-1:\nspot interruption:        none\nrebalance recommendation: none\nmaintenance events:       none\n"; code != 0 || out != want {
 		t.Errorf("clear: exit %d, %s\nstdout:\n%s\nwant:\n%s", code, errOut, out, want)
 	}
@@ -140,7 +115,7 @@ func TestEventOutput(t *testing.T) {
 		Maintenance: []ec2.MaintenanceEvent{{ID: "instance-event-0123456789abcdef0", Code: "system-reboot", Description: "scheduled reboot",
 			State: "active", NotBefore: eventT0.Add(time.Hour), NotAfter: eventT0.Add(80 * time.Minute)}},
 	}
-	out, errOut, code = runEventCLI("event", "spot", "web-1", sock)
+	out, errOut, code = runArgs("event", "spot", "web-1", sock)
 	want := "events of web-1:\n" +
 		"spot interruption:        terminate at 2026-01-02T03:06:05Z\n" +
 		"rebalance recommendation: since 2026-01-02T03:04:05Z\n" +
@@ -151,7 +126,7 @@ func TestEventOutput(t *testing.T) {
 		t.Errorf("spot: exit %d, %s\nstdout:\n%s\nwant:\n%s", code, errOut, out, want)
 	}
 
-	out, errOut, code = runEventCLI("event", "rebalance", "web-1", "-o", "json", sock)
+	out, errOut, code = runArgs("event", "rebalance", "web-1", "-o", "json", sock)
 	var doc struct {
 		Spot struct {
 			Action string    `json:"action"`
@@ -167,7 +142,7 @@ func TestEventOutput(t *testing.T) {
 		len(doc.Maintenance) != 1 || doc.Maintenance[0].EventID != "instance-event-0123456789abcdef0" || !strings.HasSuffix(out, "}\n") {
 		t.Errorf("-o json: exit %d, %s\n%s", code, errOut, out)
 	}
-	out, _, code = runEventCLI("event", "rebalance", "web-1", "-o", "yaml", sock)
+	out, _, code = runArgs("event", "rebalance", "web-1", "-o", "yaml", sock)
 	if code != 0 || !strings.Contains(out, "event_id: instance-event-0123456789abcdef0\n") {
 		t.Errorf("-o yaml: exit %d\n%s", code, out)
 	}
@@ -200,7 +175,7 @@ func TestEventFlagValidation(t *testing.T) {
 		{[]string{"clear", "web-1", "-o", "xml"}, `-o/--output: must be table, json or yaml, got "xml"`},
 	} {
 		args := append(append([]string{"event"}, tt.args...), sock)
-		_, errOut, code := runEventCLI(args...)
+		_, errOut, code := runArgs(args...)
 		if code == 0 || !strings.HasPrefix(errOut, "imds: ") || !strings.Contains(errOut, tt.want) || strings.Count(errOut, "\n") != 1 ||
 			strings.Contains(errOut, "cannot reach") {
 			t.Errorf("imds %s: exit %d, stderr %q, want one line with %q", strings.Join(args, " "), code, errOut, tt.want)
@@ -210,7 +185,7 @@ func TestEventFlagValidation(t *testing.T) {
 
 func TestEventUnsupported(t *testing.T) {
 	srv := admintest.MustOpenServer(t, admintest.NewService(testConfigInstance()), nil, nil)
-	_, errOut, code := runEventCLI("event", "clear", "web-1", "--admin-socket", srv.SocketPath)
+	_, errOut, code := runArgs("event", "clear", "web-1", "--admin-socket", srv.SocketPath)
 	if code == 0 || errOut != "imds: this server cannot trigger events\n" {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}

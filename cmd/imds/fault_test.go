@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,28 +13,6 @@ import (
 	"github.com/imdsdev/imds/internal/admin/admintest"
 	"github.com/imdsdev/imds/internal/ec2"
 )
-
-// runFaultCLI runs the command line as main does; until main registers the
-// fault command, it is added here.
-func runFaultCLI(args ...string) (stdout, stderr string, code int) {
-	var out, errOut bytes.Buffer
-	registered := false
-	for _, c := range newRootCommand(io.Discard, io.Discard).Commands() {
-		registered = registered || c.Name() == "fault"
-	}
-	if registered {
-		code = run(context.Background(), args, &out, &errOut)
-	} else {
-		root := newRootCommand(&out, &errOut)
-		root.AddCommand(newFaultCommand())
-		root.SetArgs(args)
-		if err := root.ExecuteContext(context.Background()); err != nil {
-			fmt.Fprintf(&errOut, "imds: %v\n", err)
-			code = 1
-		}
-	}
-	return out.String(), errOut.String(), code
-}
 
 // faultService keeps the faults it is given and counts the calls; it knows
 // the instance "web-1" and every instance ("").
@@ -105,7 +80,7 @@ func TestFaultCommands(t *testing.T) {
 		{[]string{"set", "web-1"}, "web-1", ec2.Faults{}, "web-1: no faults\n"},
 	} {
 		args := append(append([]string{"fault"}, tt.args...), sock)
-		out, errOut, code := runFaultCLI(args...)
+		out, errOut, code := runArgs(args...)
 		if code != 0 {
 			t.Errorf("imds %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 			continue
@@ -119,15 +94,15 @@ func TestFaultCommands(t *testing.T) {
 	}
 
 	// get and clear, of one instance and of all.
-	runFaultCLI("fault", "set", "web-1", "--latency", "50ms", sock)
-	runFaultCLI("fault", "set", "--all", "--error-rate", "1", sock)
-	if out, errOut, code := runFaultCLI("fault", "get", "web-1", sock); code != 0 || out != "web-1: latency=50ms\n" {
+	runArgs("fault", "set", "web-1", "--latency", "50ms", sock)
+	runArgs("fault", "set", "--all", "--error-rate", "1", sock)
+	if out, errOut, code := runArgs("fault", "get", "web-1", sock); code != 0 || out != "web-1: latency=50ms\n" {
 		t.Errorf("get web-1: exit %d, %s, stdout %q", code, errOut, out)
 	}
-	if out, errOut, code := runFaultCLI("fault", "get", "--all", sock); code != 0 || out != "all instances: errors=1×503\n" {
+	if out, errOut, code := runArgs("fault", "get", "--all", sock); code != 0 || out != "all instances: errors=1×503\n" {
 		t.Errorf("get --all: exit %d, %s, stdout %q", code, errOut, out)
 	}
-	if out, errOut, code := runFaultCLI("fault", "clear", "web-1", sock); code != 0 || out != "web-1: no faults\n" {
+	if out, errOut, code := runArgs("fault", "clear", "web-1", sock); code != 0 || out != "web-1: no faults\n" {
 		t.Errorf("clear web-1: exit %d, %s, stdout %q", code, errOut, out)
 	}
 	if got, call := fake.state("web-1"); got.Active() || call != "set web-1" {
@@ -136,7 +111,7 @@ func TestFaultCommands(t *testing.T) {
 	if got, _ := fake.state(""); got != (ec2.Faults{ErrorRate: 1}) {
 		t.Errorf("clear web-1 changed the faults of every instance: %+v", got)
 	}
-	if out, errOut, code := runFaultCLI("fault", "clear", "--all", sock); code != 0 || out != "all instances: no faults\n" {
+	if out, errOut, code := runArgs("fault", "clear", "--all", sock); code != 0 || out != "all instances: no faults\n" {
 		t.Errorf("clear --all: exit %d, %s, stdout %q", code, errOut, out)
 	}
 	if got, call := fake.state(""); got.Active() || call != "set " {
@@ -144,7 +119,7 @@ func TestFaultCommands(t *testing.T) {
 	}
 
 	for _, args := range [][]string{{"get", "db-1"}, {"clear", "db-1"}, {"set", "db-1", "--latency", "1s"}} {
-		_, errOut, code := runFaultCLI(append(append([]string{"fault"}, args...), sock)...)
+		_, errOut, code := runArgs(append(append([]string{"fault"}, args...), sock)...)
 		if code == 0 || errOut != "imds: no instance named \"db-1\"\n" {
 			t.Errorf("fault %s: exit %d, stderr %q", strings.Join(args, " "), code, errOut)
 		}
@@ -156,11 +131,11 @@ func TestFaultOutput(t *testing.T) {
 	srv := admintest.MustOpenServer(t, admintest.NewService(testConfigInstance()), nil, func(s *admin.Server) { s.Faults = fake })
 	sock := "--admin-socket=" + srv.SocketPath
 
-	out, errOut, code := runFaultCLI("fault", "get", "web-1", "-o", "json", sock)
+	out, errOut, code := runArgs("fault", "get", "web-1", "-o", "json", sock)
 	if code != 0 || out != "{}\n" {
 		t.Errorf("get -o json without faults: exit %d, %s\n%s", code, errOut, out)
 	}
-	out, errOut, code = runFaultCLI("fault", "set", "web-1", "--latency", "200ms", "--error-rate", "0.25", "--error-status", "500",
+	out, errOut, code = runArgs("fault", "set", "web-1", "--latency", "200ms", "--error-rate", "0.25", "--error-status", "500",
 		"--token", "refuse", "--expired-credentials", "-o", "json", sock)
 	var doc map[string]any
 	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || !strings.HasSuffix(out, "}\n") || len(doc) != 5 ||
@@ -168,7 +143,7 @@ func TestFaultOutput(t *testing.T) {
 		doc["expired_credentials"] != true {
 		t.Errorf("set -o json: exit %d, %s\n%s", code, errOut, out)
 	}
-	out, _, code = runFaultCLI("fault", "get", "web-1", "-o", "yaml", sock)
+	out, _, code = runArgs("fault", "get", "web-1", "-o", "yaml", sock)
 	if want := "latency: 200ms\nerror_rate: 0.25\nerror_status: 500\ntoken: refuse\nexpired_credentials: true\n"; code != 0 || out != want {
 		t.Errorf("get -o yaml: exit %d\n%s\nwant\n%s", code, out, want)
 	}
@@ -208,7 +183,7 @@ func TestFaultFlagValidation(t *testing.T) {
 		{[]string{"get", "web-1", "-o", "xml"}, `-o/--output: must be table, json or yaml, got "xml"`},
 	} {
 		args := append(append([]string{"fault"}, tt.args...), sock)
-		_, errOut, code := runFaultCLI(args...)
+		_, errOut, code := runArgs(args...)
 		if code == 0 || !strings.HasPrefix(errOut, "imds: ") || !strings.Contains(errOut, tt.want) || strings.Count(errOut, "\n") != 1 ||
 			strings.Contains(errOut, "cannot reach") {
 			t.Errorf("imds %s: exit %d, stderr %q, want one line with %q", strings.Join(args, " "), code, errOut, tt.want)
@@ -219,7 +194,7 @@ func TestFaultFlagValidation(t *testing.T) {
 func TestFaultUnsupported(t *testing.T) {
 	srv := admintest.MustOpenServer(t, admintest.NewService(testConfigInstance()), nil, nil)
 	for _, args := range [][]string{{"get", "web-1"}, {"set", "--all", "--latency", "1s"}, {"clear", "web-1"}} {
-		_, errOut, code := runFaultCLI(append(append([]string{"fault"}, args...), "--admin-socket", srv.SocketPath)...)
+		_, errOut, code := runArgs(append(append([]string{"fault"}, args...), "--admin-socket", srv.SocketPath)...)
 		if code == 0 || errOut != "imds: this server cannot inject faults\n" {
 			t.Errorf("fault %s: exit %d, stderr %q", strings.Join(args, " "), code, errOut)
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,28 +18,18 @@ import (
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-// runCLI runs the command line as main does and returns what it printed
-// and its exit status. Until main registers the instance command, it is
-// added here.
+// runArgs runs the command line as main does and returns what it printed
+// and its exit status.
+func runArgs(args ...string) (stdout, stderr string, code int) {
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// runCLI is runArgs for a test.
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	registered := false
-	for _, c := range newRootCommand(io.Discard, io.Discard).Commands() {
-		registered = registered || c.Name() == "instance"
-	}
-	if registered {
-		code = run(context.Background(), args, &out, &errOut)
-	} else {
-		root := newRootCommand(&out, &errOut)
-		root.AddCommand(newInstanceCommand())
-		root.SetArgs(args)
-		if err := root.ExecuteContext(context.Background()); err != nil {
-			fmt.Fprintf(&errOut, "imds: %v\n", err)
-			code = 1
-		}
-	}
-	return out.String(), errOut.String(), code
+	return runArgs(args...)
 }
 
 // mustRunCLI runs a command that must succeed and returns its output.

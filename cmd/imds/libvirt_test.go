@@ -19,15 +19,11 @@ const (
 	libvirtTestID     = "i-04fbe0879f5844d57"
 )
 
-// runLibvirt runs the command line with stdin, like run does, with the
-// libvirt command added when main.go does not register it yet.
+// runLibvirt runs the command line like run does, with stdin.
 func runLibvirt(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	root := newRootCommand(&out, &errOut)
-	if c, _, err := root.Find([]string{"libvirt"}); err != nil || c == root {
-		root.AddCommand(newLibvirtCommand())
-	}
 	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(args)
 	code = 0

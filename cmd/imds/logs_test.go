@@ -18,26 +18,11 @@ import (
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-// runLogsCLI runs the logs and report commands under a root command, as
-// main will once it registers them.
+// runLogsCLI runs the command line as main does, printing to stdout as it
+// goes (imds logs -f streams) until ctx is done.
 func runLogsCLI(ctx context.Context, stdout io.Writer, args ...string) (stderr string, code int) {
 	var errOut bytes.Buffer
-	root := newRootCommand(stdout, &errOut)
-	have := map[string]bool{}
-	for _, c := range root.Commands() {
-		have[c.Name()] = true
-	}
-	if !have["logs"] {
-		root.AddCommand(newLogsCommand())
-	}
-	if !have["report"] {
-		root.AddCommand(newReportCommand())
-	}
-	root.SetArgs(args)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(&errOut, "imds: %v\n", err)
-		code = 1
-	}
+	code = run(ctx, args, stdout, &errOut)
 	return errOut.String(), code
 }
 
