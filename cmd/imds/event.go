@@ -245,7 +245,7 @@ func printEvents(w io.Writer, format, name string, ev ec2.Events) error {
 	}
 	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "events of %s:\n", name)
+	fmt.Fprintf(&b, "events of %s:\n", ec2.Printable(name))
 	if ev.Spot != nil {
 		fmt.Fprintf(&b, "spot interruption:        %s at %s\n", ev.Spot.Action, stamp(ev.Spot.Time))
 	} else {

@@ -233,6 +233,6 @@ func printFaults(w io.Writer, format, name string, f ec2.Faults) error {
 	if f.Active() {
 		summary = f.String()
 	}
-	_, err := fmt.Fprintf(w, "%s: %s\n", name, summary)
+	_, err := fmt.Fprintf(w, "%s: %s\n", ec2.Printable(name), summary)
 	return err
 }

@@ -658,7 +658,7 @@ func printTable(w io.Writer, list []*ec2.Instance) error {
 		if inst.Role != nil {
 			role = inst.Role.Name
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", inst.Name, dash(inst.ID), dash(inst.Origin),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ec2.Printable(inst.Name), dash(inst.ID), dash(inst.Origin),
 			dash(strings.Join(inst.SourceAddrs, ",")), dash(inst.Primary().MAC), dash(role), dash(inst.Metadata.HTTPTokens))
 	}
 	return tw.Flush()

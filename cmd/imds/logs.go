@@ -11,7 +11,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -222,15 +221,7 @@ func dash(s string) string {
 // safeText escapes what requesters sent (paths, user agents) so that it
 // cannot move the cursor, recolour the terminal or break the table's
 // columns.
-func safeText(s string) string {
-	for _, r := range s {
-		if !unicode.IsPrint(r) || r == unicode.ReplacementChar {
-			q := strconv.QuoteToGraphic(s)
-			return q[1 : len(q)-1]
-		}
-	}
-	return s
-}
+func safeText(s string) string { return ec2.Printable(s) }
 
 func newReportCommand() *cobra.Command {
 	var (

@@ -185,11 +185,13 @@ func (c *Client) Health(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/v1/health", "", nil, nil)
 }
 
-// instancePath returns the path of the named instance; an empty name
-// would address the collection, so it is refused here.
+// instancePath returns the path of the named instance. A name outside the
+// grammar is refused here, before it reaches a URL: an empty one would
+// address the collection, and "." or ".." would be cleaned into another
+// path.
 func instancePath(name string) (string, error) {
-	if name == "" {
-		return "", ec2.Errorf(ec2.EINVALID, "an instance name is required")
+	if err := ec2.CheckName(name); err != nil {
+		return "", err
 	}
 	return "/v1/instances/" + url.PathEscape(name), nil
 }

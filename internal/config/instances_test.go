@@ -196,3 +196,38 @@ func TestSchedule(t *testing.T) {
 		t.Errorf("a schedule in an API document: %v", err)
 	}
 }
+
+// TestParseInstancesNames: a name is a string in ec2.CheckName's grammar;
+// anything else is refused with a message naming the field, never turned
+// into text or into the default instance's name.
+func TestParseInstancesNames(t *testing.T) {
+	for doc, want := range map[string]string{
+		`{"name":123}`:              `api:1: name: must be a string, got 123 (quote it)`,
+		`{"name":true}`:             `api:1: name: must be a string, got true (quote it)`,
+		`{"name":["a"]}`:            `api:1: name: must be a string, got a list`,
+		`{"name":null}`:             `api:1: name: must be a string, got null`,
+		`{"name":""}`:               `api:1: name: the instance name must not be empty`,
+		`{"name":"."}`:              `api:1: name: "." is not an instance name`,
+		`{"name":".."}`:             `api:1: name: ".." is not an instance name`,
+		`{"name":"a\u0000b"}`:       `contains the control character U+0000`,
+		`{"name":"x\u202eexe"}`:     `contains the control character U+202E`,
+		"name: 4711\n":              `api:1: name: must be a string, got 4711 (quote it)`,
+		"- name: ok\n- name: a/b\n": `api:2: [1].name: the instance name "a/b" contains a slash`,
+	} {
+		_, err := ParseInstances("api", []byte(doc))
+		if err == nil {
+			t.Errorf("%s: accepted", doc)
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%s:\n got %v\nwant %s", doc, err, want)
+		}
+		if strings.ContainsAny(err.Error(), "\x00\u202e") {
+			t.Errorf("%s: raw control character in %q", doc, err)
+		}
+	}
+	specs, err := ParseInstances("api", []byte(`{"name":"123"}`))
+	if err != nil || len(specs) != 1 || specs[0].Name != "123" {
+		t.Errorf(`{"name":"123"}: %v, %v; want the name "123"`, specs, err)
+	}
+}

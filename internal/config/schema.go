@@ -115,7 +115,7 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 			f.Instances = d.instanceList(p, line, v)
 		},
 		"default_instance": func(p string, line int, v *yaml.Node) {
-			if s, ok := d.str(p, line, v); ok {
+			if s, ok := d.nameValue(p, line, v); ok {
 				f.DefaultInstance = s
 				f.defaultLine = line
 			}
@@ -269,6 +269,34 @@ type keyAt struct {
 
 func (b *instanceBuilder) str(dst *string) field { return b.d.into(dst) }
 
+// name returns a field decoder for an instance name: a YAML or JSON string
+// (not a number: `{"name":123}` is a mistake, not the name "123") in the
+// grammar of ec2.CheckName.
+func (d *decoder) name(dst *string) field {
+	return func(p string, line int, v *yaml.Node) {
+		if s, ok := d.nameValue(p, line, v); ok {
+			*dst = s
+		}
+	}
+}
+
+func (d *decoder) nameValue(p string, line int, v *yaml.Node) (string, bool) {
+	rv := resolve(v)
+	if rv.Kind != yaml.ScalarNode || rv.ShortTag() != "!!str" {
+		if rv.Kind == yaml.ScalarNode && isText(rv) {
+			d.errorf(line, p, "must be a string, got %s (quote it)", describe(rv))
+		} else {
+			d.errorf(line, p, "must be a string, got %s", describe(rv))
+		}
+		return "", false
+	}
+	if err := ec2.CheckName(rv.Value); err != nil {
+		d.errorf(line, p, "%s", ec2.ErrorMessage(err))
+		return "", false
+	}
+	return rv.Value, true
+}
+
 // into returns a field decoder that stores a text value in dst.
 func (d *decoder) into(dst *string) field {
 	return func(p string, line int, v *yaml.Node) {
@@ -306,7 +334,7 @@ func (b *instanceBuilder) schema() schema {
 		inst = &ec2.Instance{}
 	}
 	return schema{
-		"name":                 b.str(&inst.Name),
+		"name":                 d.name(&inst.Name),
 		"instance_id":          b.str(&inst.ID),
 		"account_id":           b.str(&inst.AccountID),
 		"region":               func(p string, l int, v *yaml.Node) { b.regionSet = true; b.str(&inst.Region)(p, l, v) },

@@ -265,8 +265,8 @@ func (i *Instance) Validate() []*FieldError {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
-	if i.Name == "" || len(i.Name) > 253 || strings.ContainsAny(i.Name, "/ \t\n") {
-		bad("name", "must be 1-253 characters without spaces or slashes, got %q", i.Name)
+	if err := CheckName(i.Name); err != nil {
+		bad("name", "%s", ErrorMessage(err))
 	}
 	if !reInstanceID.MatchString(i.ID) {
 		bad("instance_id", "must look like i-0123456789abcdef0, got %q", i.ID)

@@ -346,6 +346,10 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	if r.Store == nil {
 		return nil, ec2.Errorf(ec2.EUNSUPPORTED, "this server has no store for instances registered at run time")
 	}
+	// Checked before derivation, which would name a nameless spec "default".
+	if err := ec2.CheckName(spec.Name); err != nil {
+		return nil, err
+	}
 	spec = spec.Clone()
 	// Run-time state changes only through events and faults, not documents.
 	spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}

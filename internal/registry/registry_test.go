@@ -123,6 +123,10 @@ func TestRegisterAtRunTime(t *testing.T) {
 			_, e := r.AddInstance(ctx, s)
 			return e
 		}(), ec2.EINVALID},
+		// Refused by the name grammar, not named "default" by derivation.
+		{"empty name", func() error { _, e := r.AddInstance(ctx, spec("")); return e }(), ec2.EINVALID},
+		{"dot", func() error { _, e := r.AddInstance(ctx, spec(".")); return e }(), ec2.EINVALID},
+		{"bidi", func() error { _, e := r.AddInstance(ctx, spec("a\u202eb")); return e }(), ec2.EINVALID},
 		{"set config instance", func() error { _, e := r.SetInstance(ctx, spec("cfg")); return e }(), ec2.EFORBIDDEN},
 		{"set missing", func() error { _, e := r.SetInstance(ctx, spec("nope")); return e }(), ec2.ENOTFOUND},
 		{"remove config instance", r.RemoveInstance(ctx, "cfg"), ec2.EFORBIDDEN},
