@@ -2,11 +2,35 @@ package ec2
 
 import (
 	"context"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
+// MaxRecordedField is the most bytes of a field a client controls (path,
+// user agent, method) that a RequestRecord or the access log keeps; the
+// rest is cut and replaced by a mark that says how much was cut (see
+// TruncateField).
+const MaxRecordedField = 512
+
+// TruncateField returns s if it fits MaxRecordedField, and otherwise its
+// first MaxRecordedField bytes (cut at a character boundary) followed by
+// "…[+N bytes]", N being the bytes cut. The result is a copy, so that it does
+// not pin the request's memory.
+func TruncateField(s string) string {
+	if len(s) <= MaxRecordedField {
+		return s
+	}
+	n := MaxRecordedField
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…[+" + strconv.Itoa(len(s)-n) + " bytes]"
+}
+
 // RequestRecord is one metadata request as the audit keeps it. It holds no
-// tokens, credentials or bodies.
+// tokens, credentials or bodies; the fields a client controls are cut to
+// MaxRecordedField bytes.
 type RequestRecord struct {
 	Time      time.Time
 	Instance  string // "" when the requester matched no instance

@@ -57,14 +57,16 @@ func setTTL(c net.Conn, ttl int) (restore func(context.Context) bool, err error)
 
 // waitAcked polls the socket's send queue (SIOCOUTQ: bytes not yet sent or
 // not yet acknowledged) until it is empty or ctx ends; true if it emptied.
+//
+// A client that reads its token and closes the connection at once ends the
+// request's context (the server sees its FIN) in the same segment that
+// acknowledges the token; so when ctx ends, the queue is looked at once
+// more before the response counts as lost.
 func waitAcked(ctx context.Context, raw syscall.RawConn) bool {
 	pause := 100 * time.Microsecond
 	for {
-		var n int32
-		var errno syscall.Errno
-		if err := raw.Control(func(fd uintptr) {
-			_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n)))
-		}); err != nil || errno != 0 {
+		n, ok := unacked(raw)
+		if !ok {
 			return true // cannot tell: assume it arrived
 		}
 		if n == 0 {
@@ -74,9 +76,22 @@ func waitAcked(ctx context.Context, raw syscall.RawConn) bool {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return false
+			n, ok := unacked(raw)
+			return !ok || n == 0
 		case <-t.C:
 		}
 		pause = min(2*pause, 10*time.Millisecond)
 	}
+}
+
+// unacked returns the bytes of the socket's send queue not yet
+// acknowledged; ok is false when the kernel cannot tell.
+func unacked(raw syscall.RawConn) (n int32, ok bool) {
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n)))
+	}); err != nil || errno != 0 {
+		return 0, false
+	}
+	return n, true
 }

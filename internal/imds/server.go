@@ -82,6 +82,10 @@ type Server struct {
 	// not block.
 	Recorder interface{ Record(ec2.RequestRecord) }
 
+	// Limits bound connections and the time a client may take; zero
+	// fields take the defaults (see Limits).
+	Limits Limits
+
 	Logger    *slog.Logger
 	AccessLog bool
 	// Now is the clock used for Last-Modified and error timestamps.
@@ -93,6 +97,8 @@ type Server struct {
 	trees        sync.Map // instance name → *compiled
 	buckets      sync.Map // instance name → *bucket, for the rate-limit fault
 	logHandler   slog.Handler
+	limits       Limits // Limits with the defaults filled in
+	conns        *connLimiter
 	listeners    []net.Listener
 	http         *http.Server
 	wg           sync.WaitGroup
@@ -126,6 +132,7 @@ func (s *Server) init() error {
 	}
 	s.versionList = []byte(strings.Join(s.Versions, "\n"))
 	s.logHandler = s.Logger.Handler()
+	s.limits = s.Limits.withDefaults()
 	s.allowedHosts = map[string]bool{"localhost": true, "instance-data": true, "instance-data.ec2.internal": true}
 	for _, h := range s.AllowedHosts {
 		s.allowedHosts[strings.ToLower(h)] = true
@@ -148,10 +155,14 @@ func (s *Server) Open() error {
 	if err := s.init(); err != nil {
 		return err
 	}
+	s.conns = newConnLimiter(s.limits, s.Logger, time.Now)
 	s.http = &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTP),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       90 * time.Second,
+		Handler: http.HandlerFunc(s.serveHTTP),
+		// No ReadTimeout: it would cancel the context of requests that a
+		// fault holds longer. Bodies get their own deadline in serve.
+		ReadHeaderTimeout: s.limits.HeaderTimeout,
+		WriteTimeout:      s.limits.WriteTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
 		// Parse the peer address once per connection, not per request.
@@ -169,7 +180,7 @@ func (s *Server) Open() error {
 			s.closeListeners()
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
-		s.listeners = append(s.listeners, ln)
+		s.listeners = append(s.listeners, &limitListener{Listener: ln, limits: s.conns})
 	}
 	for _, ln := range s.listeners {
 		s.wg.Add(1)
@@ -292,26 +303,29 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, &req, err)
 		}
 	}()
+	// What the client sent is kept and logged cut to size: a client must not
+	// be able to fill the record or the log with one request.
+	method, path, ua := ec2.TruncateField(r.Method), ec2.TruncateField(r.URL.Path), ec2.TruncateField(r.UserAgent())
 	if req.err != nil && ec2.ErrorCode(req.err) == ec2.EINTERNAL {
-		s.Logger.Error("metadata request failed", "method", r.Method, "path", r.URL.Path, "instance", req.instance, "err", req.err)
+		s.Logger.Error("metadata request failed", "method", method, "path", path, "instance", req.instance, "err", req.err)
 	}
 	if s.Recorder != nil {
-		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: r.RemoteAddr, Method: r.Method,
-			Path: r.URL.Path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: r.UserAgent(), Fault: req.fault})
+		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: r.RemoteAddr, Method: method,
+			Path: path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: ua, Fault: req.fault})
 	}
 	if s.AccessLog && s.logHandler.Enabled(r.Context(), slog.LevelInfo) {
 		// Built by hand rather than through Logger.LogAttrs, which would pay
 		// for a stack walk (the source location) on every request.
 		rec := slog.NewRecord(start, slog.LevelInfo, "request", 0)
 		rec.AddAttrs(
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("method", method),
+			slog.String("path", path),
 			slog.Int("status", req.status),
 			slog.String("api", req.api),
 			slog.Duration("latency", time.Since(start)),
 			slog.String("remote", r.RemoteAddr),
 			slog.String("instance", req.instance),
-			slog.String("ua", r.UserAgent()),
+			slog.String("ua", ua),
 		)
 		if req.fault != "" {
 			rec.AddAttrs(slog.String("fault", req.fault))
@@ -328,6 +342,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 	}
 	if r.URL.Path == "/instance-upload" && s.Upload != nil {
 		return s.serveUpload(w, r, req)
+	}
+	if err := s.ignoreBody(w, r); err != nil {
+		return err
 	}
 	inst, err := s.Instances.LocateInstance(r.Context(), requester(r))
 	if err != nil {
@@ -405,7 +422,10 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request, req *reques
 	if !peer.IsLoopback() && peer != local {
 		return ec2.Errorf(ec2.EFORBIDDEN, "instance-upload is only accepted from the host itself, not %s", peer)
 	}
-	if err := s.Upload(r.Context(), http.MaxBytesReader(w, r.Body, 1<<20)); err != nil {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.limits.UploadTimeout))
+	defer rc.SetReadDeadline(time.Time{})
+	if err := s.Upload(r.Context(), http.MaxBytesReader(w, r.Body, MaxUploadBody)); err != nil {
 		if ec2.ErrorCode(err) == ec2.EINTERNAL {
 			err = ec2.Errorf(ec2.EINVALID, "%v", err)
 		}
@@ -414,6 +434,31 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request, req *reques
 	req.instance = "(upload)"
 	s.write(w, req, textPlain, []byte("OK"), &compiled{lastModified: []string{s.now().UTC().Format(httpTime)}})
 	return nil
+}
+
+// ignoreBody reads the body of a metadata request, which the API never
+// needs, within BodyTimeout and up to MaxIgnoredBody bytes, and refuses the
+// request (closing the connection) when the body is bigger or late: a
+// client that declares a body and never sends it must not hold its
+// connection. Small bodies are tolerated, since some clients send one with
+// a token PUT.
+func (s *Server) ignoreBody(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.limits.BodyTimeout))
+	n, err := io.Copy(io.Discard, io.LimitReader(r.Body, MaxIgnoredBody+1))
+	if err == nil && n <= MaxIgnoredBody {
+		_ = rc.SetReadDeadline(time.Time{})
+		return nil
+	}
+	// What is left of the body must not be read as the next request.
+	w.Header().Set("Connection", "close")
+	if err != nil {
+		return ec2.Errorf(ec2.EINVALID, "the request body did not arrive within %s: %v", s.limits.BodyTimeout, err)
+	}
+	return ec2.Errorf(ec2.EINVALID, "request bodies over %d bytes are refused on the metadata API", MaxIgnoredBody)
 }
 
 func isTokenPath(rest string) bool {
