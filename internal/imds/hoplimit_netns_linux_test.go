@@ -99,4 +99,3 @@ func TestTokenAckedByTheFIN(t *testing.T) {
 		t.Errorf("the log reports a hop-limit drop:\n%s", log.String())
 	}
 }
-

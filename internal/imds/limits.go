@@ -89,11 +89,11 @@ type connLimiter struct {
 	logger         *slog.Logger
 	now            func() time.Time
 
-	mu        sync.Mutex
-	total     int
-	bySource  map[netip.Addr]int
-	refused   int // since the last log line
-	lastLog   time.Time
+	mu       sync.Mutex
+	total    int
+	bySource map[netip.Addr]int
+	refused  int // since the last log line
+	lastLog  time.Time
 }
 
 func newConnLimiter(l Limits, logger *slog.Logger, now func() time.Time) *connLimiter {

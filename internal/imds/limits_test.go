@@ -248,4 +248,3 @@ func TestHugePathAndUserAgentAreCut(t *testing.T) {
 		t.Errorf("access log line of %d bytes, want the fields cut with a mark", len(line))
 	}
 }
-
