@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -90,9 +93,16 @@ func TestWriterBatchesAndFlushes(t *testing.T) {
 	if got := out.String(); got != "" {
 		t.Fatalf("info lines written before a flush: %q", got)
 	}
-	l.Warn("trouble")
-	if got := out.String(); strings.Count(got, "\n") != 101 || out.writes != 1 {
-		t.Errorf("after a warning: %d lines in %d writes, want 101 in 1", strings.Count(got, "\n"), out.writes)
+	l.Warn("trouble") // hands the batch to the writing goroutine at once
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(out.String(), "\n") < 101 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	out.mu.Lock()
+	writes := out.writes
+	out.mu.Unlock()
+	if got := out.String(); strings.Count(got, "\n") != 101 || writes != 1 {
+		t.Errorf("after a warning: %d lines in %d writes, want 101 in 1", strings.Count(got, "\n"), writes)
 	}
 	l.Info("last")
 	if err := w.Close(); err != nil {
@@ -164,3 +174,57 @@ func BenchmarkHandler(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// A stalled output (a pipe nobody reads) never blocks logging: lines beyond
+// MaxPending are dropped and counted, and once the output drains, one line
+// says how many were lost.
+func TestStalledOutputDropsAndReports(t *testing.T) {
+	r, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer pw.Close()
+	w := NewWriter(pw, time.Millisecond)
+	w.Now = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	l := slog.New(NewHandler(w, nil))
+	const lines = 50000 // about 4 MiB: far more than the pipe and MaxPending hold
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pad := strings.Repeat("x", 64)
+		for i := range lines {
+			l.Info("request", "i", i, "pad", pad)
+			if i%1000 == 0 {
+				l.Warn("warning on the request path")
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("logging blocked on a pipe nobody reads")
+	}
+	if w.Dropped() == 0 {
+		t.Fatal("no line was dropped, yet the pipe was never read")
+	}
+	// The reader wakes up: everything kept arrives, then the report.
+	got := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- string(b)
+	}()
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close once the output drains: %v", err)
+	}
+	pw.Close()
+	out := <-got
+	want := fmt.Sprintf(`time=2026-01-02T03:04:05.000Z level=WARN msg="log lines dropped: the log output did not keep up" dropped=%d`+"\n", w.Dropped())
+	if strings.Count(out, "log lines dropped") != 1 || !strings.Contains(out, want) {
+		t.Errorf("the report of dropped lines: want once %q, got %d in %d bytes", want, strings.Count(out, "log lines dropped"), len(out))
+	}
+	kept := strings.Count(out, "msg=request") + strings.Count(out, `msg="warning`)
+	if uint64(kept)+w.Dropped() != lines+lines/1000 {
+		t.Errorf("%d lines written + %d dropped, want %d logged", kept, w.Dropped(), lines+lines/1000)
+	}
+}

@@ -20,7 +20,7 @@ const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 // quoted when they contain spaces, quotes, '=' or non-printable characters.
 type Handler struct {
 	out    io.Writer
-	flush  func() error // called after records at Warn or above; may be nil
+	flush  func() error // called after records at Warn or above; may be nil; never blocks
 	level  slog.Leveler
 	prefix []byte // pre-rendered attributes of WithAttrs
 	group  string // dotted group prefix for keys
@@ -59,7 +59,8 @@ var _ slog.Handler = (*Handler)(nil)
 func NewHandler(out io.Writer, level slog.Leveler) *Handler {
 	h := &Handler{out: out, level: level, clock: &secondCache{}}
 	if w, ok := out.(*Writer); ok {
-		h.flush = w.Flush
+		// Kick, not Flush: a record must never wait for the output.
+		h.flush = func() error { w.Kick(); return nil }
 	}
 	if h.level == nil {
 		h.level = slog.LevelInfo
