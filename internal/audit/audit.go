@@ -5,6 +5,17 @@
 // after the response, so it takes only the lock of the requester's instance,
 // allocates nothing once the instance's ring is full and its paths are
 // known, and never waits for a follower.
+//
+// Memory is bounded whatever clients send and however many instances there
+// are: the fields a client controls are cut to ec2.MaxRecordedField bytes,
+// and the records and distinct paths and user agents of all instances
+// together take at most the Log's byte budget (DefaultMaxBytes, 64 MiB, by
+// the accounting of recordCost and keyCost). Once the budget is spent, an
+// instance's ring stops growing and wraps at the length it has (an
+// instance with no ring yet keeps no records, see Missed), and new paths
+// and user agents are counted under Other. Only the fixed counters of each
+// instance seen (about 512 bytes, outside the budget: a report needs them)
+// come on top.
 package audit
 
 import (
@@ -31,12 +42,24 @@ const (
 	// FollowBuffer is the number of records a follower may lag behind before
 	// it misses some.
 	FollowBuffer = 256
+	// DefaultMaxBytes is the default budget of a Log for records and keys
+	// of all instances together.
+	DefaultMaxBytes = 64 << 20
+
+	// recordOverhead and keyOverhead are what a kept record and a counted
+	// key cost besides their strings' bytes (the struct or map entry and
+	// its share of the map's buckets), rounded up.
+	recordOverhead = 192
+	keyOverhead    = 80
 )
 
 // Log is an ec2.RequestLog fed through Record. The zero value is not usable;
 // call New.
 type Log struct {
 	size      int
+	maxBytes  int64
+	used      atomic.Int64 // bytes of records and keys kept, by recordCost and keyCost
+	missed    atomic.Uint64
 	instances sync.Map // instance name ("" for unknown requesters) → *instanceLog
 
 	subMu   sync.Mutex                    // serialises changes of subs
@@ -48,12 +71,46 @@ var _ ec2.RequestLog = (*Log)(nil)
 
 // New returns a Log keeping the last perInstance requests of every instance
 // and of the unknown requesters (DefaultPerInstance when perInstance <= 0).
-func New(perInstance int) *Log {
+func New(perInstance int) *Log { return NewBounded(perInstance, DefaultMaxBytes) }
+
+// NewBounded is New with a byte budget for the records and keys of all
+// instances together (DefaultMaxBytes when maxBytes <= 0).
+func NewBounded(perInstance int, maxBytes int64) *Log {
 	if perInstance <= 0 {
 		perInstance = DefaultPerInstance
 	}
-	return &Log{size: perInstance}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	return &Log{size: perInstance, maxBytes: maxBytes}
 }
+
+// Bytes returns the bytes of records and keys kept, as the budget counts
+// them; at most the budget.
+func (l *Log) Bytes() int64 { return l.used.Load() }
+
+// Missed returns how many requests were counted but not kept as records
+// because the budget was spent before their instance had a ring.
+func (l *Log) Missed() uint64 { return l.missed.Load() }
+
+// charge takes n bytes of the budget if they are left.
+func (l *Log) charge(n int64) bool {
+	for {
+		u := l.used.Load()
+		if u+n > l.maxBytes {
+			return false
+		}
+		if l.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+func recordCost(r *ec2.RequestRecord) int64 {
+	return int64(recordOverhead + len(r.Instance) + len(r.Remote) + len(r.Method) + len(r.Path) + len(r.API) + len(r.UserAgent) + len(r.Fault))
+}
+
+func keyCost(k string) int64 { return int64(keyOverhead + len(k)) }
 
 // use counts the requests for one path or of one user agent.
 type use struct {
@@ -85,11 +142,27 @@ func (l *Log) instance(name string, create bool) *instanceLog {
 // Record keeps rec and hands it to the followers that want it. It never
 // blocks: a follower whose buffer is full misses rec (see Dropped).
 func (l *Log) Record(rec ec2.RequestRecord) {
+	// The imds server cuts these already; a Log keeps its bound whoever
+	// feeds it.
+	rec.Method, rec.Path, rec.UserAgent = ec2.TruncateField(rec.Method), ec2.TruncateField(rec.Path), ec2.TruncateField(rec.UserAgent)
+	cost := recordCost(&rec)
 	il := l.instance(rec.Instance, true)
 	il.mu.Lock()
-	if len(il.ring) < l.size {
+	switch {
+	// Grow only while the oldest record is ring[0] (next is 0).
+	case len(il.ring) < l.size && il.next == 0 && l.charge(cost):
 		il.ring = append(il.ring, rec)
-	} else {
+	case len(il.ring) == 0:
+		l.missed.Add(1)
+	default:
+		// Replace the oldest record; a bigger one needs the difference.
+		delta := cost - recordCost(&il.ring[il.next])
+		if delta <= 0 {
+			l.used.Add(delta)
+		} else if !l.charge(delta) {
+			l.missed.Add(1)
+			break
+		}
 		il.ring[il.next] = rec
 		il.next++
 		if il.next == len(il.ring) {
@@ -114,8 +187,8 @@ func (l *Log) Record(rec ec2.RequestRecord) {
 	if rec.Time.After(il.last) {
 		il.last = rec.Time
 	}
-	count(il.paths, rec.Path, v1)
-	count(il.agents, rec.UserAgent, v1)
+	l.count(il.paths, rec.Path, v1)
+	l.count(il.agents, rec.UserAgent, v1)
 	il.mu.Unlock()
 
 	if subs := l.subs.Load(); subs != nil {
@@ -133,10 +206,11 @@ func (l *Log) Record(rec ec2.RequestRecord) {
 	}
 }
 
-// count adds one request to key in m, or to Other once m holds MaxKeys keys.
-func count(m map[string]use, key string, v1 int) {
+// count adds one request to key in m, or to Other once m holds MaxKeys keys
+// or the budget is spent.
+func (l *Log) count(m map[string]use, key string, v1 int) {
 	u, ok := m[key]
-	if !ok && len(m) >= MaxKeys {
+	if !ok && key != Other && (len(m) >= MaxKeys || !l.charge(keyCost(key))) {
 		key = Other
 		u = m[key]
 	}

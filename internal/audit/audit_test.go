@@ -3,10 +3,14 @@ package audit
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/imdsdev/imds/internal/ec2"
 )
@@ -274,4 +278,76 @@ func BenchmarkRecordFollowed(b *testing.B) {
 			l.Record(r)
 		}
 	})
+}
+
+// The record keeps its bound whatever the clients send and however many
+// instances there are: 20 instances sending 1,000 requests each with 2 KiB
+// paths and user agents, all distinct, stay within the byte budget, in the
+// accounting and on the heap; before, they pinned every byte.
+func TestMemoryBoundedOverInstances(t *testing.T) {
+	const budget = 4 << 20
+	l := NewBounded(0, budget)
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	long := strings.Repeat("x", 2048)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 20 {
+		inst := fmt.Sprintf("vm-%d", i)
+		for j := range 1000 {
+			l.Record(ec2.RequestRecord{Time: t0.Add(time.Duration(j) * time.Millisecond), Instance: inst, Method: "GET", API: "v1",
+				Path: "/latest/" + long + strconv.Itoa(j), UserAgent: long + strconv.Itoa(i*1000+j), Remote: "10.0.0.1:1234", Status: 404})
+		}
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if l.Bytes() > budget {
+		t.Errorf("the record holds %d bytes by its accounting, budget %d", l.Bytes(), budget)
+	}
+	// The heap holds what the accounting says, give or take the runtime's
+	// own overheads (the input was 80 MB).
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 3*budget {
+		t.Errorf("the heap grew by %d bytes, budget %d", grew, budget)
+	}
+	recs, _ := l.Requests(context.Background(), "vm-0", 0)
+	if len(recs) == 0 {
+		t.Fatal("the first instance kept no records")
+	}
+	for _, r := range recs {
+		if !strings.HasSuffix(r.Path, " bytes]") || len(r.Path) > ec2.MaxRecordedField+20 {
+			t.Fatalf("a path kept whole or without a cut mark: %d bytes, ends %q", len(r.Path), r.Path[len(r.Path)-16:])
+		}
+	}
+	// Counters count everything, kept or not.
+	total := 0
+	for i := range 20 {
+		rep, err := l.Report(context.Background(), fmt.Sprintf("vm-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += rep.Requests
+		if len(rep.Paths) > MaxKeys+1 || len(rep.UserAgents) > MaxKeys+1 {
+			t.Errorf("vm-%d: %d paths, %d agents", i, len(rep.Paths), len(rep.UserAgents))
+		}
+	}
+	if total != 20000 {
+		t.Errorf("the reports count %d requests, want 20000", total)
+	}
+	// A ring that cannot grow keeps the most recent requests.
+	last := recs[len(recs)-1]
+	if !strings.HasPrefix(last.UserAgent, long[:100]) || last.Time != t0.Add(999*time.Millisecond) {
+		t.Errorf("the last record kept is from %v, want the last request", last.Time)
+	}
+}
+
+func TestTruncateField(t *testing.T) {
+	if got := ec2.TruncateField("short"); got != "short" {
+		t.Errorf("short field changed: %q", got)
+	}
+	long := strings.Repeat("é", 400) // 800 bytes, 2 per character
+	got := ec2.TruncateField(long)
+	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…[+288 bytes]") || !strings.HasPrefix(got, strings.Repeat("é", 256)) {
+		t.Errorf("TruncateField cut at %d bytes: %q", len(got), got[len(got)-20:])
+	}
 }
