@@ -163,6 +163,9 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	}
 
 	dataDir := firstNonEmpty(o.dataDir, file.DataDir, defaultDataDir())
+	if err := checkDataDir(dataDir); err != nil {
+		return nil, err
+	}
 	signer, err := identity.Open(filepath.Join(dataDir, "identity"), time.Now, rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)

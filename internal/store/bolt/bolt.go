@@ -45,33 +45,92 @@ type DB struct {
 // needed with mode 0600, since records may hold role names and user data
 // that other local users have no business reading. It fails if another
 // process holds the file, and if the file was written by a newer imds.
+//
+// An existing file is verified before use: its size against its pages,
+// every page (bbolt's consistency check) and every record. A file that
+// cannot be fully read (empty, truncated, a page zeroed or flipped, one
+// corrupt record) is refused with a *DamagedError and left untouched: it is
+// never re-initialised, and imds never starts on part of its data.
 func Open(path string) (*DB, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create database directory: %w", err)
+	st, err := os.Stat(path)
+	exists := err == nil
+	if exists && st.Size() == 0 {
+		return nil, &DamagedError{Path: path, Problem: "the file is empty (0 bytes), though a database file is never empty: it was truncated or replaced"}
 	}
-	b, err := bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout: lockTimeout,
+	db, err := open(path, false)
+	if err != nil {
+		return nil, err
+	}
+	if exists {
+		if found, _ := problems(db.bolt, path); len(found) > 0 {
+			db.bolt.Close()
+			p := found[0]
+			if len(found) > 1 {
+				p = fmt.Sprintf("%s (and %d more problems)", p, len(found)-1)
+			}
+			return nil, &DamagedError{Path: path, Problem: p}
+		}
+	}
+	if err := guard(path, func() error { return db.bolt.Update(initSchema) }); err != nil {
+		db.bolt.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// open opens the bbolt file without verifying it; readOnly takes a shared
+// lock, which fails while a server holds the file.
+func open(path string, readOnly bool) (db *DB, err error) {
+	if !readOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	var b *bbolt.DB
+	err = guard(path, func() (err error) {
+		b, err = bbolt.Open(path, 0o600, &bbolt.Options{
+			ReadOnly: readOnly,
+			Timeout:  lockTimeout,
 		// The hashmap freelist keeps allocation cheap as the file grows; it
 		// is not persisted differently, so the choice can change freely.
 		FreelistType: bbolt.FreelistMapType,
-		// NoSync stays false: every commit is fsynced before Update returns,
-		// which is what lets CreateInstance's success mean "durable".
+			// NoSync stays false: every commit is fsynced before Update returns,
+			// which is what lets CreateInstance's success mean "durable".
+		})
+		return err
 	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
+	var de *DamagedError
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("database %s is in use by another imds process", path)
-	} else if err != nil {
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, &DamagedError{Path: path, Problem: err.Error() + " (not a database, or its header pages are corrupt)"}
+	case errors.As(err, &de):
+		return nil, err
+	case err != nil && exists(path):
+		return nil, &DamagedError{Path: path, Problem: err.Error()}
+	case err != nil:
 		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	if err := b.Update(initSchema); err != nil {
-		b.Close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	return &DB{bolt: b, path: path}, nil
 }
 
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // initSchema checks the schema of an existing file, before touching anything
-// else in it, and creates the buckets of a new one.
+// else in it, and creates the buckets of a new one (or of a bbolt file that
+// holds nothing, as a crash right after creating it leaves).
 func initSchema(tx *bbolt.Tx) error {
+	if tx.Bucket([]byte(bucketMeta)) == nil {
+		other := false
+		_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { other = true; return nil })
+		if other {
+			return errors.New("not an imds database: it holds buckets but no schema version")
+		}
+	}
 	if meta := tx.Bucket([]byte(bucketMeta)); meta != nil {
 		v := meta.Get([]byte(keySchema))
 		n, err := strconv.Atoi(string(v))
@@ -105,13 +164,34 @@ func (db *DB) Close() error {
 
 // Instances returns the store of run-time instances kept in db.
 func (db *DB) Instances() *InstanceStore {
-	return &InstanceStore{db: db.bolt}
+	return &InstanceStore{db: db.bolt, path: db.path}
 }
 
 // InstanceStore is ec2.InstanceStore on a DB. It is safe for concurrent use:
 // bbolt serialises writers and gives readers consistent snapshots.
 type InstanceStore struct {
-	db *bbolt.DB
+	db   *bbolt.DB
+	path string
+}
+
+// view and update run a transaction under guard: damage found after start-up
+// (a page corrupted under a running server) is an error naming the file, not
+// a crash.
+func (s *InstanceStore) view(f func(tx *bbolt.Tx) error) error {
+	return s.guard(func() error { return s.db.View(f) })
+}
+
+func (s *InstanceStore) update(f func(tx *bbolt.Tx) error) error {
+	return s.guard(func() error { return s.db.Update(f) })
+}
+
+func (s *InstanceStore) guard(f func() error) error {
+	err := guard(s.path, f)
+	var de *DamagedError
+	if errors.As(err, &de) {
+		return ec2.Errorf(ec2.EINTERNAL, "database %s is damaged: %s; stop imds and run imds db check", de.Path, de.Problem)
+	}
+	return err
 }
 
 var _ ec2.InstanceStore = (*InstanceStore)(nil)
@@ -125,13 +205,13 @@ func (s *InstanceStore) FindInstanceByName(ctx context.Context, name string) (*e
 		return nil, err
 	}
 	var inst *ec2.Instance
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		v := tx.Bucket([]byte(bucketInstances)).Get([]byte(name))
 		if v == nil {
 			return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", name)
 		}
 		var err error
-		inst, err = decode(name, v)
+		inst, err = s.decode(name, v)
 		return err
 	})
 	return inst, err
@@ -150,9 +230,9 @@ func (s *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, err
 		return nil, err
 	}
 	var insts []*ec2.Instance
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket([]byte(bucketInstances)).ForEach(func(k, v []byte) error {
-			inst, err := decode(string(k), v)
+			inst, err := s.decode(string(k), v)
 			if err != nil {
 				return err
 			}
@@ -175,7 +255,7 @@ func (s *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte(bucketInstances))
 		if b.Get([]byte(inst.Name)) != nil {
 			return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
@@ -194,7 +274,7 @@ func (s *InstanceStore) UpdateInstance(ctx context.Context, inst *ec2.Instance) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte(bucketInstances))
 		if b.Get([]byte(inst.Name)) == nil {
 			return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", inst.Name)
@@ -212,7 +292,7 @@ func (s *InstanceStore) DeleteInstance(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte(bucketInstances))
 		if b.Get([]byte(name)) == nil {
 			return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", name)
@@ -255,18 +335,23 @@ func encode(inst *ec2.Instance) ([]byte, error) {
 func decode(key string, v []byte) (*ec2.Instance, error) {
 	var r record
 	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, corrupt(key, err)
+		return nil, err
 	}
 	inst, err := r.instance()
 	if err != nil {
-		return nil, corrupt(key, err)
+		return nil, err
 	}
 	if inst.Name != key {
-		return nil, corrupt(key, fmt.Errorf("record holds name %q", inst.Name))
+		return nil, fmt.Errorf("record holds name %q", inst.Name)
 	}
 	return inst, nil
 }
 
-func corrupt(key string, err error) error {
-	return ec2.Errorf(ec2.EINTERNAL, "instance %q: database record is corrupt: %v", key, err)
+// decode is decode with an error that names the record and the file.
+func (s *InstanceStore) decode(key string, v []byte) (*ec2.Instance, error) {
+	inst, err := decode(key, v)
+	if err != nil {
+		return nil, ec2.Errorf(ec2.EINTERNAL, "instance %q: database record is corrupt: %v (database %s; see imds db check)", key, err, s.path)
+	}
+	return inst, nil
 }
