@@ -91,9 +91,9 @@ func open(path string, readOnly bool) (db *DB, err error) {
 		b, err = bbolt.Open(path, 0o600, &bbolt.Options{
 			ReadOnly: readOnly,
 			Timeout:  lockTimeout,
-		// The hashmap freelist keeps allocation cheap as the file grows; it
-		// is not persisted differently, so the choice can change freely.
-		FreelistType: bbolt.FreelistMapType,
+			// The hashmap freelist keeps allocation cheap as the file grows; it
+			// is not persisted differently, so the choice can change freely.
+			FreelistType: bbolt.FreelistMapType,
 			// NoSync stays false: every commit is fsynced before Update returns,
 			// which is what lets CreateInstance's success mean "durable".
 		})
