@@ -610,22 +610,26 @@ func netnsConfig(lab *netnsLab, insts []netnsInstance, secret string) string {
 type netnsServer struct {
 	BridgeURL string // http://10.213.X.1:PORT, what the namespaces use
 	LoopURL   string // http://127.0.0.1:PORT, for the host (not an instance)
+	AdminSock string // the admin API's Unix socket
 	logs      *syncBuffer
 }
 
-// startMultiInstanceServer starts `imds serve` with configYAML listening on
-// the lab's bridge address and on 127.0.0.1.
+// startMultiInstanceServer starts `imds serve` with configYAML (none when
+// empty: zero configuration) listening on the lab's bridge address and on
+// 127.0.0.1.
 func startMultiInstanceServer(t *testing.T, lab *netnsLab, configYAML string) *netnsServer {
 	t.Helper()
 	dir := t.TempDir()
 	o := serveOptions{
-		listen:     []string{net.JoinHostPort(lab.HostIP.String(), "0"), "127.0.0.1:0"},
-		configPath: filepath.Join(dir, "imds.yaml"),
-		dataDir:    filepath.Join(dir, "data"),
-		adminSock:  shortSocketPath(t),
+		listen:    []string{net.JoinHostPort(lab.HostIP.String(), "0"), "127.0.0.1:0"},
+		dataDir:   filepath.Join(dir, "data"),
+		adminSock: shortSocketPath(t),
 	}
-	if err := os.WriteFile(o.configPath, []byte(configYAML), 0o644); err != nil {
-		t.Fatal(err)
+	if configYAML != "" {
+		o.configPath = filepath.Join(dir, "imds.yaml")
+		if err := os.WriteFile(o.configPath, []byte(configYAML), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	logs := &syncBuffer{}
 	d, err := openDaemon(o, logs)
@@ -643,7 +647,7 @@ func startMultiInstanceServer(t *testing.T, lab *netnsLab, configYAML string) *n
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	s := &netnsServer{logs: logs}
+	s := &netnsServer{logs: logs, AdminSock: o.adminSock}
 	for _, a := range d.metadata.Addrs() {
 		ap, err := netip.ParseAddrPort(a.String())
 		if err != nil {

@@ -157,7 +157,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	}()
 
 	derive := ec2.DeriveOptions{Seed: machineSeed(), Launch: bootTime()}
-	insts, defName, err := configInstances(file, derive, o.imdsv2)
+	insts, def, err := configInstances(file, derive, o.imdsv2)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	if vms != nil {
 		undo = append(undo, vms.close)
 	}
-	if err := reg.SetConfig(context.Background(), insts, defName); err != nil {
+	if err := reg.SetConfig(context.Background(), insts, def); err != nil {
 		return nil, fmt.Errorf("%s: %s", firstNonEmpty(o.configPath, "configuration"), ec2.ErrorMessage(err))
 	}
 	if err := reg.Load(context.Background()); err != nil {
@@ -271,7 +271,7 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	list, _ := reg.ListInstances(context.Background())
 	logger.Info("admin API listening", "socket", adminSrv.SocketPath, "tcp", adminSrv.TCPAddr)
 	logger.Info("serving instance metadata",
-		"listen", strings.Join(addrs, ","), "instances", len(list), "default", defName,
+		"listen", strings.Join(addrs, ","), "instances", len(list), "default", def.Name,
 		"imdsv2", firstNonEmpty(o.imdsv2, "per instance"), "data_dir", dataDir)
 	d := &daemon{log: logger, logw: logw, registry: reg, db: db, metadata: srv, admin: adminSrv, roles: roles, stop: cancel, vms: vms,
 		dataDir: dataDir, configPath: o.configPath, imdsv2: o.imdsv2, derive: derive}
