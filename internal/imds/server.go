@@ -164,7 +164,7 @@ func (s *Server) Open() error {
 		},
 	}
 	for _, addr := range s.Listen {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := net.Listen(listenNetwork(addr, s.Listen), addr)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s: %w", addr, err)
@@ -181,6 +181,34 @@ func (s *Server) Open() error {
 		}()
 	}
 	return nil
+}
+
+// listenNetwork is "tcp4" for 0.0.0.0:P and "tcp6" for [::]:P when both are
+// in all, else "tcp". Go listens on either wildcard with one dual-stack
+// socket, so "--listen 0.0.0.0:P --listen [::]:P", the way nginx and most
+// services are told to listen on both families, would fail with "address
+// already in use" in either order; as a pair, each takes its own family.
+// Alone, either stays dual-stack and serves both.
+func listenNetwork(addr string, all []string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "tcp"
+	}
+	var pair, network string
+	switch host {
+	case "0.0.0.0":
+		pair, network = "::", "tcp4"
+	case "::":
+		pair, network = "0.0.0.0", "tcp6"
+	default:
+		return "tcp"
+	}
+	for _, other := range all {
+		if h, p, err := net.SplitHostPort(other); err == nil && h == pair && p == port {
+			return network
+		}
+	}
+	return "tcp"
 }
 
 func (s *Server) closeListeners() {
