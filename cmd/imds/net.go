@@ -29,10 +29,17 @@ addresses up added.`,
 	var plan netsetup.Plan
 	up := &cobra.Command{
 		Use:   "up",
-		Short: "Set up the metadata addresses (idempotent)",
-		Args:  cobra.NoArgs,
+		Short: "Set up the metadata addresses (additive, idempotent)",
+		Long: `imds net up sets up the metadata addresses for the host (or the namespaces
+of --netns) and the bridges of --bridge, in addition to what an earlier
+imds net up set up there: bridges add up, --ipv6 once given stays, and
+without --port the recorded port stays. A recorded bridge that no longer
+exists is dropped. It prints what it changed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkPort(plan.Port); err != nil {
+			if !cmd.Flags().Changed("port") {
+				plan.Port = 0 // what up recorded, else the default
+			} else if err := checkPort(plan.Port); err != nil {
 				return err
 			}
 			changes, err := netsetup.Up(cmd.Context(), plan, stateDir)
@@ -42,18 +49,27 @@ addresses up added.`,
 			return printChanges(cmd, changes)
 		},
 	}
-	up.Flags().IntVar(&plan.Port, "port", netsetup.DefaultPort, "`port` the imds server listens on")
+	up.Flags().IntVar(&plan.Port, "port", netsetup.DefaultPort, "`port` the imds server listens on (default: the one up recorded, else 1338; another moves every rule)")
 	up.Flags().StringArrayVar(&plan.Bridges, "bridge", nil, "bridge `interface` with containers or VMs behind it (repeatable)")
 	up.Flags().StringArrayVar(&plan.Netns, "netns", nil, "set up inside the network namespace `name` instead of the host (repeatable)")
 	up.Flags().BoolVar(&plan.IPv6, "ipv6", false, "also set up [fd00:ec2::254]:80")
 
-	var downNetns []string
+	var downNetns, downBridges []string
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Remove what imds net up set up (no-op when nothing is)",
-		Args:  cobra.NoArgs,
+		Long: `imds net down removes what imds net up set up: the table inet imds and the
+addresses up added. With --bridge it removes only the rules of those bridges
+and leaves the rest.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			changes, err := netsetup.Down(cmd.Context(), downNetns, stateDir)
+			var changes []netsetup.Change
+			var err error
+			if len(downBridges) > 0 {
+				changes, err = netsetup.DownBridges(cmd.Context(), downNetns, downBridges, stateDir)
+			} else {
+				changes, err = netsetup.Down(cmd.Context(), downNetns, stateDir)
+			}
 			if perr := printChanges(cmd, changes); err == nil {
 				err = perr
 			}
@@ -61,6 +77,7 @@ addresses up added.`,
 		},
 	}
 	down.Flags().StringArrayVar(&downNetns, "netns", nil, "network namespace `name` (repeatable; default the host)")
+	down.Flags().StringArrayVar(&downBridges, "bridge", nil, "remove only the rules of bridge `interface` (repeatable)")
 
 	var (
 		statusPort  int

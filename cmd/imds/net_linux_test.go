@@ -113,3 +113,36 @@ func TestNetCommandErrors(t *testing.T) {
 		t.Errorf("ruleset after failed ups: %v %s", err, out)
 	}
 }
+
+// TestNetCommandUpAdds is issue 13's scene: net up --bridge br-a then net up
+// --bridge br-b printed "replaced table inet imds" and br-a lost its rules.
+func TestNetCommandUpAdds(t *testing.T) {
+	ns := newNetTestNS(t, "add")
+	for i, br := range []string{"br-a", "br-b"} {
+		for _, args := range [][]string{
+			{"-n", ns, "link", "add", br, "type", "bridge"},
+			{"-n", ns, "addr", "add", fmt.Sprintf("10.217.%d.1/24", i), "dev", br},
+		} {
+			mustIP(t, args...)
+		}
+	}
+	dir := t.TempDir()
+	common := []string{"--netns", ns, "--state-dir", dir}
+	expect := func(want, notWant string, args ...string) {
+		t.Helper()
+		out, err := runNet(t, append(args, common...)...)
+		if err != nil || !strings.Contains(out, want) || (notWant != "" && strings.Contains(out, notWant)) {
+			t.Errorf("imds net %v: %v\n%s\nwant %q, not %q", args, err, out, want, notWant)
+		}
+	}
+	expect("created table inet imds with 2 rules", "", "up", "--bridge", "br-a")
+	expect(`netns `+ns+`: added rule iifname "br-b" ip daddr 169.254.169.254 tcp dport 80 dnat to 10.217.1.1:1338`, "removed", "up", "--bridge", "br-b")
+	rules, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", "imds").CombinedOutput()
+	if err != nil || !strings.Contains(string(rules), `iifname "br-a"`) || !strings.Contains(string(rules), `iifname "br-b"`) {
+		t.Errorf("after the second up: %v\n%s", err, rules)
+	}
+	expect("moved every rule from port 1338 to port 1339", "", "up", "--port", "1339")
+	expect(`removed rule iifname "br-a" ip daddr 169.254.169.254 tcp dport 80 dnat to 10.217.0.1:1339`, "br-b", "down", "--bridge", "br-a")
+	expect("nothing to change", "", "down", "--bridge", "br-a")
+	expect("deleted table inet imds", "", "down")
+}

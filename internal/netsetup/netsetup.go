@@ -15,8 +15,12 @@
 // (StateDir/net-<netns or "host">.json, mode 0600) so that `down` removes
 // exactly those and never an address that was there before.
 //
-// `up` is declarative and idempotent: it makes the table and addresses match
-// the plan, and changes nothing when they already do. It validates the plan
+// `up` is additive and idempotent: it merges the plan with what it recorded
+// earlier in the namespace (bridges are added, IPv6 once on stays on, the
+// port moves only when another is given), makes the table and addresses
+// match the result, and changes nothing when they already do. A recorded
+// bridge that no longer exists is dropped, with a printed change. `down
+// --bridge` removes one bridge's rules. It validates the plan
 // (port, namespaces, bridges and their addresses) before changing anything,
 // applies the nftables part of each namespace as one atomic transaction and
 // rolls back what the run did if a later step fails.
@@ -60,16 +64,20 @@ var ErrPermission = errors.New("imds net up needs root or CAP_NET_ADMIN")
 
 // Plan is what `imds net up` sets up.
 type Plan struct {
-	// Port is the port the imds server listens on (DefaultPort when 0).
+	// Port is the port the imds server listens on. When 0, the one up
+	// recorded earlier in the namespace, else DefaultPort; another port
+	// than the recorded one moves every rule there.
 	Port int
 	// Bridges are interfaces (usually Linux bridges) behind which
 	// containers or VMs reach the host; their metadata traffic is sent to
-	// the bridge's own address on Port. In each namespace of Netns.
+	// the bridge's own address on Port. In each namespace of Netns. They
+	// are added to those up set up earlier, which stay.
 	Bridges []string
 	// Netns are the named network namespaces (as in ip netns) to set up;
 	// none means the current one (the host).
 	Netns []string
-	// IPv6 also sets up [fd00:ec2::254]:80.
+	// IPv6 also sets up [fd00:ec2::254]:80. Once set up it stays, for
+	// every bridge, until Down.
 	IPv6 bool
 }
 
@@ -199,16 +207,11 @@ func Recorded(stateDir string) ([]string, error) {
 // Up sets up plan and returns what it changed (nothing when all was in
 // place). On error nothing this run changed is left behind.
 func Up(ctx context.Context, plan Plan, stateDir string) ([]Change, error) {
-	if plan.Port == 0 {
-		plan.Port = DefaultPort
-	}
-	if plan.Port < 1 || plan.Port > 65535 {
+	if plan.Port < 0 || plan.Port > 65535 {
 		return nil, fmt.Errorf("port %d out of range (1-65535)", plan.Port)
 	}
-	for _, b := range plan.Bridges {
-		if b == "" || len(b) > 15 || strings.ContainsAny(b, "/ \x00") {
-			return nil, fmt.Errorf("bad bridge name %q", b)
-		}
+	if err := checkBridges(plan.Bridges); err != nil {
+		return nil, err
 	}
 	if stateDir == "" {
 		stateDir = DefaultStateDir
@@ -230,6 +233,31 @@ func Down(ctx context.Context, netns []string, stateDir string) ([]Change, error
 		return nil, err
 	}
 	return down(ctx, netns, stateDir)
+}
+
+// DownBridges removes, in each namespace of netns (none: the host), only
+// the rules Up set up for the named bridges, and forgets them; the rest
+// stays. A bridge that is not set up there changes nothing.
+func DownBridges(ctx context.Context, netns, bridges []string, stateDir string) ([]Change, error) {
+	if err := checkBridges(bridges); err != nil {
+		return nil, err
+	}
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return downBridges(ctx, netns, bridges, stateDir)
+}
+
+func checkBridges(bridges []string) error {
+	for _, b := range bridges {
+		if b == "" || len(b) > 15 || strings.ContainsAny(b, "/ \x00") {
+			return fmt.Errorf("bad bridge name %q", b)
+		}
+	}
+	return nil
 }
 
 // Status reports what is in place in one namespace and probes the metadata

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,12 +256,21 @@ func TestUpChangedPortReplacesRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("changes: %v", changes)
-	rules := run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
-	if !strings.Contains(rules, "redirect to :1339") || strings.Contains(rules, ":1338") || strings.Contains(rules, "ip6") {
-		t.Errorf("ruleset after up with another port and without IPv6:\n%s", rules)
+	if len(changes) != 1 || changes[0].What != "moved every rule from port 1338 to port 1339" {
+		t.Errorf("changes %v, want only the port move", changes)
 	}
-	if out := run(t, "ip", "-n", ns, "addr", "show", "dev", "lo"); strings.Contains(out, "fd00:ec2::254") {
-		t.Errorf("IPv6 address left on lo:\n%s", out)
+	// IPv6, once set up, stays: up is additive (issue 13).
+	rules := run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+	if !strings.Contains(rules, "ip daddr 169.254.169.254 tcp dport 80 redirect to :1339") || strings.Contains(rules, ":1338") ||
+		!strings.Contains(rules, "ip6 daddr fd00:ec2::254 tcp dport 80 redirect to :1339") {
+		t.Errorf("ruleset after up with another port:\n%s", rules)
+	}
+	if out := run(t, "ip", "-n", ns, "addr", "show", "dev", "lo"); !strings.Contains(out, "fd00:ec2::254") {
+		t.Errorf("IPv6 address gone from lo:\n%s", out)
+	}
+	// Without a port, the recorded one stays.
+	if changes, err := Up(ctx, Plan{Netns: []string{ns}}, dir); err != nil || len(changes) != 0 {
+		t.Errorf("up without --port: %v %v, want no change", changes, err)
 	}
 	if _, err := Down(ctx, []string{ns}, dir); err != nil {
 		t.Fatal(err)
@@ -342,6 +352,141 @@ func TestUpBridge(t *testing.T) {
 	}
 	if after := snapshot(t, l.host); after != before {
 		t.Errorf("after down:\n%s\nbefore up:\n%s", after, before)
+	}
+}
+
+// TestUpAdditive is issue 13's trap: a second up with another bridge kept
+// only the second one. Now bridges add up, a port moves every rule, a gone
+// bridge is dropped and down --bridge removes one bridge only.
+func TestUpAdditive(t *testing.T) {
+	l := newBridgeLab(t)
+	h := l.host
+	ctr2 := newNS(t, "c2")
+	run(t, "ip", "-n", h, "link", "add", "br1", "type", "bridge")
+	run(t, "ip", "-n", h, "addr", "add", "10.214.9.1/24", "dev", "br1")
+	run(t, "ip", "-n", h, "link", "set", "br1", "up")
+	run(t, "ip", "-n", h, "link", "add", "vh1", "type", "veth", "peer", "name", "eth0", "netns", ctr2)
+	run(t, "ip", "-n", h, "link", "set", "vh1", "master", "br1", "up")
+	run(t, "ip", "-n", ctr2, "addr", "add", "10.214.9.2/24", "dev", "eth0")
+	run(t, "ip", "-n", ctr2, "link", "set", "eth0", "up")
+	run(t, "ip", "-n", ctr2, "route", "add", "default", "via", "10.214.9.1")
+	before := snapshot(t, h)
+	dir := t.TempDir()
+	ctx := context.Background()
+	port := testPort()
+	serve(t, h, "0.0.0.0:"+strconv.Itoa(port), "i-additive")
+	serve(t, h, "0.0.0.0:"+strconv.Itoa(port+1), "i-moved")
+	up := func(plan Plan) []string {
+		t.Helper()
+		plan.Netns = []string{h}
+		changes, err := Up(ctx, plan, dir)
+		if err != nil {
+			t.Fatalf("up %+v: %v", plan, err)
+		}
+		var out []string
+		for _, c := range changes {
+			out = append(out, c.What)
+		}
+		t.Logf("up %+v:\n%s", plan, strings.Join(out, "\n"))
+		return out
+	}
+	reaches := func(ns, want string) {
+		t.Helper()
+		body, err := curlIn(t, ns, "http://169.254.169.254/latest/meta-data/instance-id")
+		if want == "" {
+			if err == nil {
+				t.Errorf("%s still reaches the metadata address: %q", ns, body)
+			}
+			return
+		}
+		if err != nil || body != want {
+			t.Errorf("GET from %s: %q %v, want %s", ns, body, err, want)
+		}
+	}
+	p := strconv.Itoa(port)
+	dnat := func(br, to string, port int) string {
+		return fmt.Sprintf(`added rule iifname %q ip daddr 169.254.169.254 tcp dport 80 dnat to %s:%d`, br, to, port)
+	}
+
+	up(Plan{Port: port, Bridges: []string{"br0"}})
+	got := up(Plan{Bridges: []string{"br1"}})
+	if want := []string{dnat("br1", "10.214.9.1", port)}; !slices.Equal(got, want) {
+		t.Errorf("second up with another bridge: %q, want %q", got, want)
+	}
+	reaches(l.ctr, "i-additive")
+	reaches(ctr2, "i-additive")
+	if got := up(Plan{Bridges: []string{"br0", "br1"}}); len(got) != 0 {
+		t.Errorf("up again: %q, want no change", got)
+	}
+
+	got = up(Plan{Port: port + 1})
+	if want := []string{fmt.Sprintf("moved every rule from port %d to port %d", port, port+1)}; !slices.Equal(got, want) {
+		t.Errorf("up with another port: %q, want %q", got, want)
+	}
+	if rules := run(t, "ip", "netns", "exec", h, "nft", "list", "ruleset"); strings.Contains(rules, ":"+p+" ") || strings.Count(rules, ":"+strconv.Itoa(port+1)+" comment") != 3 {
+		t.Errorf("ruleset after the port move:\n%s", rules)
+	}
+	reaches(l.ctr, "i-moved")
+	reaches(ctr2, "i-moved")
+
+	// A docker network removed: its bridge is gone, the next up drops it.
+	run(t, "ip", "-n", h, "link", "del", "br1")
+	got = up(Plan{Bridges: []string{"br0"}})
+	if want := []string{"bridge br1 no longer exists: dropping its rules",
+		fmt.Sprintf(`removed rule iifname "br1" ip daddr 169.254.169.254 tcp dport 80 dnat to 10.214.9.1:%d`, port+1)}; !slices.Equal(got, want) {
+		t.Errorf("up after br1 is gone: %q, want %q", got, want)
+	}
+	reaches(l.ctr, "i-moved")
+
+	// down --bridge removes one bridge; the host's redirect stays.
+	changes, err := DownBridges(ctx, []string{h}, []string{"br0"}, dir)
+	if err != nil || len(changes) != 1 || !strings.HasPrefix(changes[0].What, `removed rule iifname "br0" ip daddr 169.254.169.254`) {
+		t.Errorf("down --bridge br0: %v %v", changes, err)
+	}
+	reaches(l.ctr, "")
+	if rules := run(t, "ip", "netns", "exec", h, "nft", "list", "ruleset"); !strings.Contains(rules, "redirect to :"+strconv.Itoa(port+1)) || strings.Contains(rules, "iifname") {
+		t.Errorf("ruleset after down --bridge br0:\n%s", rules)
+	}
+	if changes, err := DownBridges(ctx, []string{h}, []string{"br0"}, dir); err != nil || len(changes) != 0 {
+		t.Errorf("second down --bridge br0: %v %v", changes, err)
+	}
+	if got := up(Plan{}); len(got) != 0 {
+		t.Errorf("up after down --bridge: %q, want no change (the bridge stays removed)", got)
+	}
+	if _, err := Down(ctx, []string{h}, dir); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "ip", "-n", h, "link", "add", "br1", "type", "bridge")
+	run(t, "ip", "-n", h, "addr", "add", "10.214.9.1/24", "dev", "br1")
+	run(t, "ip", "-n", h, "link", "set", "br1", "up")
+	if after := snapshot(t, h); after != before {
+		t.Errorf("after down (and br1 put back):\n%s\nbefore up:\n%s", after, before)
+	}
+}
+
+// A failed up (a new bridge without an address) leaves the earlier setup
+// as it was.
+func TestUpAdditiveInvalidKeepsSetup(t *testing.T) {
+	l := newBridgeLab(t)
+	run(t, "ip", "-n", l.host, "link", "add", "br1", "type", "bridge")
+	dir := t.TempDir()
+	ctx := context.Background()
+	if _, err := Up(ctx, Plan{Port: testPort(), Netns: []string{l.host}, Bridges: []string{"br0"}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, l.host)
+	state, _ := os.ReadFile(dir + "/" + stateName(l.host))
+	if _, err := Up(ctx, Plan{Netns: []string{l.host}, Bridges: []string{"br1"}}, dir); err == nil || !strings.Contains(err.Error(), `bridge "br1" has no IPv4 address`) {
+		t.Errorf("up with a bridge without an address: %v", err)
+	}
+	if after := snapshot(t, l.host); after != before {
+		t.Errorf("after the failed up:\n%s\nbefore:\n%s", after, before)
+	}
+	if after, _ := os.ReadFile(dir + "/" + stateName(l.host)); string(after) != string(state) {
+		t.Errorf("state file changed:\n%s\nwas:\n%s", after, state)
+	}
+	if _, err := Down(ctx, []string{l.host}, dir); err != nil {
+		t.Fatal(err)
 	}
 }
 
