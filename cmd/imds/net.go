@@ -85,11 +85,19 @@ and leaves the rest.`,
 	)
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Show what is in place and probe the metadata address",
-		Long: `imds net status looks at what imds net up set up and probes the metadata
-address end to end. Without --netns it looks at the host and at every network
-namespace imds net up recorded in --state-dir; without --port it checks the
-port (and the bridges) that imds net up recorded there, else 1338.`,
+		Short: "Show what is in place and probe every path imds net up set up",
+		Long: `imds net status looks at what imds net up set up and probes each path the way
+a client there would (a token PUT, then a GET, with Host 169.254.169.254):
+through lo for the host's own processes, IPv4 and (if set up) IPv6, and for
+each bridge the address its DNAT leads to. It says per path what is wrong and
+what to do. An answer 404 from imds because the requester is not an instance
+counts as reachable: the host's own probe comes from 169.254.169.254 (the
+address on lo), a bridge's from the bridge's address.
+
+Without --netns it looks at the host and at every network namespace imds net
+up recorded in --state-dir; without --port it checks the port (and the
+bridges) that imds net up recorded there, else 1338. It exits non-zero only
+when a path is broken.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("port") {

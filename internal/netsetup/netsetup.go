@@ -129,10 +129,34 @@ type Report struct {
 	// Diagnosis are the findings, one line each; the last one is
 	// "OK: metadata reachable (instance i-…)" when all is well.
 	Diagnosis []string
-	// InstanceID is what the probe read, if it succeeded.
+	// Paths are the paths probed, one per address family: lo, then each
+	// bridge.
+	Paths []Path
+	// InstanceID is what the probe through lo read, if it succeeded.
 	InstanceID string
-	// OK tells whether the metadata address answered with an instance ID.
+	// OK tells whether everything up set up is in place and every path
+	// reaches imds (a 404 from imds for a requester that is not an
+	// instance counts as reaching it).
 	OK bool
+}
+
+// Path is one way to the metadata service that up set up, as Status
+// probed it the way a client there would.
+type Path struct {
+	// Name says whose path it is, e.g. "lo 169.254.169.254:80" (the
+	// namespace's own processes) or "bridge br0 169.254.169.254:80"
+	// (containers and VMs behind br0).
+	Name string
+	// Target is the address probed (for a bridge, where its DNAT leads).
+	Target string
+	// OK tells whether imds answered there: with an instance ID, or with
+	// 404 because the probe's source is not an instance.
+	OK bool
+	// InstanceID is what the probe read, if any.
+	InstanceID string
+	// Finding says what the probe found; Fix what to do (or, for a 404,
+	// how to give the requester an instance).
+	Finding, Fix string
 }
 
 // portSource says, for a diagnosis, where the port came from.

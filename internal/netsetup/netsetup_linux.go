@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,9 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -30,9 +26,6 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
-
-// probeTimeout bounds the end-to-end request of Status.
-const probeTimeout = 2 * time.Second
 
 // commentPrefix starts the comment of every rule we add.
 const commentPrefix = "imds: "
@@ -958,139 +951,6 @@ func downBridgesOne(name string, bridges []string, stateDir string) ([]Change, e
 		}
 	}
 	return changes, nil
-}
-
-// ---- status ----
-
-func status(ctx context.Context, opts StatusOptions) (*Report, error) {
-	t, err := openTarget(opts.Netns)
-	if err != nil {
-		return nil, err
-	}
-	defer t.close()
-	r := &Report{Netns: opts.Netns, Port: opts.Port}
-	st, err := readState(opts.StateDir, opts.Netns)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case opts.Port != 0:
-	case st.Port != 0:
-		// What up set up, so that a custom --port needs no repeating.
-		r.Port, r.Recorded, r.Bridges = st.Port, true, st.Bridges
-	default:
-		r.Port = DefaultPort
-	}
-	opts.Port = r.Port
-	present, err := t.loAddrs()
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range []netip.Addr{MetadataIPv4, MetadataIPv6} {
-		for p := range present {
-			if p.Addr() == m {
-				r.Addresses = append(r.Addresses, p)
-			}
-		}
-	}
-	have, _, _, err := t.readTable()
-	if err != nil {
-		return nil, err
-	}
-	r.Table = have != nil
-	for _, cs := range chainSpecs {
-		for _, c := range have[cs.name] {
-			r.Rules = append(r.Rules, cs.name+": "+strings.TrimPrefix(c, commentPrefix))
-		}
-	}
-	hasAddr4 := hasAddr(present, MetadataIPv4)
-	hasRule := slices.Contains(have["output"], redirectComment(MetadataIPv4, opts.Port))
-	if !hasAddr4 {
-		r.Diagnosis = append(r.Diagnosis, "address "+MetadataIPv4.String()+" missing on lo")
-	}
-	if !hasRule {
-		r.Diagnosis = append(r.Diagnosis, "no redirect rule for port "+strconv.Itoa(opts.Port)+r.portSource())
-	}
-	for _, b := range r.Bridges {
-		if !slices.ContainsFunc(have["prerouting"], func(c string) bool {
-			return strings.HasPrefix(c, fmt.Sprintf("%siifname %q ", commentPrefix, b)) && strings.HasSuffix(c, ":"+strconv.Itoa(opts.Port))
-		}) {
-			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("no DNAT rule for bridge %s to port %d%s: run imds net up again", b, opts.Port, r.portSource()))
-		}
-	}
-	bridgesOK := len(r.Diagnosis) == 0
-	if !hasAddr4 {
-		// Without the address on lo the request would leave the machine
-		// (to a real metadata service, if any): no probe.
-		return r, nil
-	}
-	id, status, err := probe(ctx, opts.Netns, opts.ProbePath)
-	switch {
-	case err != nil && errors.Is(err, syscall.ECONNREFUSED) && hasRule:
-		r.Diagnosis = append(r.Diagnosis, "nothing listening on port "+strconv.Itoa(opts.Port)+r.portSource())
-	case err != nil:
-		r.Diagnosis = append(r.Diagnosis, "metadata probe failed: "+err.Error())
-	case status != http.StatusOK || !strings.HasPrefix(id, "i-"):
-		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("metadata probe: status %d, body %q (not an instance ID)", status, truncate(id, 80)))
-	case !hasRule:
-		r.InstanceID = id
-		r.Diagnosis = append(r.Diagnosis, "metadata reachable (instance "+id+"), but not through a redirect to port "+strconv.Itoa(opts.Port)+r.portSource())
-	case !bridgesOK:
-		r.InstanceID = id
-	default:
-		r.InstanceID = id
-		r.OK = true
-		r.Diagnosis = append(r.Diagnosis, "OK: metadata reachable (instance "+id+")")
-	}
-	return r, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
-// probe GETs http://169.254.169.254<path> from inside the namespace.
-func probe(ctx context.Context, ns, path string) (body string, status int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	addr := netip.AddrPortFrom(MetadataIPv4, 80).String()
-	conn, err := DialContext(ctx, ns, "tcp", addr)
-	if err != nil {
-		return "", 0, err
-	}
-	var once sync.Once
-	tr := &http.Transport{
-		DisableKeepAlives: true,
-		Proxy:             nil,
-		DialContext: func(context.Context, string, string) (net.Conn, error) {
-			var c net.Conn
-			once.Do(func() { c = conn })
-			if c == nil {
-				return nil, errors.New("probe connection already used")
-			}
-			return c, nil
-		},
-	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		conn.Close()
-		return "", 0, err
-	}
-	resp, err := (&http.Client{Transport: tr, Timeout: probeTimeout}).Do(req)
-	if err != nil {
-		conn.Close()
-		return "", 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return "", resp.StatusCode, err
-	}
-	return strings.TrimSpace(string(b)), resp.StatusCode, nil
 }
 
 // DialContext dials address from inside the named network namespace ("" is

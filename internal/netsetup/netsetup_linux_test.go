@@ -604,3 +604,137 @@ func TestUpNotPermitted(t *testing.T) {
 		t.Errorf("changed:\n%s", after)
 	}
 }
+
+// listenIn serves h on addr inside ns until the test ends.
+func listenIn(t *testing.T, ns, addr string, h http.HandlerFunc) {
+	t.Helper()
+	var ln net.Listener
+	if err := InNetns(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listening on %s in %s: %v", addr, ns, err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// statusOf runs Status and returns its diagnosis as one string.
+func statusOf(t *testing.T, ns, dir string) (string, bool) {
+	t.Helper()
+	r, err := Status(context.Background(), StatusOptions{Netns: ns, StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("status:\n%s", r)
+	return strings.Join(r.Diagnosis, "\n"), r.OK
+}
+
+func wantStatus(t *testing.T, ns, dir string, wantOK bool, want ...string) {
+	t.Helper()
+	d, ok := statusOf(t, ns, dir)
+	if ok != wantOK {
+		t.Errorf("OK %v, want %v:\n%s", ok, wantOK, d)
+	}
+	for _, w := range want {
+		if !strings.Contains(d, w) {
+			t.Errorf("diagnosis lacks %q:\n%s", w, d)
+		}
+	}
+}
+
+// Issue 13: status said OK after up --ipv6 while the server listened on
+// IPv4 only, and [fd00:ec2::254] was refused.
+func TestStatusIPv6NotListening(t *testing.T) {
+	ns := newNS(t, "s6")
+	dir := t.TempDir()
+	port := testPort()
+	p := strconv.Itoa(port)
+	if _, err := Up(context.Background(), Plan{Port: port, Netns: []string{ns}, IPv6: true}, dir); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, ns, "127.0.0.1:"+p, "i-0v4only")
+	wantStatus(t, ns, dir, false,
+		"lo 169.254.169.254:80: OK (instance i-0v4only)",
+		"lo [fd00:ec2::254]:80: nothing listening on port "+p+" (recorded by imds net up) at [::1]:"+p+", where the redirect leads; run imds serve with --listen [::1]:"+p)
+	if _, err := curlIn(t, ns, "http://[fd00:ec2::254]/latest/meta-data/instance-id"); err == nil {
+		t.Errorf("curl [fd00:ec2::254] succeeded, the test setup is wrong")
+	}
+	serve(t, ns, "[::1]:"+p, "i-0v4only")
+	wantStatus(t, ns, dir, true, "lo [fd00:ec2::254]:80: OK (instance i-0v4only)", "OK: metadata reachable (instance i-0v4only)")
+}
+
+// Issue 13: status said OK when the server did not listen on the bridge
+// address, where the containers' requests go.
+func TestStatusBridgeNotListening(t *testing.T) {
+	l := newBridgeLab(t)
+	dir := t.TempDir()
+	port := testPort()
+	p := strconv.Itoa(port)
+	if _, err := Up(context.Background(), Plan{Port: port, Netns: []string{l.host}, Bridges: []string{"br0"}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, l.host, "127.0.0.1:"+p, "i-0lo")
+	wantStatus(t, l.host, dir, false,
+		"lo 169.254.169.254:80: OK (instance i-0lo)",
+		"bridge br0 169.254.169.254:80: nothing listening on 10.214.7.1:"+p+", where the DNAT of bridge br0 leads: containers and VMs behind br0 get no answer; run imds serve with --listen 10.214.7.1:"+p+" (or --listen 0.0.0.0:"+p+")")
+	if _, err := curlIn(t, l.ctr, "http://169.254.169.254/latest/meta-data/instance-id"); err == nil {
+		t.Errorf("the container reached the metadata address, the test setup is wrong")
+	}
+	rec := serve(t, l.host, "10.214.7.1:"+p, "i-0br")
+	wantStatus(t, l.host, dir, true, "bridge br0 169.254.169.254:80: OK (instance i-0br)")
+	// The probe asks as a container would: Host is the metadata address.
+	if s := rec.seen(); len(s) == 0 {
+		t.Errorf("the bridge's server saw no probe")
+	}
+	// A bridge that is gone is noted, not a failure.
+	run(t, "ip", "-n", l.host, "link", "del", "br0")
+	wantStatus(t, l.host, dir, true, "bridge br0 no longer exists: its rules are stale")
+}
+
+// Issue 13: an answer from imds itself with 404, because the probing host
+// is not an instance, was reported as "not reachable" with exit 1.
+func TestStatusImds404IsReachable(t *testing.T) {
+	ns := newNS(t, "s404")
+	dir := t.TempDir()
+	port := testPort()
+	if _, err := Up(context.Background(), Plan{Port: port, Netns: []string{ns}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var hosts, remotes []string
+	listenIn(t, ns, "127.0.0.1:"+strconv.Itoa(port), func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hosts, remotes = append(hosts, r.Host), append(remotes, r.RemoteAddr)
+		mu.Unlock()
+		w.Header().Set("Server", "EC2ws")
+		http.NotFound(w, r)
+	})
+	wantStatus(t, ns, dir, true,
+		"lo 169.254.169.254:80: reachable: imds answered 404 because 169.254.169.254, the probe's source (this host), is not an instance; to give it one: imds instance add NAME --ip 169.254.169.254",
+		"OK: every path reaches imds")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hosts) == 0 || hosts[0] != "169.254.169.254" || !strings.HasPrefix(remotes[0], "169.254.169.254:") {
+		t.Errorf("the server saw Host %v from %v, want 169.254.169.254 from 169.254.169.254", hosts, remotes)
+	}
+}
+
+// Issue 13: in a namespace whose lo is down, status said only "i/o timeout".
+func TestStatusLoDown(t *testing.T) {
+	ns := newNS(t, "slo")
+	dir := t.TempDir()
+	port := testPort()
+	if _, err := Up(context.Background(), Plan{Port: port, Netns: []string{ns}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, ns, "127.0.0.1:"+strconv.Itoa(port), "i-0lodown")
+	wantStatus(t, ns, dir, true, "OK: metadata reachable (instance i-0lodown)")
+	run(t, "ip", "-n", ns, "link", "set", "lo", "down")
+	d, ok := statusOf(t, ns, dir)
+	if ok || !strings.Contains(d, "lo is down in netns "+ns+": nothing there reaches the metadata address; fix: ip -n "+ns+" link set lo up") || strings.Contains(d, "timeout") {
+		t.Errorf("status with lo down (OK %v):\n%s", ok, d)
+	}
+}
