@@ -43,8 +43,11 @@ import (
 const (
 	// DefaultPort is the port imds serve listens on by default.
 	DefaultPort = 1338
-	// DefaultStateDir is where the state files live by default.
-	DefaultStateDir = "/run/imds"
+	// DefaultStateDir is where the state files live by default: a
+	// directory of its own, not /run/imds (the server's runtime directory
+	// for its admin socket), which systemd removes when imds.service
+	// stops; imds net down needs the state after that.
+	DefaultStateDir = "/run/imds-net"
 	// TableName is the name of our nftables table (family inet).
 	TableName = "imds"
 	// HostName names the current (host) namespace in Changes and state
