@@ -518,7 +518,7 @@ func (t *target) bridgeAddr(bridge string, v6 bool) (netip.Addr, error) {
 		return ip, nil
 	}
 	if v6 {
-		return netip.Addr{}, fmt.Errorf("%s: bridge %q has no global or ULA IPv6 address (needed with --ipv6)", t.where(), bridge)
+		return netip.Addr{}, fmt.Errorf("%s: bridge %q has no global or ULA IPv6 address (needed with --ipv6, which stays on once given)", t.where(), bridge)
 	}
 	return netip.Addr{}, fmt.Errorf("%s: bridge %q has no IPv4 address: the metadata traffic is sent to the bridge's own address", t.where(), bridge)
 }
