@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imdsdev/imds/internal/daemon"
 	"github.com/imdsdev/imds/internal/identity"
 )
 
@@ -25,7 +26,7 @@ func newCACommand() *cobra.Command {
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			dir := firstNonEmpty(dataDir, defaultDataDir())
+			dir := firstNonEmpty(dataDir, daemon.DefaultDataDir())
 			s, err := identity.Open(filepath.Join(dir, "identity"), time.Now, rand.Reader)
 			if err != nil {
 				return fmt.Errorf("data directory %s: %w", dir, err)

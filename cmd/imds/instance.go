@@ -10,9 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -28,20 +26,6 @@ import (
 // maxInputFile limits the files the instance commands read (user data,
 // --from-file, the token file); the server refuses bodies above 1 MiB anyway.
 const maxInputFile = 1 << 20
-
-// defaultAdminSocket is where `imds serve` puts its admin socket and where
-// the other commands look for it: $XDG_RUNTIME_DIR/imds/admin.sock when the
-// session has a runtime directory, /run/imds/admin.sock as root, and
-// /tmp/imds-UID/admin.sock otherwise.
-func defaultAdminSocket() string {
-	if dir := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
-		return filepath.Join(dir, "imds", "admin.sock")
-	}
-	if os.Geteuid() == 0 {
-		return "/run/imds/admin.sock"
-	}
-	return filepath.Join("/tmp", "imds-"+strconv.Itoa(os.Getuid()), "admin.sock")
-}
 
 // adminFlags say how to reach the admin API of a running server. Each has an
 // IMDS_<FLAG> environment variable, like the flags of serve.
@@ -73,7 +57,7 @@ func (f *adminFlags) client(fs *pflag.FlagSet) (*admin.Client, error) {
 		if tokenFile != "" {
 			return nil, errors.New("--admin-token-file: only used with --admin-url")
 		}
-		return admin.NewClient(firstNonEmpty(socket, defaultAdminSocket())), nil
+		return admin.NewClient(firstNonEmpty(socket, admin.DefaultSocket())), nil
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -82,13 +66,9 @@ func (f *adminFlags) client(fs *pflag.FlagSet) (*admin.Client, error) {
 	if tokenFile == "" {
 		return nil, errors.New("--admin-url: the admin API on TCP needs --admin-token-file")
 	}
-	data, err := readInput(tokenFile, nil)
+	token, err := admin.ReadTokenFile(tokenFile, false)
 	if err != nil {
 		return nil, fmt.Errorf("--admin-token-file: %w", err)
-	}
-	token := strings.TrimSpace(string(data))
-	if token == "" || strings.ContainsAny(token, "\r\n") {
-		return nil, fmt.Errorf("--admin-token-file: %s must hold one line with the token", tokenFile)
 	}
 	return admin.NewTCPClient(base, token), nil
 }

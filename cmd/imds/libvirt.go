@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,14 +14,6 @@ import (
 
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/libvirt"
-)
-
-// The hook marks a stopped VM with this tag: an instance has no state of its
-// own yet, and the stopped VM stays registered so that its name, ID and
-// addresses stay reserved. Starting the VM again removes the tag.
-const (
-	libvirtStateTag = "imds:state"
-	libvirtStopped  = "stopped"
 )
 
 // libvirtHookMarker identifies a hook script written by install-hook.
@@ -121,21 +112,7 @@ func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string)
 		if err != nil {
 			return err
 		}
-		spec, err := c.GetInstanceSpec(ctx, domain)
-		if ec2.ErrorCode(err) == ec2.ENOTFOUND {
-			return nil // not ours
-		}
-		if err != nil {
-			return cliError(err)
-		}
-		for _, t := range spec.Tags {
-			if t.Key == libvirtStateTag && t.Value == libvirtStopped {
-				return nil
-			}
-		}
-		spec.Tags = setTag(spec.Tags, libvirtStateTag, libvirtStopped)
-		_, err = c.SetInstance(ctx, spec)
-		return cliError(err)
+		return cliError(libvirt.MarkStopped(ctx, c, domain))
 	}
 	d, err := libvirt.Parse(cmd.InOrStdin(), libvirt.Options{Network: network})
 	if err != nil {
@@ -145,25 +122,7 @@ func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string)
 	if err != nil {
 		return err
 	}
-	return cliError(registerDomain(ctx, c, d))
-}
-
-// registerDomain adds the domain's instance, or updates the one registered
-// under its name (and marks it running again). The hook calls it through
-// the admin API, md_server's /instance-upload directly on the registry.
-func registerDomain(ctx context.Context, svc ec2.InstanceService, d *libvirt.Domain) error {
-	spec, err := svc.GetInstanceSpec(ctx, d.Spec.Name)
-	switch {
-	case ec2.ErrorCode(err) == ec2.ENOTFOUND:
-		_, err = svc.AddInstance(ctx, d.Spec)
-		return err
-	case err != nil:
-		return err
-	}
-	d.Apply(spec)
-	spec.Tags = removeTag(spec.Tags, libvirtStateTag)
-	_, err = svc.SetInstance(ctx, spec)
-	return err
+	return cliError(libvirt.Register(ctx, c, d))
 }
 
 func newLibvirtInstallHookCommand() *cobra.Command {

@@ -61,7 +61,7 @@ func hasTag(spec *ec2.Instance, key, value string) bool {
 
 func TestLibvirtHook(t *testing.T) {
 	srv := mustRunServer(t, "", "")
-	sock := srv.d.admin.SocketPath
+	sock := srv.d.Admin.SocketPath
 	c := admin.NewClient(sock)
 	ctx := context.Background()
 	hook := func(stdin string, args ...string) (int, string, string) {
@@ -160,7 +160,7 @@ func TestLibvirtHook(t *testing.T) {
 
 func TestLibvirtHookNetwork(t *testing.T) {
 	srv := mustRunServer(t, "", "")
-	sock := srv.d.admin.SocketPath
+	sock := srv.d.Admin.SocketPath
 	doc := strings.Replace(libvirtDomain(t, ""), "<interface", `<interface type='network'>
       <mac address='52:54:00:00:00:02'/>
       <source network='imds'/>
@@ -232,7 +232,7 @@ func TestInstanceAddFromLibvirt(t *testing.T) {
 	srv := mustRunServer(t, "", "")
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"instance", "add", "--from-libvirt", filepath.Join("..", "..", "internal", "libvirt", "testdata", "test-domain.xml"),
-		"-o", "json", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut)
+		"-o", "json", "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
@@ -243,7 +243,7 @@ func TestInstanceAddFromLibvirt(t *testing.T) {
 	errOut.Reset()
 	bad := filepath.Join(t.TempDir(), "bad.xml")
 	os.WriteFile(bad, []byte("<domain><name>x</name>"), 0o644)
-	if code := run(context.Background(), []string{"instance", "add", "--from-libvirt", bad, "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code == 0 ||
+	if code := run(context.Background(), []string{"instance", "add", "--from-libvirt", bad, "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut); code == 0 ||
 		!strings.Contains(errOut.String(), "domain XML") {
 		t.Errorf("bad XML: exit %d, %q", code, errOut.String())
 	}
@@ -265,7 +265,7 @@ func TestInstanceUpload(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("upload from the host: status %d", resp.StatusCode)
 	}
-	inst, err := srv.d.registry.GetInstance(context.Background(), "test")
+	inst, err := srv.d.Registry.GetInstance(context.Background(), "test")
 	if err != nil || inst.ID != "i-04fbe0879f5844d57" {
 		t.Errorf("after the upload: %v %v", inst, err)
 	}

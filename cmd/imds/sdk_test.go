@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/imdsdev/imds/internal/daemon"
 )
 
 const sdkConfig = `
@@ -261,15 +263,11 @@ func TestDefaultInstanceConsistent(t *testing.T) {
 	if err := srv.d.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d2, err := openDaemon(serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: srv.DataDir, adminSock: shortSocketPath(t)}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d2.Close(ctx)
-	if got := get(t, d2.metadata.URL(), "/latest/meta-data/instance-id"); got != id {
+	d2 := startServer(t, "", func(c *daemon.Config) { c.DataDir = srv.DataDir })
+	if got := get(t, d2.URL, "/latest/meta-data/instance-id"); got != id {
 		t.Errorf("after restart instance-id=%q, want %q", got, id)
 	}
-	if got := get(t, d2.metadata.URL(), "/latest/meta-data/mac"); got != mac {
+	if got := get(t, d2.URL, "/latest/meta-data/mac"); got != mac {
 		t.Errorf("after restart mac=%q, want %q", got, mac)
 	}
 	run(context.Background(), []string{"ca", "cert", "--data-dir", srv.DataDir}, &cert2, &errOut)

@@ -119,3 +119,17 @@ func removeSocket(path string, fi os.FileInfo) {
 		os.Remove(path)
 	}
 }
+
+// DefaultSocket is where `imds serve` puts its admin socket and where the
+// other commands look for it: $XDG_RUNTIME_DIR/imds/admin.sock when the
+// session has a runtime directory, /run/imds/admin.sock as root, and
+// /tmp/imds-UID/admin.sock otherwise.
+func DefaultSocket() string {
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
+		return filepath.Join(dir, "imds", "admin.sock")
+	}
+	if os.Geteuid() == 0 {
+		return "/run/imds/admin.sock"
+	}
+	return filepath.Join("/tmp", "imds-"+strconv.Itoa(os.Getuid()), "admin.sock")
+}
