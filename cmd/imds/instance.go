@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -88,13 +87,7 @@ type instanceFlags struct {
 	// Set by load.
 	addrs    []string
 	userDoc  []byte
-	tagEdits []tagEdit
-}
-
-// tagEdit sets a tag, or removes it.
-type tagEdit struct {
-	key, value string
-	remove     bool
+	tagEdits []ec2.TagEdit
 }
 
 func (f *instanceFlags) register(fs *pflag.FlagSet, set bool) {
@@ -150,7 +143,7 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 	f.tagEdits = nil
 	for _, t := range f.tags {
 		if key, ok := strings.CutSuffix(t, "-"); set && ok && key != "" && !strings.Contains(t, "=") {
-			f.tagEdits = append(f.tagEdits, tagEdit{key: key, remove: true})
+			f.tagEdits = append(f.tagEdits, ec2.TagEdit{Key: key, Remove: true})
 			continue
 		}
 		key, value, ok := strings.Cut(t, "=")
@@ -160,7 +153,7 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 			}
 			return fmt.Errorf("--tag: %q must be KEY=VALUE", t)
 		}
-		f.tagEdits = append(f.tagEdits, tagEdit{key: key, value: value})
+		f.tagEdits = append(f.tagEdits, ec2.TagEdit{Key: key, Value: value})
 	}
 	if fs.Changed("imdsv2") && f.imdsv2 != ec2.TokensOptional && f.imdsv2 != ec2.TokensRequired {
 		return fmt.Errorf("--imdsv2: must be optional or required, got %q", f.imdsv2)
@@ -184,80 +177,33 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 	return nil
 }
 
-// apply changes spec as the given flags say, and only those; load must
+// update is the change the given flags ask for, and only that; load must
 // have succeeded.
-func (f *instanceFlags) apply(fs *pflag.FlagSet, spec *ec2.Instance) {
+func (f *instanceFlags) update(fs *pflag.FlagSet) ec2.InstanceUpdate {
+	var u ec2.InstanceUpdate
 	if fs.Changed("ip") {
-		spec.SourceAddrs = slices.Clone(f.addrs)
+		u.SourceAddrs = ec2.Ptr(append([]string{}, f.addrs...))
 	}
 	if fs.Changed("mac") {
-		if len(spec.Interfaces) == 0 {
-			spec.Interfaces = []ec2.NetworkInterface{{}}
-		}
-		spec.Interfaces[primaryIndex(spec)].MAC = f.mac
-		spec.MatchMAC = f.mac != ""
+		u.MAC = &f.mac
 	}
 	if fs.Changed("role") {
-		switch {
-		case f.role == "":
-			spec.Role = nil
-		case spec.Role == nil || spec.Role.Name != f.role:
-			spec.Role = &ec2.Role{Name: f.role}
-		}
+		u.Role = &f.role
 	}
 	if fs.Changed("user-data") {
-		spec.UserData = slices.Clone(f.userDoc)
+		u.UserData = ec2.Ptr(append([]byte{}, f.userDoc...))
 	}
-	for _, e := range f.tagEdits {
-		if e.remove {
-			spec.Tags = removeTag(spec.Tags, e.key)
-		} else {
-			spec.Tags = setTag(spec.Tags, e.key, e.value)
-		}
-	}
+	u.Tags = f.tagEdits
 	if fs.Changed("imdsv2") {
-		spec.Metadata.HTTPTokens = f.imdsv2
+		u.HTTPTokens = &f.imdsv2
 	}
 	if fs.Changed("instance-type") {
-		spec.InstanceType = f.instanceType
+		u.InstanceType = &f.instanceType
 	}
 	if fs.Changed("region") {
-		if spec.AvailabilityZone != "" && !strings.HasPrefix(spec.AvailabilityZone, f.region) {
-			// The zone belonged to the old region: derive a new one.
-			spec.AvailabilityZone, spec.AvailabilityZoneID = "", ""
-		}
-		spec.Region = f.region
+		u.Region = &f.region
 	}
-}
-
-// primaryIndex is the index of the interface ec2.Instance.Primary returns.
-func primaryIndex(inst *ec2.Instance) int {
-	for i, ni := range inst.Interfaces {
-		if ni.DeviceNumber == 0 {
-			return i
-		}
-	}
-	return 0
-}
-
-func setTag(tags []ec2.Tag, key, value string) []ec2.Tag {
-	for i, t := range tags {
-		if t.Key == key {
-			tags[i].Value = value
-			return tags
-		}
-	}
-	return append(tags, ec2.Tag{Key: key, Value: value})
-}
-
-func removeTag(tags []ec2.Tag, key string) []ec2.Tag {
-	out := tags[:0]
-	for _, t := range tags {
-		if t.Key != key {
-			out = append(out, t)
-		}
-	}
-	return out
+	return u
 }
 
 // readInput reads a file given on the command line ("-" is stdin when
@@ -373,7 +319,7 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 				}
 				spec = ec2.NewDefaultInstance()
 				spec.Name = args[0]
-				f.apply(fs, spec)
+				f.update(fs).Apply(spec)
 			}
 			c, err := af.client(fs)
 			if err != nil {
@@ -523,12 +469,7 @@ func newInstanceSetCommand(af *adminFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			spec, err := c.GetInstanceSpec(cmd.Context(), args[0])
-			if err != nil {
-				return cliError(err)
-			}
-			f.apply(fs, spec)
-			inst, err := c.SetInstance(cmd.Context(), spec)
+			inst, err := c.UpdateInstance(cmd.Context(), args[0], f.update(fs))
 			if err != nil {
 				return cliError(err)
 			}

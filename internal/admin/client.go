@@ -160,6 +160,20 @@ func (c *Client) SetInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Inst
 	return c.getOne(ctx, http.MethodPut, path, "application/json", doc)
 }
 
+// UpdateInstance implements ec2.InstanceService with PATCH: the server
+// applies u to the current spec, so a writer at the same time cannot undo it.
+func (c *Client) UpdateInstance(ctx context.Context, name string, u ec2.InstanceUpdate) (*ec2.Instance, error) {
+	path, err := instancePath(name)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := json.Marshal(u)
+	if err != nil {
+		return nil, err
+	}
+	return c.getOne(ctx, http.MethodPatch, path, "application/json", doc)
+}
+
 // RemoveInstance implements ec2.InstanceService.
 func (c *Client) RemoveInstance(ctx context.Context, name string) error {
 	path, err := instancePath(name)

@@ -3,10 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -163,18 +160,9 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) error {
 // error names the field at fault.
 func readEventRequest(r *http.Request) (ec2.EventRequest, error) {
 	var req ec2.EventRequest
-	if ctype := r.Header.Get("Content-Type"); ctype != "" {
-		if mt, _, err := mime.ParseMediaType(ctype); err != nil || mt != "application/json" {
-			return req, ec2.Errorf(ec2.EINVALID, "Content-Type must be application/json, got %q", ctype)
-		}
-	}
-	data, err := io.ReadAll(r.Body)
+	data, err := readBody(r, jsonBody)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return req, ec2.Errorf(ec2.EINVALID, "request body larger than %d bytes", tooBig.Limit)
-		}
-		return req, ec2.Errorf(ec2.EINVALID, "reading the request body: %v", err)
+		return req, err
 	}
 	body, err := decodeEventBody(data)
 	if err != nil {

@@ -15,49 +15,32 @@ const (
 )
 
 // Register adds the domain's instance, or updates the one registered under
-// its name (and marks it running again). The hook calls it through the
-// admin API, md_server's /instance-upload directly on the registry.
+// its name (and marks it running again) in one partial update, so that a
+// change made meanwhile by someone else is kept. The hook calls it through
+// the admin API, md_server's /instance-upload directly on the registry.
 func Register(ctx context.Context, svc ec2.InstanceService, d *Domain) error {
-	spec, err := svc.GetInstanceSpec(ctx, d.Spec.Name)
-	switch {
-	case ec2.ErrorCode(err) == ec2.ENOTFOUND:
-		_, err = svc.AddInstance(ctx, d.Spec)
-		return err
-	case err != nil:
+	u := d.Update()
+	u.Tags = append(u.Tags, ec2.TagEdit{Key: StateTag, Remove: true})
+	_, err := svc.UpdateInstance(ctx, d.Spec.Name, u)
+	if ec2.ErrorCode(err) != ec2.ENOTFOUND {
 		return err
 	}
-	d.Apply(spec)
-	spec.Tags = removeTag(spec.Tags, StateTag)
-	_, err = svc.SetInstance(ctx, spec)
+	_, err = svc.AddInstance(ctx, d.Spec)
+	if ec2.ErrorCode(err) == ec2.ECONFLICT {
+		// Perhaps added by someone else since the update: update it then.
+		if _, uerr := svc.UpdateInstance(ctx, d.Spec.Name, u); ec2.ErrorCode(uerr) != ec2.ENOTFOUND {
+			return uerr
+		}
+	}
 	return err
 }
 
 // MarkStopped tags the named instance stopped; an instance that is not
 // registered is not ours and is left alone.
 func MarkStopped(ctx context.Context, svc ec2.InstanceService, name string) error {
-	spec, err := svc.GetInstanceSpec(ctx, name)
+	_, err := svc.UpdateInstance(ctx, name, ec2.InstanceUpdate{Tags: []ec2.TagEdit{{Key: StateTag, Value: Stopped}}})
 	if ec2.ErrorCode(err) == ec2.ENOTFOUND {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	for _, t := range spec.Tags {
-		if t.Key == StateTag && t.Value == Stopped {
-			return nil
-		}
-	}
-	spec.Tags = setTag(spec.Tags, StateTag, Stopped)
-	_, err = svc.SetInstance(ctx, spec)
 	return err
-}
-
-func removeTag(tags []ec2.Tag, key string) []ec2.Tag {
-	out := tags[:0]
-	for _, t := range tags {
-		if t.Key != key {
-			out = append(out, t)
-		}
-	}
-	return out
 }

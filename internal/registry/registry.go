@@ -55,7 +55,10 @@ type Registry struct {
 	// (under the registry's lock: it must not call back into the registry).
 	OnChange func([]*ec2.Instance)
 
-	mu        sync.Mutex // serialises changes
+	mu sync.Mutex // serialises changes
+	// writeMu serialises the writers of specs, so that UpdateInstance's
+	// read, change and write sees no other writer in between.
+	writeMu   sync.Mutex
 	idx       atomic.Pointer[index]
 	config    []*ec2.Instance
 	defName   string
@@ -334,11 +337,36 @@ func (r *Registry) GetInstanceSpec(ctx context.Context, name string) (*ec2.Insta
 
 // AddInstance implements ec2.InstanceService.
 func (r *Registry) AddInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	return r.put(ctx, spec, false)
 }
 
 // SetInstance implements ec2.InstanceService.
 func (r *Registry) SetInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	return r.put(ctx, spec, true)
+}
+
+// UpdateInstance implements ec2.InstanceService: it applies u to the
+// stored spec with no other writer in between.
+func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.InstanceUpdate) (*ec2.Instance, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	x := r.idx.Load()
+	cur := x.byName[name]
+	switch {
+	case cur == nil:
+		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
+	case cur.Origin == ec2.OriginConfig:
+		return nil, ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; change it there", name)
+	}
+	spec := x.specs[name].Clone()
+	u.Apply(spec)
 	return r.put(ctx, spec, true)
 }
 
@@ -413,6 +441,8 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 
 // RemoveInstance implements ec2.InstanceService.
 func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cur := r.idx.Load().byName[name]

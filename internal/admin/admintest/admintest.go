@@ -165,6 +165,26 @@ func (s *Service) AddInstance(_ context.Context, spec *ec2.Instance) (*ec2.Insta
 func (s *Service) SetInstance(_ context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.setLocked(spec)
+}
+
+// UpdateInstance implements ec2.InstanceService.
+func (s *Service) UpdateInstance(_ context.Context, name string, u ec2.InstanceUpdate) (*ec2.Instance, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.specs[name]
+	if !ok {
+		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
+	}
+	spec := old.Clone()
+	u.Apply(spec)
+	return s.setLocked(spec)
+}
+
+func (s *Service) setLocked(spec *ec2.Instance) (*ec2.Instance, error) {
 	old, ok := s.specs[spec.Name]
 	if !ok {
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", spec.Name)
