@@ -4,10 +4,10 @@ import (
 	"crypto/rand"
 	"fmt"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/daemon"
 	"github.com/imdsdev/imds/internal/identity"
 )
@@ -27,7 +27,7 @@ func newCACommand() *cobra.Command {
 				return err
 			}
 			dir := firstNonEmpty(dataDir, daemon.DefaultDataDir())
-			s, err := identity.Open(filepath.Join(dir, "identity"), time.Now, rand.Reader)
+			s, err := identity.Open(filepath.Join(dir, "identity"), clock.Real{}.Now, rand.Reader)
 			if err != nil {
 				return fmt.Errorf("data directory %s: %w", dir, err)
 			}

@@ -13,13 +13,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imdsdev/imds/internal/admin"
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-// nowFunc is the clock of the event commands (maintenance --in).
-var nowFunc = time.Now
-
-func newEventCommand() *cobra.Command {
+func newEventCommand(clk clock.Clock) *cobra.Command {
 	var (
 		af     adminFlags
 		output string
@@ -49,7 +47,7 @@ func newEventCommand() *cobra.Command {
 	}
 	check := func() error { return outputFormat(output) }
 	c.AddCommand(newEventSpotCommand(check, send), newEventRebalanceCommand(check, send),
-		newEventMaintenanceCommand(check, send), newEventASGCommand(check, send), newEventClearCommand(check, send))
+		newEventMaintenanceCommand(check, send, clk.Now), newEventASGCommand(check, send), newEventClearCommand(check, send))
 	return c
 }
 
@@ -115,7 +113,7 @@ func newEventRebalanceCommand(check func() error, send eventSender) *cobra.Comma
 	}
 }
 
-func newEventMaintenanceCommand(check func() error, send eventSender) *cobra.Command {
+func newEventMaintenanceCommand(check func() error, send eventSender, now func() time.Time) *cobra.Command {
 	var (
 		code, description  string
 		in, duration       time.Duration
@@ -170,7 +168,7 @@ func newEventMaintenanceCommand(check func() error, send eventSender) *cobra.Com
 				if in < 0 {
 					return fmt.Errorf("--in: must not be negative, got %s", in)
 				}
-				req.NotBefore = nowFunc().Add(in).UTC().Truncate(time.Second)
+				req.NotBefore = now().Add(in).UTC().Truncate(time.Second)
 			}
 			if duration <= 0 {
 				return fmt.Errorf("--duration: must be positive, got %s", duration)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/imdsdev/imds/internal/admin"
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
@@ -23,7 +24,7 @@ const (
 func runLibvirt(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	root := newRootCommand(&out, &errOut)
+	root := newRootCommand(&out, &errOut, clock.Real{})
 	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(args)
 	code = 0

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/imdsdev/imds/internal/clock"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -24,7 +26,12 @@ func main() {
 
 // run executes the command line and returns the process exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand(stdout, stderr)
+	return runWith(ctx, clock.Real{}, args, stdout, stderr)
+}
+
+// runWith is run with the clock the commands tell the time by.
+func runWith(ctx context.Context, clk clock.Clock, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(stdout, stderr, clk)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "imds: %v\n", err)
@@ -33,7 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+func newRootCommand(stdout, stderr io.Writer, clk clock.Clock) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "imds",
 		Short:         "An EC2 instance metadata service (IMDSv1 and IMDSv2) for everywhere that is not EC2",
@@ -42,7 +49,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(), newFaultCommand(), newLogsCommand(), newReportCommand(),
+	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(clk), newFaultCommand(), newLogsCommand(), newReportCommand(),
 		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
 	return root
 }

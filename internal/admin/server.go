@@ -61,6 +61,10 @@ type Server struct {
 	unixFile os.FileInfo // the socket file we created, to remove only ours
 	tcpLn    net.Listener
 	wg       sync.WaitGroup
+	// shutdown is closed when Close begins: Shutdown does not cancel the
+	// requests in flight, and a follow stream would otherwise hold Close
+	// until its deadline.
+	shutdown chan struct{}
 }
 
 // NewServer returns a Server with safe defaults; the caller sets Service and
@@ -122,6 +126,8 @@ func (s *Server) Open() error {
 			return ctx
 		},
 	}
+	s.shutdown = make(chan struct{})
+	s.http.RegisterOnShutdown(func() { close(s.shutdown) })
 	for _, ln := range []net.Listener{s.unixLn, s.tcpLn} {
 		if ln == nil {
 			continue

@@ -136,7 +136,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	}
 	d.onClose(func(context.Context) error { return db.Close() })
 	reg := registry.New(db.Instances(), derive)
-	reg.Logger, reg.Now, reg.Clock = logger, clk.Now, clk
+	reg.Logger, reg.Clock = logger, clk
 	d.Registry = reg
 	d.onClose(func(context.Context) error { reg.Close(); return nil })
 	reg.TrustedProxies, reg.ProxySecret = file.Identity.TrustedProxies, []byte(file.Identity.ProxySecret)

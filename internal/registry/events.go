@@ -71,7 +71,7 @@ const (
 // appear then; everything else applies at once. Times are fixed when an
 // event is issued, so pollers never see them move.
 func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventRequest) (ec2.Events, error) {
-	now := r.Now().UTC().Truncate(time.Second)
+	now := r.Clock.Now().UTC().Truncate(time.Second)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.idx.Load().byName[name] == nil {
@@ -202,7 +202,7 @@ func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 // registry is closed first. The overlay is recomputed from the current one
 // for the event's own fields, so events issued meanwhile are kept.
 func (r *Registry) schedule(name string, at time.Time, ov overlay) {
-	t := r.Clock.NewTimer(at.Sub(r.Now()))
+	t := r.Clock.NewTimer(at.Sub(r.Clock.Now()))
 	go func() {
 		select {
 		case <-r.done:

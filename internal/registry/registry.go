@@ -34,7 +34,6 @@ type Registry struct {
 	// Derive makes derived values stable (machine seed).
 	Derive ec2.DeriveOptions
 	Logger *slog.Logger
-	Now    func() time.Time
 
 	// Neighbours returns the kernel neighbour table (address → MAC); nil
 	// disables matching by MAC.
@@ -44,7 +43,8 @@ type Registry struct {
 	// ProxySecret keys the HMAC-SHA256 of X-Instance-ID.
 	ProxySecret []byte
 
-	// Clock drives scheduled events.
+	// Clock tells the time (launch times, event times) and drives scheduled
+	// events.
 	Clock clock.Clock
 
 	// Addresses, if set, gives an address to instances registered with a MAC
@@ -100,7 +100,7 @@ type neighCache struct {
 
 // New returns an empty Registry.
 func New(store ec2.InstanceStore, opt ec2.DeriveOptions) *Registry {
-	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Now: time.Now, Clock: clock.Real{},
+	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Clock: clock.Real{},
 		overlays: map[string]*overlay{}, done: make(chan struct{})}
 	r.idx.Store(&index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
 		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}})
@@ -277,7 +277,7 @@ func (r *Registry) trusted(a netip.Addr) bool {
 
 // unknown logs an unknown requester at most once a minute per address.
 func (r *Registry) unknown(a netip.Addr, msg string) error {
-	now := r.Now()
+	now := r.Clock.Now()
 	if last, ok := r.unknownSeen.Load(a); !ok || now.Sub(last.(time.Time)) > time.Minute {
 		r.unknownSeen.Store(a, now)
 		r.Logger.Warn("metadata request from an unknown requester", "addr", a.String(), "reason", msg)
@@ -289,13 +289,13 @@ func (r *Registry) unknown(a netip.Addr, msg string) error {
 // once a second.
 func (r *Registry) macOf(ctx context.Context, a netip.Addr) string {
 	if c := r.neigh.Load(); c != nil {
-		if mac, ok := c.table[a]; ok || r.Now().Sub(c.at) < time.Second {
+		if mac, ok := c.table[a]; ok || r.Clock.Now().Sub(c.at) < time.Second {
 			return mac
 		}
 	}
 	r.neighMu.Lock()
 	defer r.neighMu.Unlock()
-	if c := r.neigh.Load(); c != nil && r.Now().Sub(c.at) < time.Second {
+	if c := r.neigh.Load(); c != nil && r.Clock.Now().Sub(c.at) < time.Second {
 		return c.table[a]
 	}
 	table, err := r.Neighbours(ctx)
@@ -303,7 +303,7 @@ func (r *Registry) macOf(ctx context.Context, a netip.Addr) string {
 		r.Logger.Warn("reading the neighbour table failed", "err", err)
 		return ""
 	}
-	r.neigh.Store(&neighCache{at: r.Now(), table: table})
+	r.neigh.Store(&neighCache{at: r.Clock.Now(), table: table})
 	return table[a]
 }
 
@@ -379,7 +379,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}
 	if spec.PendingTime.IsZero() {
 		// Registration is the launch: fixed now so the identity document stays stable.
-		spec.PendingTime = r.Now().UTC().Truncate(time.Second)
+		spec.PendingTime = r.Clock.Now().UTC().Truncate(time.Second)
 	}
 	if r.Addresses != nil && len(spec.SourceAddrs) == 0 && len(spec.Interfaces) > 0 && spec.Interfaces[0].MAC != "" {
 		mac := strings.ToLower(spec.Interfaces[0].MAC)
