@@ -24,7 +24,7 @@ func newCredsCommand() *cobra.Command {
 				role = args[0]
 			}
 			if err := client.RotateCredentials(cmd.Context(), role); err != nil {
-				return cliError(err)
+				return err
 			}
 			what := "every role"
 			if role != "" {

@@ -41,7 +41,7 @@ func newEventCommand(clk clock.Clock) *cobra.Command {
 		}
 		ev, err := client.TriggerEvent(cmd.Context(), name, req)
 		if err != nil {
-			return cliError(err)
+			return err
 		}
 		return printEvents(cmd.OutOrStdout(), output, name, ev)
 	}
@@ -70,10 +70,10 @@ func newEventSpotCommand(check func() error, send eventSender) *cobra.Command {
 			if err := check(); err != nil {
 				return err
 			}
-			if !slices.Contains(admin.SpotActions, action) {
-				return fmt.Errorf("--action: must be one of %s, got %q", strings.Join(admin.SpotActions, ", "), action)
+			if !slices.Contains(ec2.SpotActions, action) {
+				return fmt.Errorf("--action: must be one of %s, got %q", strings.Join(ec2.SpotActions, ", "), action)
 			}
-			req := ec2.EventRequest{Type: admin.EventSpot, Action: action}
+			req := ec2.EventRequest{Type: ec2.EventSpot, Action: action}
 			if fs.Changed("in") && fs.Changed("at") {
 				return errors.New("--in and --at: give one of them (--in: the notice's lead before the action; --at: when the action happens)")
 			}
@@ -108,7 +108,7 @@ func newEventRebalanceCommand(check func() error, send eventSender) *cobra.Comma
 			if err := check(); err != nil {
 				return err
 			}
-			return send(cmd, args[0], ec2.EventRequest{Type: admin.EventRebalance})
+			return send(cmd, args[0], ec2.EventRequest{Type: ec2.EventRebalance})
 		},
 	}
 }
@@ -141,9 +141,9 @@ func newEventMaintenanceCommand(check func() error, send eventSender, now func()
 					}
 				}
 				id := complete
-				typ := admin.EventMaintenanceComplete
+				typ := ec2.EventMaintenanceComplete
 				if end == "cancel" {
-					id, typ = cancelID, admin.EventMaintenanceCancel
+					id, typ = cancelID, ec2.EventMaintenanceCancel
 				}
 				if id == "" {
 					return fmt.Errorf("--%s: needs an event ID like instance-event-0123456789abcdef0", end)
@@ -153,7 +153,7 @@ func newEventMaintenanceCommand(check func() error, send eventSender, now func()
 			if !slices.Contains(ec2.MaintenanceCodes, code) {
 				return fmt.Errorf("--code: must be one of %s, got %q", strings.Join(ec2.MaintenanceCodes, ", "), code)
 			}
-			req := ec2.EventRequest{Type: admin.EventMaintenance, Code: code, Description: description}
+			req := ec2.EventRequest{Type: ec2.EventMaintenance, Code: code, Description: description}
 			if fs.Changed("in") && fs.Changed("not-before") {
 				return errors.New("--in and --not-before: give one of them")
 			}
@@ -203,7 +203,7 @@ func newEventASGCommand(check func() error, send eventSender) *cobra.Command {
 			if i < 0 {
 				return fmt.Errorf("STATE: must be one of %s, got %q", strings.Join(ec2.AutoscalingStates, ", "), args[1])
 			}
-			return send(cmd, args[0], ec2.EventRequest{Type: admin.EventAutoscaling, State: ec2.AutoscalingStates[i]})
+			return send(cmd, args[0], ec2.EventRequest{Type: ec2.EventAutoscaling, State: ec2.AutoscalingStates[i]})
 		},
 	}
 }
@@ -217,7 +217,7 @@ func newEventClearCommand(check func() error, send eventSender) *cobra.Command {
 			if err := check(); err != nil {
 				return err
 			}
-			return send(cmd, args[0], ec2.EventRequest{Type: admin.EventClear})
+			return send(cmd, args[0], ec2.EventRequest{Type: ec2.EventClear})
 		},
 	}
 }

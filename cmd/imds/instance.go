@@ -230,19 +230,6 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 	return data, nil
 }
 
-// cliError turns an application error into its message, so that the user
-// reads what went wrong rather than a Go error value.
-func cliError(err error) error {
-	var e *ec2.Error
-	if !errors.As(err, &e) {
-		return err
-	}
-	if e.Code == ec2.EINTERNAL {
-		return errors.New("the server failed with an internal error; see its log")
-	}
-	return errors.New(e.Message)
-}
-
 // outputFlag validates -o.
 func outputFormat(format string) error {
 	switch format {
@@ -298,7 +285,7 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 				}
 				inst, err := c.AddInstance(cmd.Context(), spec)
 				if err != nil {
-					return cliError(err)
+					return err
 				}
 				return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, false)
 			}
@@ -329,11 +316,11 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 			if spec != nil {
 				inst, err := c.AddInstance(cmd.Context(), spec)
 				if err != nil {
-					return cliError(err)
+					return err
 				}
 				added = []*ec2.Instance{inst}
 			} else if added, err = addFromFile(cmd, c, fromFile); err != nil {
-				return cliError(err)
+				return err
 			}
 			return printInstances(cmd.OutOrStdout(), output, added, false)
 		},
@@ -401,7 +388,7 @@ func newInstanceListCommand(af *adminFlags) *cobra.Command {
 			}
 			list, err := c.ListInstances(cmd.Context())
 			if err != nil {
-				return cliError(err)
+				return err
 			}
 			return printInstances(cmd.OutOrStdout(), output, list, false)
 		},
@@ -433,7 +420,7 @@ func newInstanceGetCommand(af *adminFlags) *cobra.Command {
 			}
 			inst, err := get(cmd.Context(), args[0])
 			if err != nil {
-				return cliError(err)
+				return err
 			}
 			return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, true)
 		},
@@ -471,7 +458,7 @@ func newInstanceSetCommand(af *adminFlags) *cobra.Command {
 			}
 			inst, err := c.UpdateInstance(cmd.Context(), args[0], f.update(fs))
 			if err != nil {
-				return cliError(err)
+				return err
 			}
 			return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, false)
 		},
@@ -496,7 +483,7 @@ func newInstanceRmCommand(af *adminFlags) *cobra.Command {
 			var errs []error
 			for _, name := range args {
 				if err := c.RemoveInstance(cmd.Context(), name); err != nil {
-					errs = append(errs, cliError(err))
+					errs = append(errs, err)
 					if ec2.ErrorCode(err) == ec2.EUNAVAILABLE {
 						break // the others would fail the same way
 					}

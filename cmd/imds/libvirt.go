@@ -87,7 +87,7 @@ output, which libvirt would read as a changed domain XML on "migrate".`,
 			if strict {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "imds libvirt hook: %s %s: %v (ignored: the VM goes on)\n", args[0], args[1], err)
+			fmt.Fprintf(cmd.ErrOrStderr(), "imds libvirt hook: %s %s: %s (ignored: the VM goes on)\n", args[0], args[1], cliMessage(err))
 			return nil
 		},
 	}
@@ -112,7 +112,7 @@ func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string)
 		if err != nil {
 			return err
 		}
-		return cliError(libvirt.MarkStopped(ctx, c, domain))
+		return libvirt.MarkStopped(ctx, c, domain)
 	}
 	d, err := libvirt.Parse(cmd.InOrStdin(), libvirt.Options{Network: network})
 	if err != nil {
@@ -122,7 +122,7 @@ func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string)
 	if err != nil {
 		return err
 	}
-	return cliError(libvirt.Register(ctx, c, d))
+	return libvirt.Register(ctx, c, d)
 }
 
 func newLibvirtInstallHookCommand() *cobra.Command {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/daemon"
+	"github.com/imdsdev/imds/internal/ec2"
 )
 
 // testServer is an `imds serve` started in-process by a test.
@@ -127,4 +130,24 @@ func shortSocketPath(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return filepath.Join(dir, "admin.sock")
+}
+
+func TestCLIMessage(t *testing.T) {
+	notFound := ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", "x")
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"plain", errors.New("--ip: bad"), "--ip: bad"},
+		{"application error", notFound, `no instance named "x"`},
+		{"wrapped", fmt.Errorf("web-1: %w", notFound), `web-1: no instance named "x"`},
+		{"joined", errors.Join(notFound, ec2.Errorf(ec2.EFORBIDDEN, "declared in the config file")), "no instance named \"x\"\ndeclared in the config file"},
+		{"internal", ec2.Errorf(ec2.EINTERNAL, "db: disk full"), "the server failed with an internal error; see its log"},
+	}
+	for _, tt := range tests {
+		if got := cliMessage(tt.err); got != tt.want {
+			t.Errorf("%s: cliMessage=%q, want %q", tt.name, got, tt.want)
+		}
+	}
 }
