@@ -176,9 +176,10 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	reg.Logger, reg.Now, reg.Clock = logger, clk.Now, clk
 	undo = append(undo, reg.Close)
 	reg.TrustedProxies, reg.ProxySecret = file.Identity.TrustedProxies, []byte(file.Identity.ProxySecret)
-	if file.Identity.NeighbourTable {
-		reg.Neighbours = neigh.Table
-	}
+	// Read only when an instance is matched by MAC (match_mac, libvirt
+	// VMs) and a requester's address is unknown: an instance that can only
+	// be recognised by its MAC must be, whatever identity.neighbour_table says.
+	reg.Neighbours = neigh.Table
 	vms, err := openVMNetwork(file.VMNetwork, dataDir, reg, logger)
 	if err != nil {
 		return nil, err
