@@ -233,6 +233,9 @@ func openDaemon(o serveOptions, stderr io.Writer) (*daemon, error) {
 	}
 	if t := file.Templates; t != nil {
 		r := &userdata.Renderer{Dir: t.Dir, Default: t.Default, SSHKeys: t.SSHKeys, Data: t.Data}
+		if err := r.Check(); err != nil {
+			return nil, err
+		}
 		if t.Default != "" && t.Default != "-" {
 			b, err := os.ReadFile(t.Default)
 			if err != nil {
