@@ -188,7 +188,7 @@ instance:
 	advanceUntil := func(d time.Duration, calls int) {
 		t.Helper()
 		clk.Advance(d)
-		deadline := time.Now().Add(time.Second)
+		deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 		for sts.Calls() < calls && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -237,7 +237,7 @@ instance:
 	sts.SetOutage(false)
 	calls := sts.Calls()
 	advanceUntil(6*time.Minute, calls+1)
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 	for served(t, srv, "web-role").Code != "Success" && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -281,7 +281,7 @@ func TestProcessSource(t *testing.T) {
 	if code := run(context.Background(), []string{"creds", "rotate", "tool", "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut); code != 0 {
 		t.Fatalf("imds creds rotate: exit %d: %s", code, errOut.String())
 	}
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 	for served(t, srv, "tool").AccessKeyId == d.AccessKeyId && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}

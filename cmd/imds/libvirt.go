@@ -130,6 +130,7 @@ func newLibvirtInstallHookCommand() *cobra.Command {
 	var (
 		path    string
 		network string
+		binary  string
 		force   bool
 	)
 	cmd := &cobra.Command{
@@ -141,20 +142,25 @@ by install-hook is left alone. libvirtd only finds a new hook script when it sta
 restart it (systemctl restart libvirtd, or virtqemud) afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exe, err := os.Executable()
+			exe, err := hookBinary(binary)
 			if err != nil {
-				return err
-			}
-			if exe, err = filepath.Abs(exe); err != nil {
 				return err
 			}
 			args := []string{shellQuote(exe), "libvirt", "hook"}
 			if cmd.Flags().Changed("network") {
 				args = append(args, "--network", shellQuote(network))
 			}
+			// The flags, or else their environment variables: libvirtd runs
+			// the hook with neither this shell's flags nor its environment.
 			for _, name := range []string{"admin-socket", "admin-url", "admin-token-file"} {
+				v := ""
 				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
-					args = append(args, "--"+name, shellQuote(f.Value.String()))
+					v = f.Value.String()
+				} else {
+					v = os.Getenv("IMDS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+				}
+				if v != "" {
+					args = append(args, "--"+name, shellQuote(v))
 				}
 			}
 			script := "#!/bin/sh\n" + libvirtHookMarker + "\n# libvirt runs it as: qemu DOMAIN OPERATION SUB-OPERATION EXTRA, the domain XML on stdin.\nexec " +
@@ -169,7 +175,45 @@ restart it (systemctl restart libvirtd, or virtqemud) afterwards.`,
 	cmd.Flags().StringVar(&path, "path", "/etc/libvirt/hooks/qemu", "`file` of the hook script")
 	cmd.Flags().StringVar(&network, "network", "default", "libvirt `network` the hook reads the MAC from (\"\" for the first interface)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing hook that install-hook did not write")
+	cmd.Flags().StringVar(&binary, "binary", "", "imds `executable` the hook runs (default: this one, unless go run built it)")
 	return cmd
+}
+
+// hookBinary is the absolute path of the imds binary the hook runs: binary
+// when given, else this executable, unless that is a temporary build of go
+// run, which is gone by the time libvirt runs the hook.
+func hookBinary(binary string) (string, error) {
+	exe := binary
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return "", err
+		}
+	}
+	exe, err := filepath.Abs(exe)
+	if err != nil {
+		return "", err
+	}
+	if binary == "" && isGoRunBuild(exe) {
+		return "", fmt.Errorf("this imds runs from go run's temporary build %s, which is deleted when it exits; install the binary (make build, then copy dist/imds to /usr/local/bin) and run its install-hook, or give --binary PATH", exe)
+	}
+	if st, err := os.Stat(exe); err != nil {
+		return "", fmt.Errorf("--binary %s: %w", exe, err)
+	} else if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("--binary %s: not an executable file", exe)
+	}
+	return exe, nil
+}
+
+// isGoRunBuild tells whether path lies in a go-build temporary directory,
+// where go run and go test put the binaries they build.
+func isGoRunBuild(path string) bool {
+	for _, part := range strings.Split(filepath.ToSlash(path), "/") {
+		if strings.HasPrefix(part, "go-build") {
+			return true
+		}
+	}
+	return false
 }
 
 // writeHook writes the hook script atomically, refusing to replace a hook

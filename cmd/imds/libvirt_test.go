@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -195,7 +197,30 @@ func TestLibvirtSpecFromFile(t *testing.T) {
 
 func TestLibvirtInstallHook(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hooks", "qemu")
-	code, out, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--network", "my net", "--admin-socket", "/run/imds/admin.sock")
+	// The test binary is a go-build temporary, as under go run: refused
+	// without --binary.
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path); code != 1 || !strings.Contains(errOut, "go run's temporary build") || !strings.Contains(errOut, "--binary") {
+		t.Fatalf("install-hook from a go-build binary: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused install-hook wrote %s: %v", path, err)
+	}
+	bin := filepath.Join(t.TempDir(), "imds")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", filepath.Join(t.TempDir(), "nope")); code != 1 || !strings.Contains(errOut, "--binary ") {
+		t.Fatalf("install-hook --binary missing: %d %q", code, errOut)
+	}
+	// IMDS_ADMIN_SOCKET reaches the hook, which libvirtd runs without it.
+	t.Setenv("IMDS_ADMIN_SOCKET", "/run/imds/from-env.sock")
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin); code != 0 {
+		t.Fatalf("install-hook with IMDS_ADMIN_SOCKET: %s", errOut)
+	}
+	if data, _ := os.ReadFile(path); !strings.Contains(string(data), "exec "+bin+" libvirt hook --admin-socket /run/imds/from-env.sock \"$@\"") {
+		t.Fatalf("script with IMDS_ADMIN_SOCKET:\n%s", data)
+	}
+	code, out, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin, "--network", "my net", "--admin-socket", "/run/imds/admin.sock")
 	if code != 0 || !strings.Contains(out, "wrote "+path) {
 		t.Fatalf("install-hook: %d %q %q", code, out, errOut)
 	}
@@ -211,19 +236,19 @@ func TestLibvirtInstallHook(t *testing.T) {
 		t.Fatalf("mode %v, %v", fi.Mode(), err)
 	}
 	// Ours: replaced. Someone else's: refused unless --force.
-	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path); code != 0 {
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin); code != 0 {
 		t.Fatalf("reinstall: %s", errOut)
 	}
 	if err := os.WriteFile(path, []byte("#!/bin/sh\necho mine\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path); code != 1 || !strings.Contains(errOut, "was not written by imds") {
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin); code != 1 || !strings.Contains(errOut, "was not written by imds") {
 		t.Fatalf("foreign hook: %d %q", code, errOut)
 	}
 	if data, _ := os.ReadFile(path); string(data) != "#!/bin/sh\necho mine\n" {
 		t.Fatalf("foreign hook changed: %q", data)
 	}
-	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--force"); code != 0 {
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin, "--force"); code != 0 {
 		t.Fatalf("--force: %s", errOut)
 	}
 }

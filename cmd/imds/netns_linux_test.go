@@ -610,16 +610,18 @@ func netnsConfig(lab *netnsLab, insts []netnsInstance, secret string) string {
 type netnsServer struct {
 	BridgeURL string // http://10.213.X.1:PORT, what the namespaces use
 	LoopURL   string // http://127.0.0.1:PORT, for the host (not an instance)
+	AdminSock string // the admin API's Unix socket
 	logs      *syncBuffer
 }
 
-// startMultiInstanceServer starts `imds serve` with configYAML listening on
-// the lab's bridge address and on 127.0.0.1.
+// startMultiInstanceServer starts `imds serve` with configYAML (none when
+// empty: zero configuration) listening on the lab's bridge address and on
+// 127.0.0.1.
 func startMultiInstanceServer(t *testing.T, lab *netnsLab, configYAML string) *netnsServer {
 	t.Helper()
 	srv := startServer(t, configYAML, listen(net.JoinHostPort(lab.HostIP.String(), "0"), "127.0.0.1:0"))
 	d, logs := srv.d, srv.logs
-	s := &netnsServer{logs: logs}
+	s := &netnsServer{logs: logs, AdminSock: d.Admin.SocketPath}
 	for _, a := range d.Addrs() {
 		ap, err := netip.ParseAddrPort(a.String())
 		if err != nil {

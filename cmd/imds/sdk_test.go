@@ -9,7 +9,9 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -273,5 +275,21 @@ func TestDefaultInstanceConsistent(t *testing.T) {
 	run(context.Background(), []string{"ca", "cert", "--data-dir", srv.DataDir}, &cert2, &errOut)
 	if cert1.Len() == 0 || cert1.String() != cert2.String() {
 		t.Errorf("signing certificate changed across restarts")
+	}
+}
+
+// TestCACertNeverCreates: `imds ca cert` in a data directory where no server
+// has started fails with a message that says so and creates nothing (it used
+// to make a new key, so the AWS verification recipe failed with "signer
+// certificate not found").
+func TestCACertNeverCreates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "elsewhere")
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"ca", "cert", "--data-dir", dir}, &out, &errOut)
+	if code == 0 || out.Len() > 0 || !strings.Contains(errOut.String(), "has no identity certificate") || !strings.Contains(errOut.String(), "--data-dir") {
+		t.Errorf("imds ca cert in an empty data directory: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("imds ca cert created %s: %v", dir, err)
 	}
 }

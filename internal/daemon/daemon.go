@@ -120,7 +120,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	d.onClose(func(context.Context) error { cancel(); return nil })
 
 	derive := ec2.DeriveOptions{Seed: machineSeed(), Launch: bootTime()}
-	insts, defName, err := reload.Instances(file, derive, cfg.IMDSv2)
+	insts, def, err := reload.Instances(file, derive, cfg.IMDSv2)
 	if err != nil {
 		return nil, err
 	}
@@ -140,9 +140,10 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	d.Registry = reg
 	d.onClose(func(context.Context) error { reg.Close(); return nil })
 	reg.TrustedProxies, reg.ProxySecret = file.Identity.TrustedProxies, []byte(file.Identity.ProxySecret)
-	if file.Identity.NeighbourTable {
-		reg.Neighbours = neigh.Table
-	}
+	// Read only when an instance is matched by MAC (match_mac, libvirt
+	// VMs) and a requester's address is unknown: an instance that can only
+	// be recognised by its MAC must be, whatever identity.neighbour_table says.
+	reg.Neighbours = neigh.Table
 	var vms *vmnet.Network
 	if file.VMNetwork != nil {
 		// Hooked into the registry before instances are loaded, so that the
@@ -153,7 +154,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 		d.onClose(func(context.Context) error { vms.Close(); return nil })
 		reg.Addresses, reg.OnChange = vms.Alloc(), vms.Changed
 	}
-	if err := reg.SetConfig(ctx, insts, defName); err != nil {
+	if err := reg.SetConfig(ctx, insts, def); err != nil {
 		return nil, fmt.Errorf("%s: %s", firstNonEmpty(cfg.ConfigPath, "configuration"), ec2.ErrorMessage(err))
 	}
 	if err := reg.Load(ctx); err != nil {
@@ -198,6 +199,9 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	}
 	if t := file.Templates; t != nil {
 		r := &userdata.Renderer{Dir: t.Dir, Default: t.Default, SSHKeys: t.SSHKeys, Data: t.Data}
+		if err := r.Check(); err != nil {
+			return nil, err
+		}
 		if t.Default != "" && t.Default != "-" {
 			b, err := os.ReadFile(t.Default)
 			if err != nil {
@@ -240,7 +244,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	list, _ := reg.ListInstances(ctx)
 	logger.Info("admin API listening", "socket", adm.SocketPath, "tcp", adm.TCPAddr)
 	logger.Info("serving instance metadata",
-		"listen", strings.Join(addrs, ","), "instances", len(list), "default", defName,
+		"listen", strings.Join(addrs, ","), "instances", len(list), "default", def.Name,
 		"imdsv2", firstNonEmpty(cfg.IMDSv2, "per instance"), "data_dir", d.DataDir)
 
 	if cfg.ConfigPath != "" {

@@ -61,7 +61,9 @@ type Registry struct {
 	writeMu   sync.Mutex
 	idx       atomic.Pointer[index]
 	config    []*ec2.Instance
-	defName   string
+	def       Default
+	answering bool                // the implicit default answered unknown requesters at the last change
+	built     bool                // the index was built at least once
 	overlays  map[string]*overlay // run-time events and faults per instance name
 	allFaults ec2.Faults          // faults of every instance
 	done      chan struct{}
@@ -77,6 +79,18 @@ var (
 	_ ec2.InstanceService = (*Registry)(nil)
 )
 
+// Default says who answers requesters that no instance matches.
+type Default struct {
+	// Name is the instance that answers them; empty: none does (404).
+	Name string
+	// Implicit marks the one instance of a configuration without
+	// instances: (zero configuration, or instance:). It answers unmatched
+	// requesters only while it is the only instance: once others are
+	// registered, a requester that is none of them must not get its
+	// metadata and credentials. An explicit default_instance always answers.
+	Implicit bool
+}
+
 // AddressAllocator assigns addresses by MAC (see internal/ipam).
 type AddressAllocator interface {
 	Allocate(mac, name string) (netip.Addr, error)
@@ -90,7 +104,10 @@ type index struct {
 	byAddr map[netip.Addr]*ec2.Instance
 	byMAC  map[string]*ec2.Instance
 	def    *ec2.Instance
-	names  []string
+	// displaced names the implicit default while others keep it from
+	// answering unmatched requesters.
+	displaced string
+	names     []string
 }
 
 type neighCache struct {
@@ -116,15 +133,14 @@ func (r *Registry) Load(ctx context.Context) error {
 }
 
 // SetConfig replaces the instances declared in the config file (already
-// derived and validated); defaultName, when not empty, names the instance
-// that answers requesters no other instance matches.
-func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, defaultName string) error {
+// derived and validated) and who answers requesters no instance matches.
+func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Default) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old, oldDef := r.config, r.defName
-	r.config, r.defName = insts, defaultName
+	old, oldDef := r.config, r.def
+	r.config, r.def = insts, def
 	if err := r.rebuild(ctx); err != nil {
-		r.config, r.defName = old, oldDef
+		r.config, r.def = old, oldDef
 		return err
 	}
 	return nil
@@ -158,14 +174,18 @@ func (r *Registry) rebuild(ctx context.Context) error {
 			next.specs[spec.Name] = spec
 		}
 	}
-	if r.defName != "" {
-		next.def = next.byName[r.defName]
+	if r.def.Name != "" {
+		next.def = next.byName[r.def.Name]
 		if next.def == nil {
-			return ec2.Errorf(ec2.EINVALID, "default instance %q does not exist", r.defName)
+			return ec2.Errorf(ec2.EINVALID, "default instance %q does not exist", r.def.Name)
+		}
+		if r.def.Implicit && len(next.names) > 1 {
+			next.def, next.displaced = nil, r.def.Name
 		}
 	}
 	sort.Strings(next.names)
 	r.idx.Store(next)
+	r.logDefault(next)
 	if r.OnChange != nil {
 		all := make([]*ec2.Instance, 0, len(next.names))
 		for _, n := range next.names {
@@ -174,6 +194,21 @@ func (r *Registry) rebuild(ctx context.Context) error {
 		r.OnChange(all)
 	}
 	return nil
+}
+
+// logDefault says when the implicit default stops or starts answering
+// requesters that no instance matches. r.mu is held.
+func (r *Registry) logDefault(next *index) {
+	answering := next.def != nil && r.def.Implicit
+	switch {
+	case !r.def.Implicit:
+	case r.answering && !answering:
+		r.Logger.Info("requesters that match no instance now get 404: the default instance answers them only while it is the only instance (name it in default_instance to keep it answering)",
+			"default", r.def.Name, "instances", len(next.names))
+	case r.built && !r.answering && answering:
+		r.Logger.Info("the default instance answers every requester again: it is the only instance", "default", r.def.Name)
+	}
+	r.answering, r.built = answering, true
 }
 
 // add puts a derived instance into the index, refusing clashes.
@@ -263,7 +298,11 @@ func (r *Registry) LocateInstance(ctx context.Context, req ec2.Requester) (*ec2.
 	if x.def != nil {
 		return x.def, nil
 	}
-	return nil, r.unknown(req.Addr, "no instance has address "+req.Addr.String())
+	msg := "no instance has address " + req.Addr.String()
+	if x.displaced != "" {
+		msg += " (the default instance " + x.displaced + " answers only while it is the only instance)"
+	}
+	return nil, r.unknown(req.Addr, msg)
 }
 
 func (r *Registry) trusted(a netip.Addr) bool {
@@ -472,5 +511,5 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 // String describes the registry for logs.
 func (r *Registry) String() string {
 	x := r.idx.Load()
-	return fmt.Sprintf("registry(%d instances, default %q)", len(x.names), r.defName)
+	return fmt.Sprintf("registry(%d instances, default %q)", len(x.names), r.def.Name)
 }

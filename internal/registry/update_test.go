@@ -15,7 +15,7 @@ import (
 func TestUpdateInstanceKeepsConcurrentChanges(t *testing.T) {
 	ctx := context.Background()
 	r, _ := openRegistry(t, "")
-	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("cfg", "10.0.0.2")}, ""); err != nil {
+	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("cfg", "10.0.0.2")}, Default{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.AddInstance(ctx, spec("vm-1", "10.0.1.5")); err != nil {

@@ -15,35 +15,37 @@ import (
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/registry"
 )
 
 // PollInterval is how often a Watcher checks the file for changes unless
 // told otherwise.
 const PollInterval = 2 * time.Second
 
-// Instances returns the instances the config file declares and the name of
-// the default instance. Without instances: the file's instance: (or the
-// zero-configuration instance) is the default and answers everyone.
-// imdsv2, when set, overrides the IMDSv2 mode of all of them.
-func Instances(file *config.File, derive ec2.DeriveOptions, imdsv2 string) ([]*ec2.Instance, string, error) {
+// Instances returns the instances the config file declares and who
+// answers requesters that none matches. Without instances: the file's
+// instance: (or the zero-configuration instance) is an implicit default: it
+// answers everyone while it is the only instance. imdsv2, when set,
+// overrides the IMDSv2 mode of all of them.
+func Instances(file *config.File, derive ec2.DeriveOptions, imdsv2 string) ([]*ec2.Instance, registry.Default, error) {
 	switch imdsv2 {
 	case "", ec2.TokensOptional, ec2.TokensRequired:
 	default:
-		return nil, "", fmt.Errorf("--imdsv2: must be optional or required, got %q", imdsv2)
+		return nil, registry.Default{}, fmt.Errorf("--imdsv2: must be optional or required, got %q", imdsv2)
 	}
 	var insts []*ec2.Instance
-	def := file.DefaultInstance
+	def := registry.Default{Name: file.DefaultInstance}
 	if len(file.Instances) > 0 {
 		var err error
 		if insts, err = file.BuildInstances(derive); err != nil {
-			return nil, "", err
+			return nil, registry.Default{}, err
 		}
 	} else {
 		inst, err := file.BuildInstance(derive)
 		if err != nil {
-			return nil, "", err
+			return nil, registry.Default{}, err
 		}
-		insts, def = []*ec2.Instance{inst}, inst.Name
+		insts, def = []*ec2.Instance{inst}, registry.Default{Name: inst.Name, Implicit: true}
 	}
 	if imdsv2 != "" {
 		for _, inst := range insts {

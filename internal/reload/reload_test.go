@@ -14,18 +14,19 @@ import (
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/registry"
 )
 
 func TestInstances(t *testing.T) {
-	derive := ec2.DeriveOptions{Seed: []byte("test"), Launch: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	derive := ec2.DeriveOptions{Seed: []byte("test"), Launch: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)} // fixed instant: a launch time, only derived into instance fields
 	tests := []struct {
 		name, yaml, imdsv2 string
 		wantNames          []string
-		wantDefault        string
+		wantDefault        registry.Default
 		wantTokens         string
 		wantErr            string
 	}{
-		{name: "zero configuration", wantNames: []string{ec2.DefaultInstanceName}, wantDefault: ec2.DefaultInstanceName},
+		{name: "zero configuration", wantNames: []string{ec2.DefaultInstanceName}, wantDefault: registry.Default{Name: ec2.DefaultInstanceName, Implicit: true}},
 		{name: "instances", yaml: "instances:\n  - name: a\n    source_addresses: [10.0.0.1]\n  - name: b\n    source_addresses: [10.0.0.2]\n",
 			imdsv2: ec2.TokensRequired, wantNames: []string{"a", "b"}, wantTokens: ec2.TokensRequired},
 		{name: "bad imdsv2", imdsv2: "always", wantErr: "--imdsv2"},
@@ -61,7 +62,7 @@ func TestInstances(t *testing.T) {
 				}
 			}
 			if strings.Join(names, ",") != strings.Join(tt.wantNames, ",") || def != tt.wantDefault {
-				t.Errorf("names=%v default=%q, want %v %q", names, def, tt.wantNames, tt.wantDefault)
+				t.Errorf("names=%v default=%+v, want %v %+v", names, def, tt.wantNames, tt.wantDefault)
 			}
 		})
 	}
@@ -100,7 +101,7 @@ func TestWatcherPolls(t *testing.T) {
 	}
 	base := time.Now().Add(-time.Hour)
 	write("instances:\n  - name: a\n    source_addresses: [10.0.0.1]\n", base)
-	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) // fixed instant: starts a fake clock (internal/clock)
 	applied := make(chan int, 4)
 	logs := &lockedBuffer{}
 	w := &Watcher{Path: path, Clock: clk, Interval: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil)),

@@ -40,7 +40,7 @@ func (l instances) ListInstances(context.Context) ([]*ec2.Instance, error) { ret
 // rotates roles by name.
 func TestStaticRole(t *testing.T) {
 	file, _ := load(t, "roles:\n  ci:\n    source: static\n    access_key_id: AKIAIOSFODNN7EXAMPLE\n    secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
-	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) // fixed instant: starts a fake clock; the test reads only the key
 	fakes := fake.New(rand.Reader)
 	fakes.Now = clk.Now
 	r, err := New(t.Context(), file, fakes, discard, clk)

@@ -15,7 +15,7 @@ import (
 // TestRunner issues one event after a delay, one at a time already past
 // (at once) and one that never comes, on a fake clock.
 func TestRunner(t *testing.T) {
-	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) // fixed instant: starts a fake clock (internal/clock)
 	clk := clock.NewFake(start)
 	issued := make(chan string, 3)
 	r := &Runner{Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

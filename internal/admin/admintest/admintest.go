@@ -51,7 +51,7 @@ func NewService(config ...*ec2.Instance) *Service {
 
 func derive(spec *ec2.Instance) (*ec2.Instance, error) {
 	inst := spec.Clone()
-	ec2.Derive(inst, ec2.DeriveOptions{Seed: []byte("admintest"), Launch: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
+	ec2.Derive(inst, ec2.DeriveOptions{Seed: []byte("admintest"), Launch: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}) // fixed instant: a launch time that is only served
 	if errs := inst.Validate(); len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
