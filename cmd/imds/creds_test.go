@@ -201,7 +201,12 @@ instance:
 	if sts.Calls() != 2 {
 		t.Fatalf("STS not called 15 minutes before expiry (calls=%d)", sts.Calls())
 	}
+	// STS has answered; the refresher stores its answer right after.
 	second := served(t, srv, "web-role")
+	for deadline := time.Now().Add(10 * time.Second); second.AccessKeyId == first.AccessKeyId && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		second = served(t, srv, "web-role")
+	}
 	if second.AccessKeyId == first.AccessKeyId {
 		t.Fatalf("credentials not replaced after the refresh")
 	}
