@@ -23,6 +23,7 @@ import (
 	"github.com/imdsdev/imds/internal/audit"
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/config"
+	"github.com/imdsdev/imds/internal/creds"
 	"github.com/imdsdev/imds/internal/creds/fake"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/fastlog"
@@ -87,25 +88,46 @@ type Daemon struct {
 // onClose registers f to run at Close, before everything registered earlier.
 func (d *Daemon) onClose(f func(ctx context.Context) error) { d.closers = append(d.closers, f) }
 
+// background runs start with a context of its own and registers, for
+// Close, the cancelling of that context and wait.
+func (d *Daemon) background(ctx context.Context, start func(context.Context), wait func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	start(ctx)
+	d.onClose(func(context.Context) error { cancel(); wait(); return nil })
+}
+
+// opening is what the steps of Open share.
+type opening struct {
+	cfg    Config
+	file   *config.File
+	clk    clock.Clock
+	ctx    context.Context // cancelled at Close
+	derive ec2.DeriveOptions
+	def    registry.Default
+	vms    *vmnet.Network // nil without a vm_network
+	// requests is the request record behind imds logs and imds report.
+	requests *audit.Log
+}
+
 // Open loads the configuration, opens the data directory and starts the
 // metadata server and the admin API. It returns once both listen; on an
-// error what was started is stopped again.
+// error what was started is stopped again, by Close.
 func Open(cfg Config) (_ *Daemon, err error) {
-	clk := cfg.Clock
-	if clk == nil {
-		clk = clock.Real{}
+	o := &opening{cfg: cfg, clk: cfg.Clock, file: config.Default(),
+		derive: ec2.DeriveOptions{Seed: machineSeed(), Launch: bootTime()}}
+	if o.clk == nil {
+		o.clk = clock.Real{}
 	}
 	stderr := cfg.Stderr
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	file := config.Default()
 	if cfg.ConfigPath != "" {
-		if file, err = config.Load(cfg.ConfigPath); err != nil {
+		if o.file, err = config.Load(cfg.ConfigPath); err != nil {
 			return nil, err
 		}
 	}
-	logger, logw, err := NewLogger(stderr, firstNonEmpty(cfg.LogLevel, file.Log.Level), firstNonEmpty(cfg.LogFormat, file.Log.Format))
+	logger, logw, err := NewLogger(stderr, firstNonEmpty(cfg.LogLevel, o.file.Log.Level), firstNonEmpty(cfg.LogFormat, o.file.Log.Format))
 	if err != nil {
 		return nil, err
 	}
@@ -117,79 +139,110 @@ func Open(cfg Config) (_ *Daemon, err error) {
 		}
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
+	o.ctx = ctx
 	d.onClose(func(context.Context) error { cancel(); return nil })
 
-	derive := ec2.DeriveOptions{Seed: machineSeed(), Launch: bootTime()}
-	insts, def, err := reload.Instances(file, derive, cfg.IMDSv2)
+	if err := d.openRegistry(o); err != nil {
+		return nil, err
+	}
+	srv, creds, err := d.newMetadata(o)
 	if err != nil {
 		return nil, err
 	}
-
-	d.DataDir = firstNonEmpty(cfg.DataDir, file.DataDir, DefaultDataDir())
-	signer, err := identity.Open(filepath.Join(d.DataDir, "identity"), clk.Now, rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", d.DataDir, err)
+	if o.vms != nil {
+		if err := o.vms.Start(ctx); err != nil {
+			return nil, err
+		}
 	}
+	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
+	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, logger); err != nil {
+		return nil, err
+	}
+	d.onClose(d.Admin.Close)
+	if err := srv.Open(); err != nil {
+		return nil, err
+	}
+	d.Metadata = srv
+	d.onClose(srv.Close)
+	d.logStart(o)
+	d.startWatchers(o)
+	return d, nil
+}
+
+// openRegistry opens the data directory's store, the registry over it and
+// the VM network, and loads the config's and the stored instances.
+func (d *Daemon) openRegistry(o *opening) error {
+	insts, def, err := reload.Instances(o.file, o.derive, o.cfg.IMDSv2)
+	if err != nil {
+		return err
+	}
+	o.def = def
+	d.DataDir = firstNonEmpty(o.cfg.DataDir, o.file.DataDir, DefaultDataDir())
 	db, err := bolt.Open(filepath.Join(d.DataDir, "imds.db"))
 	if err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", d.DataDir, err)
+		return fmt.Errorf("data directory %s: %w", d.DataDir, err)
 	}
 	d.onClose(func(context.Context) error { return db.Close() })
-	reg := registry.New(db.Instances(), derive)
-	reg.Logger, reg.Clock = logger, clk
+	reg := registry.New(db.Instances(), o.derive)
+	reg.Logger, reg.Clock = d.Logger, o.clk
 	d.Registry = reg
 	d.onClose(func(context.Context) error { reg.Close(); return nil })
-	reg.TrustedProxies, reg.ProxySecret = file.Identity.TrustedProxies, []byte(file.Identity.ProxySecret)
+	reg.TrustedProxies, reg.ProxySecret = o.file.Identity.TrustedProxies, []byte(o.file.Identity.ProxySecret)
 	// Read only when an instance is matched by MAC (match_mac, libvirt
 	// VMs) and a requester's address is unknown: an instance that can only
 	// be recognised by its MAC must be, whatever identity.neighbour_table says.
 	reg.Neighbours = neigh.Table
-	var vms *vmnet.Network
-	if file.VMNetwork != nil {
+	if o.file.VMNetwork != nil {
 		// Hooked into the registry before instances are loaded, so that the
 		// first host list covers them.
-		if vms, err = vmnet.Open(file.VMNetwork, d.DataDir, logger); err != nil {
-			return nil, err
+		vms, err := vmnet.Open(o.file.VMNetwork, d.DataDir, d.Logger)
+		if err != nil {
+			return err
 		}
+		o.vms = vms
 		d.onClose(func(context.Context) error { vms.Close(); return nil })
 		reg.Addresses, reg.OnChange = vms.Alloc(), vms.Changed
 	}
-	if err := reg.SetConfig(ctx, insts, def); err != nil {
-		return nil, fmt.Errorf("%s: %s", firstNonEmpty(cfg.ConfigPath, "configuration"), ec2.ErrorMessage(err))
+	if err := reg.SetConfig(o.ctx, insts, def); err != nil {
+		return fmt.Errorf("%s: %s", firstNonEmpty(o.cfg.ConfigPath, "configuration"), ec2.ErrorMessage(err))
 	}
-	if err := reg.Load(ctx); err != nil {
-		return nil, fmt.Errorf("loading instances from %s: %w", d.DataDir, err)
+	if err := reg.Load(o.ctx); err != nil {
+		return fmt.Errorf("loading instances from %s: %w", d.DataDir, err)
+	}
+	return nil
+}
+
+// newMetadata starts the role credentials and returns the metadata server,
+// ready to Open.
+func (d *Daemon) newMetadata(o *opening) (*imds.Server, *creds.Roles, error) {
+	file, clk := o.file, o.clk
+	signer, err := identity.Open(filepath.Join(d.DataDir, "identity"), clk.Now, rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("data directory %s: %w", d.DataDir, err)
 	}
 	tokens, err := token.NewIssuer(rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tokens.Now = clk.Now
 	fakes := fake.New(rand.Reader)
 	fakes.Now = clk.Now
 	fakes.Lifetime, fakes.RotateAfter = file.Credentials.Lifetime, file.Credentials.RotateAfter
-	roles.WarnReadableSecrets(logger, cfg.ConfigPath, file)
-	creds, err := roles.New(ctx, file, fakes, logger, clk)
+	roles.WarnReadableSecrets(d.Logger, o.cfg.ConfigPath, file)
+	rs, err := roles.New(o.ctx, file, fakes, d.Logger, clk)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Fetch every role's first credentials before serving, so that the first
 	// request finds them; failures are logged and retried in the background.
-	rolesCtx, stopRoles := context.WithCancel(ctx)
-	creds.Start(rolesCtx)
-	d.onClose(func(context.Context) error { stopRoles(); creds.Wait(); return nil })
+	d.background(o.ctx, rs.Start, rs.Wait)
 
 	srv := imds.NewServer()
-	srv.Listen = firstNonEmptyList(cfg.Listen, file.Listen)
-	srv.Instances = reg
-	srv.Credentials = creds
-	srv.Identity = fakes
-	srv.Signer = signer
-	srv.Tokens = tokens
-	srv.Now = clk.Now
-	srv.Logger = logger
-	srv.AllowedHosts = file.AllowedHosts
+	srv.Listen = firstNonEmptyList(o.cfg.Listen, file.Listen)
+	srv.Instances, srv.Credentials, srv.Identity, srv.Signer, srv.Tokens = d.Registry, rs, fakes, signer, tokens
+	srv.Now, srv.Logger, srv.AllowedHosts = clk.Now, d.Logger, file.AllowedHosts
 	// md_server's upload endpoint, for libvirt hooks written for it.
+	reg := d.Registry
 	srv.Upload = func(ctx context.Context, body io.Reader) error {
 		dom, err := libvirt.Parse(body, libvirt.Options{})
 		if err != nil {
@@ -200,12 +253,12 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	if t := file.Templates; t != nil {
 		r := &userdata.Renderer{Dir: t.Dir, Default: t.Default, SSHKeys: t.SSHKeys, Data: t.Data}
 		if err := r.Check(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if t.Default != "" && t.Default != "-" {
 			b, err := os.ReadFile(t.Default)
 			if err != nil {
-				return nil, fmt.Errorf("user_data_templates.default: %w", err)
+				return nil, nil, fmt.Errorf("user_data_templates.default: %w", err)
 			}
 			r.Default = string(b)
 		}
@@ -217,56 +270,44 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	if file.Log.AccessLog != nil {
 		srv.AccessLog = *file.Log.AccessLog
 	}
-	// The request record behind imds logs and imds report.
-	requests := audit.New(0)
-	srv.Recorder = requests
-	if vms != nil {
-		if err := vms.Start(ctx); err != nil {
-			return nil, err
-		}
-	}
-	adm, err := openAdmin(cfg, file, reg, roles.Rotator{Roles: creds, Instances: reg, Logger: logger}, requests, logger)
-	if err != nil {
-		return nil, err
-	}
-	d.Admin = adm
-	d.onClose(adm.Close)
-	if err := srv.Open(); err != nil {
-		return nil, err
-	}
-	d.Metadata = srv
-	d.onClose(srv.Close)
+	o.requests = audit.New(0)
+	srv.Recorder = o.requests
+	return srv, rs, nil
+}
 
+// logStart says where the daemon listens.
+func (d *Daemon) logStart(o *opening) {
 	var addrs []string
-	for _, a := range srv.Addrs() {
+	for _, a := range d.Metadata.Addrs() {
 		addrs = append(addrs, a.String())
 	}
-	list, _ := reg.ListInstances(ctx)
-	logger.Info("admin API listening", "socket", adm.SocketPath, "tcp", adm.TCPAddr)
-	logger.Info("serving instance metadata",
-		"listen", strings.Join(addrs, ","), "instances", len(list), "default", def.Name,
-		"imdsv2", firstNonEmpty(cfg.IMDSv2, "per instance"), "data_dir", d.DataDir)
+	list, _ := d.Registry.ListInstances(o.ctx)
+	d.Logger.Info("admin API listening", "socket", d.Admin.SocketPath, "tcp", d.Admin.TCPAddr)
+	d.Logger.Info("serving instance metadata",
+		"listen", strings.Join(addrs, ","), "instances", len(list), "default", o.def.Name,
+		"imdsv2", firstNonEmpty(o.cfg.IMDSv2, "per instance"), "data_dir", d.DataDir)
+}
 
-	if cfg.ConfigPath != "" {
+// startWatchers starts the config watcher (with a config file) and the
+// schedules of the config.
+func (d *Daemon) startWatchers(o *opening) {
+	reg := d.Registry
+	if o.cfg.ConfigPath != "" {
 		// Other settings than the instances (listen addresses, roles,
 		// identity) take a restart.
-		w := &reload.Watcher{Path: cfg.ConfigPath, Clock: clk, Logger: logger,
+		w := &reload.Watcher{Path: o.cfg.ConfigPath, Clock: o.clk, Logger: d.Logger,
 			Apply: func(ctx context.Context, file *config.File) (int, error) {
-				insts, def, err := reload.Instances(file, derive, cfg.IMDSv2)
+				insts, def, err := reload.Instances(file, o.derive, o.cfg.IMDSv2)
 				if err != nil {
 					return 0, err
 				}
 				return len(insts), reg.SetConfig(ctx, insts, def)
 			}}
-		wctx, stop := context.WithCancel(ctx)
-		w.Start(wctx)
-		d.onClose(func(context.Context) error { stop(); w.Wait(); return nil })
+		d.background(o.ctx, w.Start, w.Wait)
 	}
-	sched := &schedule.Runner{Clock: clk, Trigger: reg.TriggerEvent, Logger: logger}
-	sctx, stopSched := context.WithCancel(ctx)
-	sched.Start(sctx, file.Schedules())
-	d.onClose(func(context.Context) error { stopSched(); sched.Wait(); return nil })
-	return d, nil
+	sched := &schedule.Runner{Clock: o.clk, Trigger: reg.TriggerEvent, Logger: d.Logger}
+	schedules := o.file.Schedules()
+	d.background(o.ctx, func(ctx context.Context) { sched.Start(ctx, schedules) }, sched.Wait)
 }
 
 // Close stops the daemon, waiting for requests in flight until ctx is done,
