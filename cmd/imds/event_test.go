@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/imdsdev/imds/internal/admin"
 	"github.com/imdsdev/imds/internal/admin/admintest"
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
@@ -42,8 +44,7 @@ func (f *eventService) requests() []ec2.EventRequest {
 var eventT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) // fixed instant: the CLI's injected clock only
 
 func TestEventCommands(t *testing.T) {
-	nowFunc = func() time.Time { return eventT0.Add(123 * time.Millisecond) }
-	t.Cleanup(func() { nowFunc = time.Now })
+	clk := clock.NewFake(eventT0.Add(123 * time.Millisecond))
 	fake := &eventService{}
 	srv := admintest.MustOpenServer(t, admintest.NewService(testConfigInstance()), nil, func(s *admin.Server) { s.Events = fake })
 	sock := "--admin-socket=" + srv.SocketPath
@@ -71,7 +72,9 @@ func TestEventCommands(t *testing.T) {
 		{[]string{"clear", "web-1"}, ec2.EventRequest{Type: "clear"}},
 	} {
 		args := append(append([]string{"event"}, tt.args...), sock)
-		_, errOut, code := runArgs(args...)
+		var errBuf strings.Builder
+		code := runWith(context.Background(), clk, args, io.Discard, &errBuf)
+		errOut := errBuf.String()
 		if code != 0 {
 			t.Errorf("imds %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 			continue

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/imdsdev/imds/internal/netsetup"
 	"github.com/spf13/cobra"
+
+	"github.com/imdsdev/imds/internal/netsetup"
 )
 
 // errNetNotOK makes imds net status exit non-zero; the report says why.

@@ -13,7 +13,7 @@ import (
 // restart, and a broken one leaves the served instances as they were.
 func TestReloadConfig(t *testing.T) {
 	srv := runServerWith(t, "instances:\n  - name: first\n    source_addresses: [127.0.0.1]\n", nil)
-	path := srv.d.configPath
+	path := srv.d.ConfigPath
 	if got := getV1(t, srv, "/latest/meta-data/tags/instance/Name"); got != 404 {
 		t.Fatalf("tags before reload: status %d, want 404", got)
 	}

@@ -25,6 +25,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/imdsdev/imds/internal/atomicfile"
 )
 
 // commentPrefix starts the comment of every rule we add.
@@ -443,23 +445,7 @@ func writeState(dir, netns string, s *state) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".net-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
 // ---- up ----

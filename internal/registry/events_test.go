@@ -14,7 +14,7 @@ func eventRegistry(t *testing.T) (*Registry, *clock.Fake) {
 	t.Helper()
 	r, _ := openRegistry(t, "")
 	clk := clock.NewFake(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)) // fixed instant: starts a fake clock (internal/clock)
-	r.Clock, r.Now = clk, clk.Now
+	r.Clock = clk
 	t.Cleanup(r.Close)
 	if err := r.SetConfig(context.Background(), []*ec2.Instance{configInstance("a", "10.0.0.2")}, Default{}); err != nil {
 		t.Fatal(err)

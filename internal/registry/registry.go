@@ -34,7 +34,6 @@ type Registry struct {
 	// Derive makes derived values stable (machine seed).
 	Derive ec2.DeriveOptions
 	Logger *slog.Logger
-	Now    func() time.Time
 
 	// Neighbours returns the kernel neighbour table (address → MAC); nil
 	// disables matching by MAC.
@@ -44,7 +43,8 @@ type Registry struct {
 	// ProxySecret keys the HMAC-SHA256 of X-Instance-ID.
 	ProxySecret []byte
 
-	// Clock drives scheduled events.
+	// Clock tells the time (launch times, event times) and drives scheduled
+	// events.
 	Clock clock.Clock
 
 	// Addresses, if set, gives an address to instances registered with a MAC
@@ -55,7 +55,10 @@ type Registry struct {
 	// (under the registry's lock: it must not call back into the registry).
 	OnChange func([]*ec2.Instance)
 
-	mu        sync.Mutex // serialises changes
+	mu sync.Mutex // serialises changes
+	// writeMu serialises the writers of specs, so that UpdateInstance's
+	// read, change and write sees no other writer in between.
+	writeMu   sync.Mutex
 	idx       atomic.Pointer[index]
 	config    []*ec2.Instance
 	def       Default
@@ -114,7 +117,7 @@ type neighCache struct {
 
 // New returns an empty Registry.
 func New(store ec2.InstanceStore, opt ec2.DeriveOptions) *Registry {
-	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Now: time.Now, Clock: clock.Real{},
+	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Clock: clock.Real{},
 		overlays: map[string]*overlay{}, done: make(chan struct{})}
 	r.idx.Store(&index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
 		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}})
@@ -313,7 +316,7 @@ func (r *Registry) trusted(a netip.Addr) bool {
 
 // unknown logs an unknown requester at most once a minute per address.
 func (r *Registry) unknown(a netip.Addr, msg string) error {
-	now := r.Now()
+	now := r.Clock.Now()
 	if last, ok := r.unknownSeen.Load(a); !ok || now.Sub(last.(time.Time)) > time.Minute {
 		r.unknownSeen.Store(a, now)
 		r.Logger.Warn("metadata request from an unknown requester", "addr", a.String(), "reason", msg)
@@ -325,13 +328,13 @@ func (r *Registry) unknown(a netip.Addr, msg string) error {
 // once a second.
 func (r *Registry) macOf(ctx context.Context, a netip.Addr) string {
 	if c := r.neigh.Load(); c != nil {
-		if mac, ok := c.table[a]; ok || r.Now().Sub(c.at) < time.Second {
+		if mac, ok := c.table[a]; ok || r.Clock.Now().Sub(c.at) < time.Second {
 			return mac
 		}
 	}
 	r.neighMu.Lock()
 	defer r.neighMu.Unlock()
-	if c := r.neigh.Load(); c != nil && r.Now().Sub(c.at) < time.Second {
+	if c := r.neigh.Load(); c != nil && r.Clock.Now().Sub(c.at) < time.Second {
 		return c.table[a]
 	}
 	table, err := r.Neighbours(ctx)
@@ -339,7 +342,7 @@ func (r *Registry) macOf(ctx context.Context, a netip.Addr) string {
 		r.Logger.Warn("reading the neighbour table failed", "err", err)
 		return ""
 	}
-	r.neigh.Store(&neighCache{at: r.Now(), table: table})
+	r.neigh.Store(&neighCache{at: r.Clock.Now(), table: table})
 	return table[a]
 }
 
@@ -373,11 +376,36 @@ func (r *Registry) GetInstanceSpec(ctx context.Context, name string) (*ec2.Insta
 
 // AddInstance implements ec2.InstanceService.
 func (r *Registry) AddInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	return r.put(ctx, spec, false)
 }
 
 // SetInstance implements ec2.InstanceService.
 func (r *Registry) SetInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	return r.put(ctx, spec, true)
+}
+
+// UpdateInstance implements ec2.InstanceService: it applies u to the
+// stored spec with no other writer in between.
+func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.InstanceUpdate) (*ec2.Instance, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	x := r.idx.Load()
+	cur := x.byName[name]
+	switch {
+	case cur == nil:
+		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
+	case cur.Origin == ec2.OriginConfig:
+		return nil, ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; change it there", name)
+	}
+	spec := x.specs[name].Clone()
+	u.Apply(spec)
 	return r.put(ctx, spec, true)
 }
 
@@ -390,7 +418,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}
 	if spec.PendingTime.IsZero() {
 		// Registration is the launch: fixed now so the identity document stays stable.
-		spec.PendingTime = r.Now().UTC().Truncate(time.Second)
+		spec.PendingTime = r.Clock.Now().UTC().Truncate(time.Second)
 	}
 	if r.Addresses != nil && len(spec.SourceAddrs) == 0 && len(spec.Interfaces) > 0 && spec.Interfaces[0].MAC != "" {
 		mac := strings.ToLower(spec.Interfaces[0].MAC)
@@ -452,6 +480,8 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 
 // RemoveInstance implements ec2.InstanceService.
 func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cur := r.idx.Load().byName[name]
