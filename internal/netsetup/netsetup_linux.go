@@ -791,7 +791,7 @@ func restoreStateFile(dir, netns string, old []byte) error {
 		}
 		return nil
 	}
-	return os.WriteFile(path, old, 0o600)
+	return atomicfile.Write(path, old, 0o600)
 }
 
 // ---- down ----
