@@ -13,9 +13,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -42,19 +39,9 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.Version = currentBuild().Version
+	root.SetVersionTemplate(`{{with .Root}}{{.Name}} {{.Version}}{{end}}` + "\n" + currentBuild().details())
 	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(), newFaultCommand(), newLogsCommand(), newReportCommand(),
-		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
+		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand(), newHealthcheckCommand(), newGendocsCommand())
 	return root
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of imds",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "imds %s\n", version)
-			return err
-		},
-	}
 }

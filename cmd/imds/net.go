@@ -27,11 +27,19 @@ addresses up added.`,
 	c.PersistentFlags().StringVar(&stateDir, "state-dir", netsetup.DefaultStateDir, "`directory` of the files recording what imds net up added")
 
 	var plan netsetup.Plan
+	var upConfig string
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Set up the metadata addresses (idempotent)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if upConfig != "" && !cmd.Flags().Changed("port") {
+				p, err := portFromConfig(upConfig)
+				if err != nil {
+					return err
+				}
+				plan.Port = p
+			}
 			if err := checkPort(plan.Port); err != nil {
 				return err
 			}
@@ -46,6 +54,7 @@ addresses up added.`,
 	up.Flags().StringArrayVar(&plan.Bridges, "bridge", nil, "bridge `interface` with containers or VMs behind it (repeatable)")
 	up.Flags().StringArrayVar(&plan.Netns, "netns", nil, "set up inside the network namespace `name` instead of the host (repeatable)")
 	up.Flags().BoolVar(&plan.IPv6, "ipv6", false, "also set up [fd00:ec2::254]:80")
+	up.Flags().StringVar(&upConfig, "config", "", "take --port from the listen addresses of this imds serve config `file`")
 
 	var downNetns []string
 	down := &cobra.Command{

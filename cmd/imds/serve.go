@@ -30,6 +30,7 @@ import (
 	"github.com/imdsdev/imds/internal/libvirt"
 	"github.com/imdsdev/imds/internal/neigh"
 	"github.com/imdsdev/imds/internal/registry"
+	"github.com/imdsdev/imds/internal/sdnotify"
 	"github.com/imdsdev/imds/internal/store/bolt"
 	"github.com/imdsdev/imds/internal/token"
 	"github.com/imdsdev/imds/internal/userdata"
@@ -64,8 +65,10 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			notifySystemd(d.log, sdnotify.Ready) // every listener is open
 			<-cmd.Context().Done()
 			d.log.Info("shutting down")
+			notifySystemd(d.log, sdnotify.Stopping)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			return d.Close(ctx)
@@ -383,6 +386,7 @@ func newAdminServer(o serveOptions, file *config.File, reg *registry.Registry, r
 	a := admin.NewServer()
 	a.Service, a.Credentials, a.Events, a.Faults, a.Requests, a.Logger = reg, rot, reg, reg, requests, logger
 	a.SocketPath = firstNonEmpty(o.adminSock, file.Admin.Socket, defaultAdminSocket())
+	a.SocketGroup = file.Admin.SocketGroup
 	if file.Admin.Listen != "" {
 		if file.Admin.TokenFile == "" {
 			return nil, fmt.Errorf("%s: admin.listen needs admin.token_file (a file holding the bearer token)", o.configPath)

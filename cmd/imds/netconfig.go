@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/imdsdev/imds/internal/config"
+)
+
+// portFromConfig is the port `imds serve --config path` listens on, so that
+// `imds net up --config path` (the imds-net systemd unit) sends the metadata
+// address where the server really is. Listen addresses on different ports
+// are ambiguous and need --port.
+func portFromConfig(path string) (int, error) {
+	f, err := config.Load(path)
+	if err != nil {
+		return 0, err
+	}
+	port := 0
+	for _, l := range f.Listen {
+		_, p, err := net.SplitHostPort(l)
+		if err != nil {
+			return 0, fmt.Errorf("%s: listen %q: %w", path, l, err)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return 0, fmt.Errorf("%s: listen %q: port 1-65535 needed for imds net up", path, l)
+		}
+		if port != 0 && n != port {
+			return 0, fmt.Errorf("%s: the listen addresses use ports %d and %d: say which with --port", path, port, n)
+		}
+		port = n
+	}
+	return port, nil
+}
