@@ -28,6 +28,7 @@ addresses up added.`,
 
 	var plan netsetup.Plan
 	var upConfig string
+	var hold bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Set up the metadata addresses (idempotent)",
@@ -47,13 +48,17 @@ addresses up added.`,
 			if err != nil {
 				return err
 			}
-			return printChanges(cmd, changes)
+			if err := printChanges(cmd, changes); err != nil || !hold {
+				return err
+			}
+			return holdNet(cmd, plan.Netns, stateDir)
 		},
 	}
 	up.Flags().IntVar(&plan.Port, "port", netsetup.DefaultPort, "`port` the imds server listens on")
 	up.Flags().StringArrayVar(&plan.Bridges, "bridge", nil, "bridge `interface` with containers or VMs behind it (repeatable)")
 	up.Flags().StringArrayVar(&plan.Netns, "netns", nil, "set up inside the network namespace `name` instead of the host (repeatable)")
 	up.Flags().BoolVar(&plan.IPv6, "ipv6", false, "also set up [fd00:ec2::254]:80")
+	up.Flags().BoolVar(&hold, "hold", false, "stay running and undo everything on SIGTERM or SIGINT (a container's command)")
 	up.Flags().StringVar(&upConfig, "config", "", "take --port from the listen addresses of this imds serve config `file`")
 
 	var downNetns []string

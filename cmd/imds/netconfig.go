@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/imdsdev/imds/internal/config"
+	"github.com/imdsdev/imds/internal/netsetup"
 )
 
 // portFromConfig is the port `imds serve --config path` listens on, so that
@@ -33,4 +38,21 @@ func portFromConfig(path string) (int, error) {
 		port = n
 	}
 	return port, nil
+}
+
+// holdNet waits for the command's context to end (SIGTERM, SIGINT) and
+// then undoes what net up set up: `net up --hold` as a container's command
+// keeps the host's rules exactly as long as the container runs, so that
+// `docker compose down` leaves nothing behind.
+func holdNet(cmd *cobra.Command, netns []string, stateDir string) error {
+	fmt.Fprintln(cmd.OutOrStdout(), "holding; SIGTERM or SIGINT undoes it")
+	<-cmd.Context().Done()
+	// The command's context is done: give down its own, bounded one.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	changes, err := netsetup.Down(ctx, netns, stateDir)
+	if perr := printChanges(cmd, changes); err == nil {
+		err = perr
+	}
+	return err
 }
