@@ -24,7 +24,9 @@ NFPM_VERSION := 2.48.0
 NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v$(NFPM_VERSION)
 # The container image make image builds, and the local base image its first
 # stage copies CA certificates from (see Dockerfile).
-IMAGE ?= imds:$(DEB_VERSION)
+IMAGE ?= imds:$(VERSION)
+# Also tagged (the compose example's default); empty for none.
+IMAGE_LATEST ?= imds:latest
 BASE_IMAGE ?= imds-build-base:bookworm
 FUZZTIME ?= 30s
 # Extra flags for tools/bench, e.g. make bench BENCHFLAGS="-duration 10s -json"
@@ -61,7 +63,12 @@ image:
 	rm -rf dist/image && mkdir -p dist/image
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(DEB_ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/image/imds ./cmd/imds
 	docker image inspect $(BASE_IMAGE) >/dev/null 2>&1 || ./scripts/base-image.sh $(BASE_IMAGE)
-	docker build --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) -f Dockerfile dist/image
+	# The first stage is built under a tag of its own and removed after, so
+	# that the legacy builder leaves no untagged images behind.
+	docker build -q --build-arg BASE=$(BASE_IMAGE) --target rootfs -t $(IMAGE)-rootfs -f Dockerfile dist/image
+	docker build -q --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) -f Dockerfile dist/image
+	docker rmi $(IMAGE)-rootfs >/dev/null
+	$(if $(IMAGE_LATEST),docker tag $(IMAGE) $(IMAGE_LATEST))
 
 ## test: unit tests with the race detector
 test:
