@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+
+	"github.com/imdsdev/imds/internal/clock"
 )
 
 // newGendocsCommand writes man pages and shell completions generated from
@@ -67,7 +69,7 @@ func newGendocsCommand() *cobra.Command {
 func sourceDate() (time.Time, error) {
 	v := os.Getenv("SOURCE_DATE_EPOCH")
 	if v == "" {
-		return time.Now().UTC(), nil
+		return clock.Real{}.Now().UTC(), nil
 	}
 	sec, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {

@@ -43,7 +43,7 @@ HEALTHCHECK in a container image, which has no shell; it gives up after 5s.`,
 					return err
 				}
 				if err := c.Health(ctx); err != nil {
-					return fmt.Errorf("admin API: %w", cliError(err))
+					return fmt.Errorf("admin API: %w", err)
 				}
 			}
 			if metaURL != "" {

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/imdsdev/imds/internal/netsetup"
 	"github.com/spf13/cobra"
+
+	"github.com/imdsdev/imds/internal/netsetup"
 )
 
 // errNetNotOK makes imds net status exit non-zero; the report says why.
@@ -76,31 +77,54 @@ addresses up added.`,
 	}
 	down.Flags().StringArrayVar(&downNetns, "netns", nil, "network namespace `name` (repeatable; default the host)")
 
-	var opts netsetup.StatusOptions
+	var (
+		statusPort  int
+		statusNetns []string
+	)
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show what is in place and probe the metadata address",
-		Args:  cobra.NoArgs,
+		Long: `imds net status looks at what imds net up set up and probes the metadata
+address end to end. Without --netns it looks at the host and at every network
+namespace imds net up recorded in --state-dir; without --port it checks the
+port (and the bridges) that imds net up recorded there, else 1338.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkPort(opts.Port); err != nil {
-				return err
+			if cmd.Flags().Changed("port") {
+				if err := checkPort(statusPort); err != nil {
+					return err
+				}
 			}
-			opts.StateDir = stateDir
-			r, err := netsetup.Status(cmd.Context(), opts)
-			if err != nil {
-				return err
+			targets := statusNetns
+			if len(targets) == 0 {
+				recorded, err := netsetup.Recorded(stateDir)
+				if err != nil {
+					return err
+				}
+				targets = recorded
+				if len(targets) == 0 {
+					targets = []string{""}
+				}
 			}
-			if _, err := fmt.Fprint(cmd.OutOrStdout(), r.String()); err != nil {
-				return err
+			ok := true
+			for _, ns := range targets {
+				r, err := netsetup.Status(cmd.Context(), netsetup.StatusOptions{Port: statusPort, Netns: ns, StateDir: stateDir})
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprint(cmd.OutOrStdout(), r.String()); err != nil {
+					return err
+				}
+				ok = ok && r.OK
 			}
-			if !r.OK {
+			if !ok {
 				return errNetNotOK
 			}
 			return nil
 		},
 	}
-	status.Flags().IntVar(&opts.Port, "port", netsetup.DefaultPort, "`port` the imds server listens on")
-	status.Flags().StringVar(&opts.Netns, "netns", "", "network namespace `name` to look in (default the host)")
+	status.Flags().IntVar(&statusPort, "port", 0, "`port` the imds server listens on (default: what imds net up recorded, else 1338)")
+	status.Flags().StringArrayVar(&statusNetns, "netns", nil, "network namespace `name` to look in (repeatable; default the host and every namespace imds net up recorded)")
 
 	c.AddCommand(up, down, status)
 	return c

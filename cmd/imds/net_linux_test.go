@@ -78,6 +78,16 @@ func TestNetCommandUpStatusDown(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	expect(false, "OK: metadata reachable (instance i-0cmdtest)", "status", "--port", port)
+	// Without --port, status checks the port up recorded (issue 10: it
+	// checked 1338 and failed); without --netns, every recorded namespace.
+	expect(false, "OK: metadata reachable (instance i-0cmdtest)", "status")
+	if out, err := runNet(t, "status", "--state-dir", dir); err != nil || !strings.Contains(out, "netns "+ns+":\n  server port "+port+" (recorded by imds net up)") ||
+		!strings.Contains(out, "OK: metadata reachable (instance i-0cmdtest)") {
+		t.Errorf("imds net status with what up recorded: %v\n%s", err, out)
+	}
+	if out, err := runNet(t, "status", "--state-dir", dir, "--netns", ns, "--port", "1338"); err == nil || !strings.Contains(out, "no redirect rule for port 1338\n") {
+		t.Errorf("imds net status --port 1338 (told otherwise): %v\n%s", err, out)
+	}
 
 	expect(false, "deleted table inet imds", "down")
 	expect(false, "nothing to change", "down")

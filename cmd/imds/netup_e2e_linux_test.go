@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imdsdev/imds/internal/netsetup/netsetuptest"
 )
 
 // TestNetUpContainerReachesMetadata is issue 5's scene: a "host" namespace
@@ -37,13 +39,7 @@ func TestNetUpContainerReachesMetadata(t *testing.T) {
 	ip("-n", ctrNS, "route", "add", "default", "via", bridgeV4)
 	ip("-n", ctrNS, "-6", "route", "add", "default", "via", bridgeV6)
 
-	snapshot := func() string {
-		t.Helper()
-		rules, _ := exec.Command("ip", "netns", "exec", hostNS, "nft", "list", "ruleset").CombinedOutput()
-		addrs, _ := exec.Command("ip", "-n", hostNS, "-o", "addr").CombinedOutput()
-		routes, _ := exec.Command("ip", "-n", hostNS, "route").CombinedOutput()
-		return string(rules) + "\n" + string(addrs) + "\n" + string(routes)
-	}
+	snapshot := func() string { t.Helper(); return netsetuptest.Snapshot(t, hostNS) }
 	before := snapshot()
 
 	// The server: unprivileged port, inside the host namespace.

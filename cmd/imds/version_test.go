@@ -34,7 +34,7 @@ func TestVersionOutputs(t *testing.T) {
 
 func TestHealthcheck(t *testing.T) {
 	srv := mustRunServer(t, "", "")
-	sock := srv.d.admin.SocketPath
+	sock := srv.d.Admin.SocketPath
 	if out := mustRunCLI(t, "healthcheck", "--admin-socket", sock, "--url", srv.URL+"/"); out != "ok\n" {
 		t.Errorf("healthcheck printed %q, want ok", out)
 	}

@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -8,7 +10,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -16,8 +17,6 @@ import (
 // maxSocketPath is the longest path a Unix socket can be bound to on every
 // platform imds supports (sun_path is 104 bytes on the BSDs, 108 on Linux).
 const maxSocketPath = 103
-
-var tmpSeq atomic.Uint64
 
 // listenUnix listens on a Unix socket at path that only our user can
 // connect to, or with group set only our user and that group's members.
@@ -48,7 +47,10 @@ func listenUnix(path, group string) (net.Listener, os.FileInfo, error) {
 		return nil, nil, err
 	}
 
-	tmp := filepath.Join(dir, "."+strconv.Itoa(os.Getpid())+"."+strconv.FormatUint(tmpSeq.Add(1), 10)+".sock")
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	// Unique without a package-level counter: the process and 32 random bits.
+	tmp := filepath.Join(dir, "."+strconv.Itoa(os.Getpid())+"."+hex.EncodeToString(nonce[:])+".sock")
 	direct := len(tmp) > maxSocketPath
 	bind := tmp
 	if direct {
@@ -164,4 +166,18 @@ func removeSocket(path string, fi os.FileInfo) {
 	if cur, err := os.Lstat(path); err == nil && os.SameFile(cur, fi) {
 		os.Remove(path)
 	}
+}
+
+// DefaultSocket is where `imds serve` puts its admin socket and where the
+// other commands look for it: $XDG_RUNTIME_DIR/imds/admin.sock when the
+// session has a runtime directory, /run/imds/admin.sock as root, and
+// /tmp/imds-UID/admin.sock otherwise.
+func DefaultSocket() string {
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
+		return filepath.Join(dir, "imds", "admin.sock")
+	}
+	if os.Geteuid() == 0 {
+		return "/run/imds/admin.sock"
+	}
+	return filepath.Join("/tmp", "imds-"+strconv.Itoa(os.Getuid()), "admin.sock")
 }

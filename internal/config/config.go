@@ -80,8 +80,8 @@ type Identity struct {
 	TrustedProxies []netip.Prefix
 	// ProxySecret keys the HMAC-SHA256 signature of X-Instance-ID.
 	ProxySecret string
-	// NeighbourTable enables matching instances by MAC through the kernel
-	// neighbour table.
+	// NeighbourTable is accepted for old config files. The kernel
+	// neighbour table is read whenever an instance is matched by MAC.
 	NeighbourTable bool
 }
 

@@ -25,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // derived values reproducible.
 var opt = ec2.DeriveOptions{
 	Seed:   []byte("config-test-machine-id"),
-	Launch: time.Date(2024, 6, 1, 8, 30, 0, 0, time.UTC),
+	Launch: time.Date(2024, 6, 1, 8, 30, 0, 0, time.UTC), // fixed instant: a launch time that is only derived from
 }
 
 func defaultInstance(t *testing.T) *ec2.Instance {
@@ -149,7 +149,7 @@ func TestFullExample(t *testing.T) {
 		Profile:            "default-hvm",
 		LifeCycle:          "spot",
 		InstanceAction:     "none",
-		PendingTime:        time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC),
+		PendingTime:        time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC), // fixed instant: decoded and compared
 		Monitoring:         true,
 		Partition:          "aws",
 		Domain:             "amazonaws.com",

@@ -29,7 +29,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"os"
+	"sort"
 	"strings"
 )
 
@@ -87,7 +90,8 @@ func (c Change) String() string {
 
 // StatusOptions selects what Status looks at.
 type StatusOptions struct {
-	// Port is the port the server should listen on (DefaultPort when 0).
+	// Port is the port the server should listen on; when 0, the one
+	// imds net up recorded, else DefaultPort.
 	Port int
 	// Netns is the namespace to look at; "" is the current one.
 	Netns string
@@ -101,6 +105,12 @@ type StatusOptions struct {
 // Report is what Status found.
 type Report struct {
 	Netns string
+	// Port is the server's port that was checked; Recorded tells whether
+	// it (and Bridges) came from what imds net up recorded.
+	Port     int
+	Recorded bool
+	// Bridges are the bridges imds net up recorded, whose rules are checked.
+	Bridges []string
 	// Addresses are the metadata addresses present on lo.
 	Addresses []netip.Prefix
 	// Table tells whether table inet imds exists.
@@ -117,6 +127,14 @@ type Report struct {
 	OK bool
 }
 
+// portSource says, for a diagnosis, where the port came from.
+func (r *Report) portSource() string {
+	if r.Recorded {
+		return " (recorded by imds net up)"
+	}
+	return ""
+}
+
 // String renders the report for people.
 func (r *Report) String() string {
 	var b strings.Builder
@@ -125,6 +143,12 @@ func (r *Report) String() string {
 		where = "netns " + r.Netns
 	}
 	fmt.Fprintf(&b, "%s:\n", where)
+	if r.Port != 0 {
+		fmt.Fprintf(&b, "  server port %d%s\n", r.Port, r.portSource())
+	}
+	for _, br := range r.Bridges {
+		fmt.Fprintf(&b, "  bridge %s (recorded by imds net up)\n", br)
+	}
 	if len(r.Addresses) == 0 {
 		b.WriteString("  addresses on lo: none of the metadata addresses\n")
 	}
@@ -143,6 +167,33 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "%s\n", d)
 	}
 	return b.String()
+}
+
+// Recorded returns the namespaces in which imds net up recorded a setup in
+// stateDir ("" for the host), sorted, the host first.
+func Recorded(stateDir string) ([]string, error) {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	entries, err := os.ReadDir(stateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		n, ok := strings.CutPrefix(e.Name(), "net-")
+		if n, ok2 := strings.CutSuffix(n, ".json"); ok && ok2 && !e.IsDir() {
+			if n == HostName {
+				n = ""
+			}
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // Up sets up plan and returns what it changed (nothing when all was in
@@ -185,10 +236,7 @@ func Down(ctx context.Context, netns []string, stateDir string) ([]Change, error
 // address end to end. The error is for failures to look, not for a broken
 // setup: that is Report.OK and Report.Diagnosis.
 func Status(ctx context.Context, opts StatusOptions) (*Report, error) {
-	if opts.Port == 0 {
-		opts.Port = DefaultPort
-	}
-	if opts.Port < 1 || opts.Port > 65535 {
+	if opts.Port < 0 || opts.Port > 65535 {
 		return nil, fmt.Errorf("port %d out of range (1-65535)", opts.Port)
 	}
 	if opts.StateDir == "" {

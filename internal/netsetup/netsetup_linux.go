@@ -29,6 +29,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/imdsdev/imds/internal/atomicfile"
 )
 
 // probeTimeout bounds the end-to-end request of Status.
@@ -414,6 +416,17 @@ type state struct {
 	Netns string `json:"netns,omitempty"`
 	// Added are the addresses Up added to lo (and Down removes).
 	Added []string `json:"added_to_lo"`
+	// The plan Up set up, which Status checks unless told otherwise.
+	Port    int      `json:"port,omitempty"`
+	Bridges []string `json:"bridges,omitempty"`
+	IPv6    bool     `json:"ipv6,omitempty"`
+}
+
+// empty tells whether s records nothing (no file is kept for it).
+func (s *state) empty() bool { return len(s.Added) == 0 && s.Port == 0 }
+
+func (s *state) equal(o *state) bool {
+	return slices.Equal(s.Added, o.Added) && s.Port == o.Port && slices.Equal(s.Bridges, o.Bridges) && s.IPv6 == o.IPv6
 }
 
 func readState(dir, netns string) (*state, error) {
@@ -434,7 +447,7 @@ func readState(dir, netns string) (*state, error) {
 // writeState writes s, or removes the file when s records nothing.
 func writeState(dir, netns string, s *state) error {
 	path := filepath.Join(dir, stateName(netns))
-	if len(s.Added) == 0 {
+	if s.empty() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -447,23 +460,7 @@ func writeState(dir, netns string, s *state) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".net-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
 // ---- up ----
@@ -605,7 +602,7 @@ func up(_ context.Context, plan Plan, stateDir string) (changes []Change, err er
 		for _, a := range u.st.Added {
 			recorded[a] = true
 		}
-		newState := &state{Netns: u.name}
+		newState := &state{Netns: u.name, Port: plan.Port, Bridges: plan.Bridges, IPv6: plan.IPv6}
 		for _, p := range u.addrs {
 			if hasAddr(u.present, p.Addr()) {
 				if recorded[p.String()] {
@@ -646,7 +643,7 @@ func up(_ context.Context, plan Plan, stateDir string) (changes []Change, err er
 				changes = append(changes, u.change("replaced table inet %s (%d rules, was %d)", TableName, len(u.rules), u.have.rules()))
 			}
 		}
-		if !slices.Equal(newState.Added, u.st.Added) {
+		if !newState.equal(u.st) {
 			if err := writeState(stateDir, u.name, newState); err != nil {
 				return nil, fmt.Errorf("%s: recording what was added: %w", u.where(), err)
 			}
@@ -692,7 +689,7 @@ func downOne(name, stateDir string) ([]Change, error) {
 	}
 	t, err := openTarget(name)
 	if err != nil {
-		if name != "" && len(st.Added) > 0 && !errors.Is(err, ErrPermission) {
+		if name != "" && !st.empty() && !errors.Is(err, ErrPermission) {
 			// The namespace is gone, and with it what we added.
 			if err := writeState(stateDir, name, &state{}); err != nil {
 				return nil, err
@@ -744,7 +741,20 @@ func status(ctx context.Context, opts StatusOptions) (*Report, error) {
 		return nil, err
 	}
 	defer t.close()
-	r := &Report{Netns: opts.Netns}
+	r := &Report{Netns: opts.Netns, Port: opts.Port}
+	st, err := readState(opts.StateDir, opts.Netns)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case opts.Port != 0:
+	case st.Port != 0:
+		// What up set up, so that a custom --port needs no repeating.
+		r.Port, r.Recorded, r.Bridges = st.Port, true, st.Bridges
+	default:
+		r.Port = DefaultPort
+	}
+	opts.Port = r.Port
 	present, err := t.loAddrs()
 	if err != nil {
 		return nil, err
@@ -772,8 +782,16 @@ func status(ctx context.Context, opts StatusOptions) (*Report, error) {
 		r.Diagnosis = append(r.Diagnosis, "address "+MetadataIPv4.String()+" missing on lo")
 	}
 	if !hasRule {
-		r.Diagnosis = append(r.Diagnosis, "no redirect rule for port "+strconv.Itoa(opts.Port))
+		r.Diagnosis = append(r.Diagnosis, "no redirect rule for port "+strconv.Itoa(opts.Port)+r.portSource())
 	}
+	for _, b := range r.Bridges {
+		if !slices.ContainsFunc(have["prerouting"], func(c string) bool {
+			return strings.HasPrefix(c, fmt.Sprintf("%siifname %q ", commentPrefix, b)) && strings.HasSuffix(c, ":"+strconv.Itoa(opts.Port))
+		}) {
+			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("no DNAT rule for bridge %s to port %d%s: run imds net up again", b, opts.Port, r.portSource()))
+		}
+	}
+	bridgesOK := len(r.Diagnosis) == 0
 	if !hasAddr4 {
 		// Without the address on lo the request would leave the machine
 		// (to a real metadata service, if any): no probe.
@@ -782,14 +800,16 @@ func status(ctx context.Context, opts StatusOptions) (*Report, error) {
 	id, status, err := probe(ctx, opts.Netns, opts.ProbePath)
 	switch {
 	case err != nil && errors.Is(err, syscall.ECONNREFUSED) && hasRule:
-		r.Diagnosis = append(r.Diagnosis, "nothing listening on port "+strconv.Itoa(opts.Port))
+		r.Diagnosis = append(r.Diagnosis, "nothing listening on port "+strconv.Itoa(opts.Port)+r.portSource())
 	case err != nil:
 		r.Diagnosis = append(r.Diagnosis, "metadata probe failed: "+err.Error())
 	case status != http.StatusOK || !strings.HasPrefix(id, "i-"):
 		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("metadata probe: status %d, body %q (not an instance ID)", status, truncate(id, 80)))
 	case !hasRule:
 		r.InstanceID = id
-		r.Diagnosis = append(r.Diagnosis, "metadata reachable (instance "+id+"), but not through a redirect to port "+strconv.Itoa(opts.Port))
+		r.Diagnosis = append(r.Diagnosis, "metadata reachable (instance "+id+"), but not through a redirect to port "+strconv.Itoa(opts.Port)+r.portSource())
+	case !bridgesOK:
+		r.InstanceID = id
 	default:
 		r.InstanceID = id
 		r.OK = true

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imdsdev/imds/internal/netsetup/netsetuptest"
 )
 
 const nsPrefix = "imdsnet-"
@@ -101,10 +103,7 @@ func newNS(t *testing.T, role string) string {
 // ip addr.
 func snapshot(t *testing.T, ns string) string {
 	t.Helper()
-	addrs := run(t, "ip", "-n", ns, "-o", "addr") // one line per address, no link state
-	// Link-local addresses finish DAD whenever the kernel gets round to it.
-	addrs = strings.NewReplacer(" tentative", "", " dadfailed", "").Replace(addrs)
-	return run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset") + "\n----\n" + addrs
+	return netsetuptest.Snapshot(t, ns)
 }
 
 // serve runs an HTTP server inside ns on addr that answers instanceID and
