@@ -17,9 +17,6 @@ import (
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -81,19 +78,9 @@ func newRootCommand(stdout, stderr io.Writer, clk clock.Clock) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.Version = currentBuild().Version
+	root.SetVersionTemplate(`{{with .Root}}{{.Name}} {{.Version}}{{end}}` + "\n" + currentBuild().details())
 	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(clk), newFaultCommand(), newLogsCommand(), newReportCommand(),
-		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
+		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand(), newHealthcheckCommand(), newGendocsCommand())
 	return root
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of imds",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "imds %s\n", version)
-			return err
-		},
-	}
 }

@@ -28,6 +28,8 @@ addresses up added.`,
 	c.PersistentFlags().StringVar(&stateDir, "state-dir", netsetup.DefaultStateDir, "`directory` of the files recording what imds net up added")
 
 	var plan netsetup.Plan
+	var upConfig string
+	var hold bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Set up the metadata addresses (additive, idempotent)",
@@ -38,22 +40,36 @@ without --port the recorded port stays. A recorded bridge that no longer
 exists is dropped. It prints what it changed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("port") {
+			switch {
+			case cmd.Flags().Changed("port"):
+				if err := checkPort(plan.Port); err != nil {
+					return err
+				}
+			case upConfig != "":
+				p, err := portFromConfig(upConfig) // 0: the config names none
+				if err != nil {
+					return err
+				}
+				plan.Port = p
+			default:
 				plan.Port = 0 // what up recorded, else the default
-			} else if err := checkPort(plan.Port); err != nil {
-				return err
 			}
 			changes, err := netsetup.Up(cmd.Context(), plan, stateDir)
 			if err != nil {
 				return err
 			}
-			return printChanges(cmd, changes)
+			if err := printChanges(cmd, changes); err != nil || !hold {
+				return err
+			}
+			return holdNet(cmd, plan.Netns, stateDir)
 		},
 	}
 	up.Flags().IntVar(&plan.Port, "port", netsetup.DefaultPort, "`port` the imds server listens on (default: the one up recorded, else 1338; another moves every rule)")
 	up.Flags().StringArrayVar(&plan.Bridges, "bridge", nil, "bridge `interface` with containers or VMs behind it (repeatable)")
 	up.Flags().StringArrayVar(&plan.Netns, "netns", nil, "set up inside the network namespace `name` instead of the host (repeatable)")
 	up.Flags().BoolVar(&plan.IPv6, "ipv6", false, "also set up [fd00:ec2::254]:80")
+	up.Flags().BoolVar(&hold, "hold", false, "stay running and undo everything on SIGTERM or SIGINT (a container's command)")
+	up.Flags().StringVar(&upConfig, "config", "", "take --port from the listen addresses of this imds serve config `file`")
 
 	var downNetns, downBridges []string
 	down := &cobra.Command{

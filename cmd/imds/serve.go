@@ -13,6 +13,7 @@ import (
 
 	"github.com/imdsdev/imds/internal/admin"
 	"github.com/imdsdev/imds/internal/daemon"
+	"github.com/imdsdev/imds/internal/sdnotify"
 )
 
 // newServeCommand is `imds serve`: flags (precedence: flag, then the IMDS_*
@@ -33,8 +34,10 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			notifySystemd(d.Logger, sdnotify.Ready) // every listener is open
 			<-cmd.Context().Done()
 			d.Logger.Info("shutting down")
+			notifySystemd(d.Logger, sdnotify.Stopping)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			return d.Close(ctx)

@@ -44,6 +44,10 @@ type Server struct {
 	// 0600, its directory with 0700 when missing. A socket file left by a dead
 	// server is replaced; one with a live server behind it is an error.
 	SocketPath string
+	// SocketGroup, if set, is a group (name or number) whose members may
+	// connect too: the socket is then mode 0660 with that group, and a
+	// directory created for it 0750.
+	SocketGroup string
 	// TCPAddr is an optional host:port to listen on as well (port 0 picks
 	// one). It requires Token.
 	TCPAddr string
@@ -95,7 +99,7 @@ func (s *Server) Open() error {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
 	if s.SocketPath != "" {
-		ln, fi, err := listenUnix(s.SocketPath)
+		ln, fi, err := listenUnix(s.SocketPath, s.SocketGroup)
 		if err != nil {
 			return err
 		}

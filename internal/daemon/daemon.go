@@ -358,6 +358,7 @@ func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.Cr
 	a := admin.NewServer()
 	a.Service, a.Credentials, a.Events, a.Faults, a.Requests, a.Logger = reg, rot, reg, reg, requests, logger
 	a.SocketPath = firstNonEmpty(cfg.AdminSocket, file.Admin.Socket, admin.DefaultSocket())
+	a.SocketGroup = file.Admin.SocketGroup
 	if file.Admin.Listen != "" {
 		if file.Admin.TokenFile == "" {
 			return nil, fmt.Errorf("%s: admin.listen needs admin.token_file (a file holding the bearer token)", cfg.ConfigPath)
