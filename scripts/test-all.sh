@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # THE test command: installs what the tests need (scripts/deps.sh), then runs
-# every check: gofmt, go vet, staticcheck, go test -race. Exits non-zero on
+# every check: gofmt, go vet, staticcheck, go test -race (with the .deb and
+# container image tests of packaging/), go install. Exits non-zero on
 # any failure. Extra arguments are passed to `go test` as flags:
 #
 #   sudo ./scripts/test-all.sh
@@ -27,6 +28,9 @@ main() {
   section "go test -race"
   # The race detector needs cgo (gcc is installed by deps.sh).
   CGO_ENABLED=1 go test -race -count=1 "$@" ./...
+
+  # go install ...@version from a clean GOPATH, as a user would.
+  "$SCRIPTS_DIR/check-go-install.sh"
 
   [[ "$(modfiles_sum)" == "$before" ]] || die "go.mod or go.sum changed during the checks"
   section "all checks passed in $((SECONDS - start))s"

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"crypto/rand"
+	"errors"
 	"fmt"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imdsdev/imds/internal/daemon"
 	"github.com/imdsdev/imds/internal/identity"
 )
 
@@ -20,17 +20,23 @@ func newCACommand() *cobra.Command {
 	cert := &cobra.Command{
 		Use:   "cert",
 		Short: "Print the PEM certificate to verify identity document signatures with (openssl smime -verify ... -certfile)",
-		Args:  cobra.NoArgs,
+		Long: `imds ca cert prints the certificate of the key that signs the identity
+documents of the server using --data-dir. It never creates one: the server
+creates the key and certificate on its first start.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			dir := firstNonEmpty(dataDir, defaultDataDir())
-			s, err := identity.Open(filepath.Join(dir, "identity"), time.Now, rand.Reader)
+			dir := firstNonEmpty(dataDir, daemon.DefaultDataDir())
+			pem, err := identity.ReadCertificate(filepath.Join(dir, "identity"))
+			if errors.Is(err, identity.ErrNoCertificate) {
+				return fmt.Errorf("data directory %s has no identity certificate: imds serve creates one there on its first start; give imds ca cert the --data-dir (or IMDS_DATA_DIR) of the server", dir)
+			}
 			if err != nil {
 				return fmt.Errorf("data directory %s: %w", dir, err)
 			}
-			_, err = cmd.OutOrStdout().Write(s.CertificatePEM())
+			_, err = cmd.OutOrStdout().Write(pem)
 			return err
 		},
 	}

@@ -188,7 +188,7 @@ instance:
 	advanceUntil := func(d time.Duration, calls int) {
 		t.Helper()
 		clk.Advance(d)
-		deadline := time.Now().Add(time.Second)
+		deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 		for sts.Calls() < calls && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -201,7 +201,12 @@ instance:
 	if sts.Calls() != 2 {
 		t.Fatalf("STS not called 15 minutes before expiry (calls=%d)", sts.Calls())
 	}
+	// STS has answered; the refresher stores its answer right after.
 	second := served(t, srv, "web-role")
+	for deadline := time.Now().Add(10 * time.Second); second.AccessKeyId == first.AccessKeyId && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		second = served(t, srv, "web-role")
+	}
 	if second.AccessKeyId == first.AccessKeyId {
 		t.Fatalf("credentials not replaced after the refresh")
 	}
@@ -237,7 +242,7 @@ instance:
 	sts.SetOutage(false)
 	calls := sts.Calls()
 	advanceUntil(6*time.Minute, calls+1)
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 	for served(t, srv, "web-role").Code != "Success" && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -278,10 +283,10 @@ func TestProcessSource(t *testing.T) {
 	checkClientsSee(t, srv, "ASIAPROC000000000001")
 
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"creds", "rotate", "tool", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code != 0 {
+	if code := run(context.Background(), []string{"creds", "rotate", "tool", "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut); code != 0 {
 		t.Fatalf("imds creds rotate: exit %d: %s", code, errOut.String())
 	}
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 	for served(t, srv, "tool").AccessKeyId == d.AccessKeyId && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -361,7 +366,7 @@ func TestRotationUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	client := admin.NewClient(srv.d.admin.SocketPath)
+	client := admin.NewClient(srv.d.Admin.SocketPath)
 	for i := 0; i < 20; i++ {
 		if err := client.RotateCredentials(context.Background(), "tool"); err != nil {
 			t.Fatal(err)
@@ -388,11 +393,11 @@ func TestCredsRotateErrors(t *testing.T) {
 	srv := mustRunServer(t, "", "")
 	out.Reset()
 	errOut.Reset()
-	if code := run(context.Background(), []string{"creds", "rotate", "nope", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code == 0 ||
+	if code := run(context.Background(), []string{"creds", "rotate", "nope", "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut); code == 0 ||
 		!strings.Contains(errOut.String(), `no instance has role "nope"`) {
 		t.Errorf("unknown role: exit %d, stderr %q", code, errOut.String())
 	}
-	if code := run(context.Background(), []string{"creds", "rotate", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code != 0 {
+	if code := run(context.Background(), []string{"creds", "rotate", "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut); code != 0 {
 		t.Errorf("rotate all: exit %d, stderr %q", code, errOut.String())
 	}
 }

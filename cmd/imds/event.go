@@ -13,13 +13,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imdsdev/imds/internal/admin"
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-// nowFunc is the clock of the event commands (maintenance --in).
-var nowFunc = time.Now
-
-func newEventCommand() *cobra.Command {
+func newEventCommand(clk clock.Clock) *cobra.Command {
 	var (
 		af     adminFlags
 		output string
@@ -43,13 +41,13 @@ func newEventCommand() *cobra.Command {
 		}
 		ev, err := client.TriggerEvent(cmd.Context(), name, req)
 		if err != nil {
-			return cliError(err)
+			return err
 		}
 		return printEvents(cmd.OutOrStdout(), output, name, ev)
 	}
 	check := func() error { return outputFormat(output) }
 	c.AddCommand(newEventSpotCommand(check, send), newEventRebalanceCommand(check, send),
-		newEventMaintenanceCommand(check, send), newEventASGCommand(check, send), newEventClearCommand(check, send))
+		newEventMaintenanceCommand(check, send, clk.Now), newEventASGCommand(check, send), newEventClearCommand(check, send))
 	return c
 }
 
@@ -72,10 +70,10 @@ func newEventSpotCommand(check func() error, send eventSender) *cobra.Command {
 			if err := check(); err != nil {
 				return err
 			}
-			if !slices.Contains(admin.SpotActions, action) {
-				return fmt.Errorf("--action: must be one of %s, got %q", strings.Join(admin.SpotActions, ", "), action)
+			if !slices.Contains(ec2.SpotActions, action) {
+				return fmt.Errorf("--action: must be one of %s, got %q", strings.Join(ec2.SpotActions, ", "), action)
 			}
-			req := ec2.EventRequest{Type: admin.EventSpot, Action: action}
+			req := ec2.EventRequest{Type: ec2.EventSpot, Action: action}
 			if fs.Changed("in") && fs.Changed("at") {
 				return errors.New("--in and --at: give one of them (--in: the notice's lead before the action; --at: when the action happens)")
 			}
@@ -110,12 +108,12 @@ func newEventRebalanceCommand(check func() error, send eventSender) *cobra.Comma
 			if err := check(); err != nil {
 				return err
 			}
-			return send(cmd, args[0], ec2.EventRequest{Type: admin.EventRebalance})
+			return send(cmd, args[0], ec2.EventRequest{Type: ec2.EventRebalance})
 		},
 	}
 }
 
-func newEventMaintenanceCommand(check func() error, send eventSender) *cobra.Command {
+func newEventMaintenanceCommand(check func() error, send eventSender, now func() time.Time) *cobra.Command {
 	var (
 		code, description  string
 		in, duration       time.Duration
@@ -143,9 +141,9 @@ func newEventMaintenanceCommand(check func() error, send eventSender) *cobra.Com
 					}
 				}
 				id := complete
-				typ := admin.EventMaintenanceComplete
+				typ := ec2.EventMaintenanceComplete
 				if end == "cancel" {
-					id, typ = cancelID, admin.EventMaintenanceCancel
+					id, typ = cancelID, ec2.EventMaintenanceCancel
 				}
 				if id == "" {
 					return fmt.Errorf("--%s: needs an event ID like instance-event-0123456789abcdef0", end)
@@ -155,7 +153,7 @@ func newEventMaintenanceCommand(check func() error, send eventSender) *cobra.Com
 			if !slices.Contains(ec2.MaintenanceCodes, code) {
 				return fmt.Errorf("--code: must be one of %s, got %q", strings.Join(ec2.MaintenanceCodes, ", "), code)
 			}
-			req := ec2.EventRequest{Type: admin.EventMaintenance, Code: code, Description: description}
+			req := ec2.EventRequest{Type: ec2.EventMaintenance, Code: code, Description: description}
 			if fs.Changed("in") && fs.Changed("not-before") {
 				return errors.New("--in and --not-before: give one of them")
 			}
@@ -170,7 +168,7 @@ func newEventMaintenanceCommand(check func() error, send eventSender) *cobra.Com
 				if in < 0 {
 					return fmt.Errorf("--in: must not be negative, got %s", in)
 				}
-				req.NotBefore = nowFunc().Add(in).UTC().Truncate(time.Second)
+				req.NotBefore = now().Add(in).UTC().Truncate(time.Second)
 			}
 			if duration <= 0 {
 				return fmt.Errorf("--duration: must be positive, got %s", duration)
@@ -205,7 +203,7 @@ func newEventASGCommand(check func() error, send eventSender) *cobra.Command {
 			if i < 0 {
 				return fmt.Errorf("STATE: must be one of %s, got %q", strings.Join(ec2.AutoscalingStates, ", "), args[1])
 			}
-			return send(cmd, args[0], ec2.EventRequest{Type: admin.EventAutoscaling, State: ec2.AutoscalingStates[i]})
+			return send(cmd, args[0], ec2.EventRequest{Type: ec2.EventAutoscaling, State: ec2.AutoscalingStates[i]})
 		},
 	}
 }
@@ -219,7 +217,7 @@ func newEventClearCommand(check func() error, send eventSender) *cobra.Command {
 			if err := check(); err != nil {
 				return err
 			}
-			return send(cmd, args[0], ec2.EventRequest{Type: admin.EventClear})
+			return send(cmd, args[0], ec2.EventRequest{Type: ec2.EventClear})
 		},
 	}
 }

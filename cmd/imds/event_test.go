@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/imdsdev/imds/internal/admin"
 	"github.com/imdsdev/imds/internal/admin/admintest"
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
@@ -39,11 +41,10 @@ func (f *eventService) requests() []ec2.EventRequest {
 	return append([]ec2.EventRequest(nil), f.got...)
 }
 
-var eventT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+var eventT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) // fixed instant: the CLI's injected clock only
 
 func TestEventCommands(t *testing.T) {
-	nowFunc = func() time.Time { return eventT0.Add(123 * time.Millisecond) }
-	t.Cleanup(func() { nowFunc = time.Now })
+	clk := clock.NewFake(eventT0.Add(123 * time.Millisecond))
 	fake := &eventService{}
 	srv := admintest.MustOpenServer(t, admintest.NewService(testConfigInstance()), nil, func(s *admin.Server) { s.Events = fake })
 	sock := "--admin-socket=" + srv.SocketPath
@@ -55,13 +56,13 @@ func TestEventCommands(t *testing.T) {
 		{[]string{"spot", "web-1"}, ec2.EventRequest{Type: "spot", Action: "terminate", Lead: 2 * time.Minute}},
 		{[]string{"spot", "web-1", "--action", "hibernate", "--in", "30s"}, ec2.EventRequest{Type: "spot", Action: "hibernate", Lead: 30 * time.Second}},
 		{[]string{"spot", "web-1", "--action=stop", "--at", "2026-01-02T05:00:00+02:00"},
-			ec2.EventRequest{Type: "spot", Action: "stop", At: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)}},
+			ec2.EventRequest{Type: "spot", Action: "stop", At: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)}}, // fixed instant: parsed and echoed, compared with no clock
 		{[]string{"rebalance", "web-1"}, ec2.EventRequest{Type: "rebalance"}},
 		{[]string{"maintenance", "web-1"}, ec2.EventRequest{Type: "maintenance", Code: "system-reboot", Duration: 20 * time.Minute}},
 		{[]string{"maintenance", "web-1", "--code", "instance-retirement", "--description", "old hardware", "--in", "2h", "--duration", "1h"},
 			ec2.EventRequest{Type: "maintenance", Code: "instance-retirement", Description: "old hardware", NotBefore: eventT0.Add(2 * time.Hour), Duration: time.Hour}},
 		{[]string{"maintenance", "web-1", "--not-before", "2026-02-01T00:00:00Z"},
-			ec2.EventRequest{Type: "maintenance", Code: "system-reboot", NotBefore: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), Duration: 20 * time.Minute}},
+			ec2.EventRequest{Type: "maintenance", Code: "system-reboot", NotBefore: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), Duration: 20 * time.Minute}}, // fixed instant: parsed and echoed, compared with no clock
 		{[]string{"maintenance", "web-1", "--complete", "instance-event-0123456789abcdef0"},
 			ec2.EventRequest{Type: "maintenance-complete", EventID: "instance-event-0123456789abcdef0"}},
 		{[]string{"maintenance", "web-1", "--cancel", "instance-event-0123456789abcdef0"},
@@ -71,7 +72,9 @@ func TestEventCommands(t *testing.T) {
 		{[]string{"clear", "web-1"}, ec2.EventRequest{Type: "clear"}},
 	} {
 		args := append(append([]string{"event"}, tt.args...), sock)
-		_, errOut, code := runArgs(args...)
+		var errBuf strings.Builder
+		code := runWith(context.Background(), clk, args, io.Discard, &errBuf)
+		errOut := errBuf.String()
 		if code != 0 {
 			t.Errorf("imds %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 			continue

@@ -50,7 +50,7 @@ func newFaultCommand() *cobra.Command {
 		}
 		faults, err := f(client, name)
 		if err != nil {
-			return cliError(err)
+			return err
 		}
 		return printFaults(cmd.OutOrStdout(), output, name, faults)
 	}
@@ -150,7 +150,7 @@ func (f *faultFlags) faults(fs *pflag.FlagSet) (ec2.Faults, error) {
 	faults := ec2.Faults{Latency: f.latency, LatencyMax: f.latencyMax, ErrorRate: f.errorRate, ErrorStatus: f.errorStatus,
 		RateLimit: f.rateLimit, Burst: f.burst, Token: f.token, ExpiredCredentials: f.expiredCredentials, DropRate: f.dropRate}
 	if err := faults.Validate(); err != nil {
-		return ec2.Faults{}, cliError(err)
+		return ec2.Faults{}, err
 	}
 	return faults, nil
 }

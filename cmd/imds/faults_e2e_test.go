@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -23,28 +21,17 @@ import (
 // twoInstanceServer serves instance "a" on 127.0.0.1 and "b" on ::1.
 func twoInstanceServer(t *testing.T) (a, b *testServer) {
 	t.Helper()
-	dir := t.TempDir()
-	o := serveOptions{listen: []string{"127.0.0.1:0", "[::1]:0"}, dataDir: filepath.Join(dir, "data"),
-		adminSock: shortSocketPath(t), configPath: filepath.Join(dir, "imds.yaml")}
 	cfg := "instances:\n  - name: a\n    source_addresses: [127.0.0.1]\n  - name: b\n    source_addresses: [\"::1\"]\n"
-	if err := os.WriteFile(o.configPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	d, err := openDaemon(o, logs)
+	srv, err := openServer(t, cfg, listen("127.0.0.1:0", "[::1]:0"))
 	if err != nil {
 		t.Skipf("cannot listen on ::1 here: %v", err)
 	}
-	logs.flush = d.logw.Flush
-	t.Cleanup(func() { d.Close(context.Background()) })
-	addrs := d.metadata.Addrs()
-	return &testServer{URL: "http://" + addrs[0].String(), d: d, logs: logs},
-		&testServer{URL: "http://" + addrs[1].String(), d: d, logs: logs}
+	return srv.at(0), srv.at(1)
 }
 
 func setFaults(t *testing.T, srv *testServer, name string, f ec2.Faults) {
 	t.Helper()
-	if err := srv.d.registry.SetFaults(context.Background(), name, f); err != nil {
+	if err := srv.d.Registry.SetFaults(context.Background(), name, f); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -56,7 +43,7 @@ func TestFaultsSeenByClients(t *testing.T) {
 	client := sdkimds.New(sdkimds.Options{Endpoint: srv.URL})
 	// requests counts the recorded answers with status, on any path.
 	requests := func(status int) int {
-		recs, _ := srv.d.admin.Requests.Requests(ctx, "default", 0)
+		recs, _ := srv.d.Admin.Requests.Requests(ctx, "default", 0)
 		n := 0
 		for _, r := range recs {
 			if r.Status == status {
@@ -107,7 +94,7 @@ func TestFaultsSeenByClients(t *testing.T) {
 			t.Fatalf("botocore did not get credentials over IMDSv1: %v", err)
 		}
 		var out, errOut bytes.Buffer
-		if code := run(ctx, []string{"report", "default", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code != 0 {
+		if code := run(ctx, []string{"report", "default", "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut); code != 0 {
 			t.Fatalf("imds report: %s", errOut.String())
 		}
 		if !strings.Contains(out.String(), "NOT ready for IMDSv2-only") || !strings.Contains(out.String(), "Botocore") {
@@ -165,7 +152,7 @@ func TestFaultsSeenByClients(t *testing.T) {
 		setFaults(t, srv, "default", ec2.Faults{Latency: 5 * time.Millisecond, ErrorRate: 0.1})
 		defer setFaults(t, srv, "default", ec2.Faults{})
 		var out, errOut bytes.Buffer
-		run(ctx, []string{"instance", "get", "default", "-o", "json", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut)
+		run(ctx, []string{"instance", "get", "default", "-o", "json", "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut)
 		var doc map[string]any
 		json.Unmarshal(out.Bytes(), &doc)
 		if doc["faults"] != "latency=5ms,errors=0.1×503" {
@@ -179,7 +166,7 @@ func TestFaultsSeenByClients(t *testing.T) {
 func TestFaultIsolation(t *testing.T) {
 	a, b := twoInstanceServer(t)
 	setFaults(t, a, "a", ec2.Faults{Latency: 300 * time.Millisecond, ErrorRate: 0.5})
-	if _, err := a.d.registry.TriggerEvent(context.Background(), "a", ec2.EventRequest{Type: "spot"}); err != nil {
+	if _, err := a.d.Registry.TriggerEvent(context.Background(), "a", ec2.EventRequest{Type: "spot"}); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -225,7 +212,7 @@ func TestFaultIsolation(t *testing.T) {
 // TestFaultCLIAgainstServer sets and clears faults with the CLI.
 func TestFaultCLIAgainstServer(t *testing.T) {
 	srv := mustRunServer(t, "", "")
-	sock := srv.d.admin.SocketPath
+	sock := srv.d.Admin.SocketPath
 	cli := func(args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer

@@ -10,9 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -28,20 +25,6 @@ import (
 // maxInputFile limits the files the instance commands read (user data,
 // --from-file, the token file); the server refuses bodies above 1 MiB anyway.
 const maxInputFile = 1 << 20
-
-// defaultAdminSocket is where `imds serve` puts its admin socket and where
-// the other commands look for it: $XDG_RUNTIME_DIR/imds/admin.sock when the
-// session has a runtime directory, /run/imds/admin.sock as root, and
-// /tmp/imds-UID/admin.sock otherwise.
-func defaultAdminSocket() string {
-	if dir := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
-		return filepath.Join(dir, "imds", "admin.sock")
-	}
-	if os.Geteuid() == 0 {
-		return "/run/imds/admin.sock"
-	}
-	return filepath.Join("/tmp", "imds-"+strconv.Itoa(os.Getuid()), "admin.sock")
-}
 
 // adminFlags say how to reach the admin API of a running server. Each has an
 // IMDS_<FLAG> environment variable, like the flags of serve.
@@ -73,7 +56,7 @@ func (f *adminFlags) client(fs *pflag.FlagSet) (*admin.Client, error) {
 		if tokenFile != "" {
 			return nil, errors.New("--admin-token-file: only used with --admin-url")
 		}
-		return admin.NewClient(firstNonEmpty(socket, defaultAdminSocket())), nil
+		return admin.NewClient(firstNonEmpty(socket, admin.DefaultSocket())), nil
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -82,13 +65,9 @@ func (f *adminFlags) client(fs *pflag.FlagSet) (*admin.Client, error) {
 	if tokenFile == "" {
 		return nil, errors.New("--admin-url: the admin API on TCP needs --admin-token-file")
 	}
-	data, err := readInput(tokenFile, nil)
+	token, err := admin.ReadTokenFile(tokenFile, false)
 	if err != nil {
 		return nil, fmt.Errorf("--admin-token-file: %w", err)
-	}
-	token := strings.TrimSpace(string(data))
-	if token == "" || strings.ContainsAny(token, "\r\n") {
-		return nil, fmt.Errorf("--admin-token-file: %s must hold one line with the token", tokenFile)
 	}
 	return admin.NewTCPClient(base, token), nil
 }
@@ -108,13 +87,7 @@ type instanceFlags struct {
 	// Set by load.
 	addrs    []string
 	userDoc  []byte
-	tagEdits []tagEdit
-}
-
-// tagEdit sets a tag, or removes it.
-type tagEdit struct {
-	key, value string
-	remove     bool
+	tagEdits []ec2.TagEdit
 }
 
 func (f *instanceFlags) register(fs *pflag.FlagSet, set bool) {
@@ -170,7 +143,7 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 	f.tagEdits = nil
 	for _, t := range f.tags {
 		if key, ok := strings.CutSuffix(t, "-"); set && ok && key != "" && !strings.Contains(t, "=") {
-			f.tagEdits = append(f.tagEdits, tagEdit{key: key, remove: true})
+			f.tagEdits = append(f.tagEdits, ec2.TagEdit{Key: key, Remove: true})
 			continue
 		}
 		key, value, ok := strings.Cut(t, "=")
@@ -180,7 +153,7 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 			}
 			return fmt.Errorf("--tag: %q must be KEY=VALUE", t)
 		}
-		f.tagEdits = append(f.tagEdits, tagEdit{key: key, value: value})
+		f.tagEdits = append(f.tagEdits, ec2.TagEdit{Key: key, Value: value})
 	}
 	if fs.Changed("imdsv2") && f.imdsv2 != ec2.TokensOptional && f.imdsv2 != ec2.TokensRequired {
 		return fmt.Errorf("--imdsv2: must be optional or required, got %q", f.imdsv2)
@@ -204,80 +177,33 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 	return nil
 }
 
-// apply changes spec as the given flags say, and only those; load must
+// update is the change the given flags ask for, and only that; load must
 // have succeeded.
-func (f *instanceFlags) apply(fs *pflag.FlagSet, spec *ec2.Instance) {
+func (f *instanceFlags) update(fs *pflag.FlagSet) ec2.InstanceUpdate {
+	var u ec2.InstanceUpdate
 	if fs.Changed("ip") {
-		spec.SourceAddrs = slices.Clone(f.addrs)
+		u.SourceAddrs = ec2.Ptr(append([]string{}, f.addrs...))
 	}
 	if fs.Changed("mac") {
-		if len(spec.Interfaces) == 0 {
-			spec.Interfaces = []ec2.NetworkInterface{{}}
-		}
-		spec.Interfaces[primaryIndex(spec)].MAC = f.mac
-		spec.MatchMAC = f.mac != ""
+		u.MAC = &f.mac
 	}
 	if fs.Changed("role") {
-		switch {
-		case f.role == "":
-			spec.Role = nil
-		case spec.Role == nil || spec.Role.Name != f.role:
-			spec.Role = &ec2.Role{Name: f.role}
-		}
+		u.Role = &f.role
 	}
 	if fs.Changed("user-data") {
-		spec.UserData = slices.Clone(f.userDoc)
+		u.UserData = ec2.Ptr(append([]byte{}, f.userDoc...))
 	}
-	for _, e := range f.tagEdits {
-		if e.remove {
-			spec.Tags = removeTag(spec.Tags, e.key)
-		} else {
-			spec.Tags = setTag(spec.Tags, e.key, e.value)
-		}
-	}
+	u.Tags = f.tagEdits
 	if fs.Changed("imdsv2") {
-		spec.Metadata.HTTPTokens = f.imdsv2
+		u.HTTPTokens = &f.imdsv2
 	}
 	if fs.Changed("instance-type") {
-		spec.InstanceType = f.instanceType
+		u.InstanceType = &f.instanceType
 	}
 	if fs.Changed("region") {
-		if spec.AvailabilityZone != "" && !strings.HasPrefix(spec.AvailabilityZone, f.region) {
-			// The zone belonged to the old region: derive a new one.
-			spec.AvailabilityZone, spec.AvailabilityZoneID = "", ""
-		}
-		spec.Region = f.region
+		u.Region = &f.region
 	}
-}
-
-// primaryIndex is the index of the interface ec2.Instance.Primary returns.
-func primaryIndex(inst *ec2.Instance) int {
-	for i, ni := range inst.Interfaces {
-		if ni.DeviceNumber == 0 {
-			return i
-		}
-	}
-	return 0
-}
-
-func setTag(tags []ec2.Tag, key, value string) []ec2.Tag {
-	for i, t := range tags {
-		if t.Key == key {
-			tags[i].Value = value
-			return tags
-		}
-	}
-	return append(tags, ec2.Tag{Key: key, Value: value})
-}
-
-func removeTag(tags []ec2.Tag, key string) []ec2.Tag {
-	out := tags[:0]
-	for _, t := range tags {
-		if t.Key != key {
-			out = append(out, t)
-		}
-	}
-	return out
+	return u
 }
 
 // readInput reads a file given on the command line ("-" is stdin when
@@ -302,19 +228,6 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxInputFile)
 	}
 	return data, nil
-}
-
-// cliError turns an application error into its message, so that the user
-// reads what went wrong rather than a Go error value.
-func cliError(err error) error {
-	var e *ec2.Error
-	if !errors.As(err, &e) {
-		return err
-	}
-	if e.Code == ec2.EINTERNAL {
-		return errors.New("the server failed with an internal error; see its log")
-	}
-	return errors.New(e.Message)
 }
 
 // outputFlag validates -o.
@@ -372,7 +285,7 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 				}
 				inst, err := c.AddInstance(cmd.Context(), spec)
 				if err != nil {
-					return cliError(err)
+					return err
 				}
 				return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, false)
 			}
@@ -393,7 +306,7 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 				}
 				spec = ec2.NewDefaultInstance()
 				spec.Name = args[0]
-				f.apply(fs, spec)
+				f.update(fs).Apply(spec)
 			}
 			c, err := af.client(fs)
 			if err != nil {
@@ -403,11 +316,11 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 			if spec != nil {
 				inst, err := c.AddInstance(cmd.Context(), spec)
 				if err != nil {
-					return cliError(err)
+					return err
 				}
 				added = []*ec2.Instance{inst}
 			} else if added, err = addFromFile(cmd, c, fromFile); err != nil {
-				return cliError(err)
+				return err
 			}
 			return printInstances(cmd.OutOrStdout(), output, added, false)
 		},
@@ -475,7 +388,7 @@ func newInstanceListCommand(af *adminFlags) *cobra.Command {
 			}
 			list, err := c.ListInstances(cmd.Context())
 			if err != nil {
-				return cliError(err)
+				return err
 			}
 			return printInstances(cmd.OutOrStdout(), output, list, false)
 		},
@@ -507,7 +420,7 @@ func newInstanceGetCommand(af *adminFlags) *cobra.Command {
 			}
 			inst, err := get(cmd.Context(), args[0])
 			if err != nil {
-				return cliError(err)
+				return err
 			}
 			return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, true)
 		},
@@ -543,14 +456,9 @@ func newInstanceSetCommand(af *adminFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			spec, err := c.GetInstanceSpec(cmd.Context(), args[0])
+			inst, err := c.UpdateInstance(cmd.Context(), args[0], f.update(fs))
 			if err != nil {
-				return cliError(err)
-			}
-			f.apply(fs, spec)
-			inst, err := c.SetInstance(cmd.Context(), spec)
-			if err != nil {
-				return cliError(err)
+				return err
 			}
 			return printInstances(cmd.OutOrStdout(), output, []*ec2.Instance{inst}, false)
 		},
@@ -575,7 +483,7 @@ func newInstanceRmCommand(af *adminFlags) *cobra.Command {
 			var errs []error
 			for _, name := range args {
 				if err := c.RemoveInstance(cmd.Context(), name); err != nil {
-					errs = append(errs, cliError(err))
+					errs = append(errs, err)
 					if ec2.ErrorCode(err) == ec2.EUNAVAILABLE {
 						break // the others would fail the same way
 					}

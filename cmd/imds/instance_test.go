@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -298,19 +297,4 @@ func TestInstanceTCP(t *testing.T) {
 		t.Errorf("list over TCP lacks cfg")
 	}
 	mustFailCLI(t, "invalid admin API token", "instance", "list", "--admin-url", srv.TCPURL(), "--admin-token-file", wrong)
-}
-
-func TestDefaultAdminSocket(t *testing.T) {
-	t.Setenv("XDG_RUNTIME_DIR", "/run/user/4242")
-	if got, want := defaultAdminSocket(), "/run/user/4242/imds/admin.sock"; got != want {
-		t.Errorf("with XDG_RUNTIME_DIR: %q, want %q", got, want)
-	}
-	t.Setenv("XDG_RUNTIME_DIR", "")
-	want := "/tmp/imds-" + strconv.Itoa(os.Getuid()) + "/admin.sock"
-	if os.Geteuid() == 0 {
-		want = "/run/imds/admin.sock"
-	}
-	if got := defaultAdminSocket(); got != want {
-		t.Errorf("without XDG_RUNTIME_DIR: %q, want %q", got, want)
-	}
 }

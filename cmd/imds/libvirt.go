@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,16 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imdsdev/imds/internal/atomicfile"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/libvirt"
-)
-
-// The hook marks a stopped VM with this tag: an instance has no state of its
-// own yet, and the stopped VM stays registered so that its name, ID and
-// addresses stay reserved. Starting the VM again removes the tag.
-const (
-	libvirtStateTag = "imds:state"
-	libvirtStopped  = "stopped"
 )
 
 // libvirtHookMarker identifies a hook script written by install-hook.
@@ -96,7 +88,7 @@ output, which libvirt would read as a changed domain XML on "migrate".`,
 			if strict {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "imds libvirt hook: %s %s: %v (ignored: the VM goes on)\n", args[0], args[1], err)
+			fmt.Fprintf(cmd.ErrOrStderr(), "imds libvirt hook: %s %s: %s (ignored: the VM goes on)\n", args[0], args[1], cliMessage(err))
 			return nil
 		},
 	}
@@ -121,21 +113,7 @@ func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string)
 		if err != nil {
 			return err
 		}
-		spec, err := c.GetInstanceSpec(ctx, domain)
-		if ec2.ErrorCode(err) == ec2.ENOTFOUND {
-			return nil // not ours
-		}
-		if err != nil {
-			return cliError(err)
-		}
-		for _, t := range spec.Tags {
-			if t.Key == libvirtStateTag && t.Value == libvirtStopped {
-				return nil
-			}
-		}
-		spec.Tags = setTag(spec.Tags, libvirtStateTag, libvirtStopped)
-		_, err = c.SetInstance(ctx, spec)
-		return cliError(err)
+		return libvirt.MarkStopped(ctx, c, domain)
 	}
 	d, err := libvirt.Parse(cmd.InOrStdin(), libvirt.Options{Network: network})
 	if err != nil {
@@ -145,31 +123,14 @@ func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string)
 	if err != nil {
 		return err
 	}
-	return cliError(registerDomain(ctx, c, d))
-}
-
-// registerDomain adds the domain's instance, or updates the one registered
-// under its name (and marks it running again). The hook calls it through
-// the admin API, md_server's /instance-upload directly on the registry.
-func registerDomain(ctx context.Context, svc ec2.InstanceService, d *libvirt.Domain) error {
-	spec, err := svc.GetInstanceSpec(ctx, d.Spec.Name)
-	switch {
-	case ec2.ErrorCode(err) == ec2.ENOTFOUND:
-		_, err = svc.AddInstance(ctx, d.Spec)
-		return err
-	case err != nil:
-		return err
-	}
-	d.Apply(spec)
-	spec.Tags = removeTag(spec.Tags, libvirtStateTag)
-	_, err = svc.SetInstance(ctx, spec)
-	return err
+	return libvirt.Register(ctx, c, d)
 }
 
 func newLibvirtInstallHookCommand() *cobra.Command {
 	var (
 		path    string
 		network string
+		binary  string
 		force   bool
 	)
 	cmd := &cobra.Command{
@@ -181,20 +142,25 @@ by install-hook is left alone. libvirtd only finds a new hook script when it sta
 restart it (systemctl restart libvirtd, or virtqemud) afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exe, err := os.Executable()
+			exe, err := hookBinary(binary)
 			if err != nil {
-				return err
-			}
-			if exe, err = filepath.Abs(exe); err != nil {
 				return err
 			}
 			args := []string{shellQuote(exe), "libvirt", "hook"}
 			if cmd.Flags().Changed("network") {
 				args = append(args, "--network", shellQuote(network))
 			}
+			// The flags, or else their environment variables: libvirtd runs
+			// the hook with neither this shell's flags nor its environment.
 			for _, name := range []string{"admin-socket", "admin-url", "admin-token-file"} {
+				v := ""
 				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
-					args = append(args, "--"+name, shellQuote(f.Value.String()))
+					v = f.Value.String()
+				} else {
+					v = os.Getenv("IMDS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+				}
+				if v != "" {
+					args = append(args, "--"+name, shellQuote(v))
 				}
 			}
 			script := "#!/bin/sh\n" + libvirtHookMarker + "\n# libvirt runs it as: qemu DOMAIN OPERATION SUB-OPERATION EXTRA, the domain XML on stdin.\nexec " +
@@ -209,7 +175,45 @@ restart it (systemctl restart libvirtd, or virtqemud) afterwards.`,
 	cmd.Flags().StringVar(&path, "path", "/etc/libvirt/hooks/qemu", "`file` of the hook script")
 	cmd.Flags().StringVar(&network, "network", "default", "libvirt `network` the hook reads the MAC from (\"\" for the first interface)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing hook that install-hook did not write")
+	cmd.Flags().StringVar(&binary, "binary", "", "imds `executable` the hook runs (default: this one, unless go run built it)")
 	return cmd
+}
+
+// hookBinary is the absolute path of the imds binary the hook runs: binary
+// when given, else this executable, unless that is a temporary build of go
+// run, which is gone by the time libvirt runs the hook.
+func hookBinary(binary string) (string, error) {
+	exe := binary
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return "", err
+		}
+	}
+	exe, err := filepath.Abs(exe)
+	if err != nil {
+		return "", err
+	}
+	if binary == "" && isGoRunBuild(exe) {
+		return "", fmt.Errorf("this imds runs from go run's temporary build %s, which is deleted when it exits; install the binary (make build, then copy dist/imds to /usr/local/bin) and run its install-hook, or give --binary PATH", exe)
+	}
+	if st, err := os.Stat(exe); err != nil {
+		return "", fmt.Errorf("--binary %s: %w", exe, err)
+	} else if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("--binary %s: not an executable file", exe)
+	}
+	return exe, nil
+}
+
+// isGoRunBuild tells whether path lies in a go-build temporary directory,
+// where go run and go test put the binaries they build.
+func isGoRunBuild(path string) bool {
+	for _, part := range strings.Split(filepath.ToSlash(path), "/") {
+		if strings.HasPrefix(part, "go-build") {
+			return true
+		}
+	}
+	return false
 }
 
 // writeHook writes the hook script atomically, refusing to replace a hook
@@ -228,23 +232,7 @@ func writeHook(path string, script []byte, force bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".imds-hook-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(script); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o755); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, script, 0o755)
 }
 
 // shellQuote quotes s for sh when it needs it.

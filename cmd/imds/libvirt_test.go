@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/imdsdev/imds/internal/admin"
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
@@ -23,7 +26,7 @@ const (
 func runLibvirt(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	root := newRootCommand(&out, &errOut)
+	root := newRootCommand(&out, &errOut, clock.Real{})
 	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(args)
 	code = 0
@@ -61,7 +64,7 @@ func hasTag(spec *ec2.Instance, key, value string) bool {
 
 func TestLibvirtHook(t *testing.T) {
 	srv := mustRunServer(t, "", "")
-	sock := srv.d.admin.SocketPath
+	sock := srv.d.Admin.SocketPath
 	c := admin.NewClient(sock)
 	ctx := context.Background()
 	hook := func(stdin string, args ...string) (int, string, string) {
@@ -160,7 +163,7 @@ func TestLibvirtHook(t *testing.T) {
 
 func TestLibvirtHookNetwork(t *testing.T) {
 	srv := mustRunServer(t, "", "")
-	sock := srv.d.admin.SocketPath
+	sock := srv.d.Admin.SocketPath
 	doc := strings.Replace(libvirtDomain(t, ""), "<interface", `<interface type='network'>
       <mac address='52:54:00:00:00:02'/>
       <source network='imds'/>
@@ -194,7 +197,30 @@ func TestLibvirtSpecFromFile(t *testing.T) {
 
 func TestLibvirtInstallHook(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hooks", "qemu")
-	code, out, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--network", "my net", "--admin-socket", "/run/imds/admin.sock")
+	// The test binary is a go-build temporary, as under go run: refused
+	// without --binary.
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path); code != 1 || !strings.Contains(errOut, "go run's temporary build") || !strings.Contains(errOut, "--binary") {
+		t.Fatalf("install-hook from a go-build binary: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused install-hook wrote %s: %v", path, err)
+	}
+	bin := filepath.Join(t.TempDir(), "imds")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", filepath.Join(t.TempDir(), "nope")); code != 1 || !strings.Contains(errOut, "--binary ") {
+		t.Fatalf("install-hook --binary missing: %d %q", code, errOut)
+	}
+	// IMDS_ADMIN_SOCKET reaches the hook, which libvirtd runs without it.
+	t.Setenv("IMDS_ADMIN_SOCKET", "/run/imds/from-env.sock")
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin); code != 0 {
+		t.Fatalf("install-hook with IMDS_ADMIN_SOCKET: %s", errOut)
+	}
+	if data, _ := os.ReadFile(path); !strings.Contains(string(data), "exec "+bin+" libvirt hook --admin-socket /run/imds/from-env.sock \"$@\"") {
+		t.Fatalf("script with IMDS_ADMIN_SOCKET:\n%s", data)
+	}
+	code, out, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin, "--network", "my net", "--admin-socket", "/run/imds/admin.sock")
 	if code != 0 || !strings.Contains(out, "wrote "+path) {
 		t.Fatalf("install-hook: %d %q %q", code, out, errOut)
 	}
@@ -210,19 +236,19 @@ func TestLibvirtInstallHook(t *testing.T) {
 		t.Fatalf("mode %v, %v", fi.Mode(), err)
 	}
 	// Ours: replaced. Someone else's: refused unless --force.
-	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path); code != 0 {
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin); code != 0 {
 		t.Fatalf("reinstall: %s", errOut)
 	}
 	if err := os.WriteFile(path, []byte("#!/bin/sh\necho mine\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path); code != 1 || !strings.Contains(errOut, "was not written by imds") {
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin); code != 1 || !strings.Contains(errOut, "was not written by imds") {
 		t.Fatalf("foreign hook: %d %q", code, errOut)
 	}
 	if data, _ := os.ReadFile(path); string(data) != "#!/bin/sh\necho mine\n" {
 		t.Fatalf("foreign hook changed: %q", data)
 	}
-	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--force"); code != 0 {
+	if code, _, errOut := runLibvirt(t, "", "libvirt", "install-hook", "--path", path, "--binary", bin, "--force"); code != 0 {
 		t.Fatalf("--force: %s", errOut)
 	}
 }
@@ -232,7 +258,7 @@ func TestInstanceAddFromLibvirt(t *testing.T) {
 	srv := mustRunServer(t, "", "")
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"instance", "add", "--from-libvirt", filepath.Join("..", "..", "internal", "libvirt", "testdata", "test-domain.xml"),
-		"-o", "json", "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut)
+		"-o", "json", "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
@@ -243,7 +269,7 @@ func TestInstanceAddFromLibvirt(t *testing.T) {
 	errOut.Reset()
 	bad := filepath.Join(t.TempDir(), "bad.xml")
 	os.WriteFile(bad, []byte("<domain><name>x</name>"), 0o644)
-	if code := run(context.Background(), []string{"instance", "add", "--from-libvirt", bad, "--admin-socket", srv.d.admin.SocketPath}, &out, &errOut); code == 0 ||
+	if code := run(context.Background(), []string{"instance", "add", "--from-libvirt", bad, "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut); code == 0 ||
 		!strings.Contains(errOut.String(), "domain XML") {
 		t.Errorf("bad XML: exit %d, %q", code, errOut.String())
 	}
@@ -265,7 +291,7 @@ func TestInstanceUpload(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("upload from the host: status %d", resp.StatusCode)
 	}
-	inst, err := srv.d.registry.GetInstance(context.Background(), "test")
+	inst, err := srv.d.Registry.GetInstance(context.Background(), "test")
 	if err != nil || inst.ID != "i-04fbe0879f5844d57" {
 		t.Errorf("after the upload: %v %v", inst, err)
 	}

@@ -62,7 +62,7 @@ ones as they happen (a reader that falls far behind misses some).`,
 			if !follow {
 				recs, err := c.Requests(ctx, name, limit)
 				if err != nil {
-					return cliError(err)
+					return err
 				}
 				for _, r := range recs {
 					p.print(r)
@@ -76,7 +76,7 @@ ones as they happen (a reader that falls far behind misses some).`,
 			if cmd.Flags().Changed("tail") && limit > 0 {
 				backlog, err := c.Requests(ctx, name, limit)
 				if err != nil {
-					return cliError(err)
+					return err
 				}
 				for _, r := range backlog {
 					p.print(r)
@@ -96,7 +96,7 @@ ones as they happen (a reader that falls far behind misses some).`,
 				}
 			}
 			if err := <-errc; err != nil {
-				return cliError(err)
+				return err
 			}
 			return nil
 		},
@@ -248,7 +248,7 @@ paths and user agents by number of requests.`,
 			}
 			rep, err := c.Report(cmd.Context(), args[0])
 			if err != nil {
-				return cliError(err)
+				return err
 			}
 			return printReport(cmd.OutOrStdout(), output, rep)
 		},

@@ -35,7 +35,7 @@ func mustRunLogsCLI(t *testing.T, args ...string) string {
 	return out.String()
 }
 
-var logsT0 = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+var logsT0 = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC) // fixed instant: records formatted by imds logs, no clock
 
 func logsRecord(inst string, i int, api, ua string) ec2.RequestRecord {
 	return ec2.RequestRecord{Time: logsT0.Add(time.Duration(i) * time.Second), Instance: inst, Remote: "10.0.0.5:5555",

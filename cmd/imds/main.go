@@ -8,13 +8,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/imdsdev/imds/internal/clock"
+	"github.com/imdsdev/imds/internal/ec2"
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -24,16 +25,51 @@ func main() {
 
 // run executes the command line and returns the process exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand(stdout, stderr)
+	return runWith(ctx, clock.Real{}, args, stdout, stderr)
+}
+
+// runWith is run with the clock the commands tell the time by.
+func runWith(ctx context.Context, clk clock.Clock, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(stdout, stderr, clk)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "imds: %v\n", err)
+		fmt.Fprintf(stderr, "imds: %s\n", cliMessage(err))
 		return 1
 	}
 	return 0
 }
 
-func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+// cliMessage is how the CLI says err: each application error (from the
+// admin API) by its message, with the context wrapped around it kept, and an
+// internal one of the server as a pointer to its log.
+func cliMessage(err error) string {
+	msg := err.Error()
+	var walk func(error)
+	walk = func(err error) {
+		if e, ok := err.(*ec2.Error); ok {
+			say := e.Message
+			if e.Code == ec2.EINTERNAL {
+				say = "the server failed with an internal error; see its log"
+			}
+			msg = strings.Replace(msg, e.Error(), say, 1)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			if next := u.Unwrap(); next != nil {
+				walk(next)
+			}
+		case interface{ Unwrap() []error }:
+			for _, next := range u.Unwrap() {
+				walk(next)
+			}
+		}
+	}
+	walk(err)
+	return msg
+}
+
+func newRootCommand(stdout, stderr io.Writer, clk clock.Clock) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "imds",
 		Short:         "An EC2 instance metadata service (IMDSv1 and IMDSv2) for everywhere that is not EC2",
@@ -42,19 +78,9 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(), newFaultCommand(), newLogsCommand(), newReportCommand(),
-		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand())
+	root.Version = currentBuild().Version
+	root.SetVersionTemplate(`{{with .Root}}{{.Name}} {{.Version}}{{end}}` + "\n" + currentBuild().details())
+	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(clk), newFaultCommand(), newLogsCommand(), newReportCommand(),
+		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand(), newHealthcheckCommand(), newGendocsCommand())
 	return root
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of imds",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "imds %s\n", version)
-			return err
-		},
-	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -10,13 +12,15 @@ import (
 	"time"
 
 	"github.com/imdsdev/imds/internal/clock"
+	"github.com/imdsdev/imds/internal/daemon"
+	"github.com/imdsdev/imds/internal/ec2"
 )
 
 // testServer is an `imds serve` started in-process by a test.
 type testServer struct {
 	URL     string
 	DataDir string
-	d       *daemon
+	d       *daemon.Daemon
 	logs    *syncBuffer
 }
 
@@ -55,29 +59,65 @@ func mustRunServer(t testing.TB, configYAML, imdsv2 string) *testServer {
 // real one).
 func startTestServer(t testing.TB, configYAML, imdsv2 string, clk clock.Clock) *testServer {
 	t.Helper()
+	return startServer(t, configYAML, func(c *daemon.Config) { c.IMDSv2, c.Clock = imdsv2, clk })
+}
+
+// startServer starts `imds serve` in-process like mustRunServer; each of
+// opts then changes the daemon.Config (listen addresses, clock, ...).
+func startServer(t testing.TB, configYAML string, opts ...func(*daemon.Config)) *testServer {
+	t.Helper()
+	srv, err := openServer(t, configYAML, opts...)
+	if err != nil {
+		t.Fatalf("daemon.Open: %v\nconfig:\n%s", err, configYAML)
+	}
+	return srv
+}
+
+// openServer is startServer returning the error of daemon.Open, for tests
+// that skip when, say, ::1 is missing.
+func openServer(t testing.TB, configYAML string, opts ...func(*daemon.Config)) (*testServer, error) {
+	t.Helper()
 	dir := t.TempDir()
-	o := serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: filepath.Join(dir, "data"), imdsv2: imdsv2,
-		adminSock: shortSocketPath(t), clock: clk}
+	logs := &syncBuffer{}
+	cfg := daemon.Config{Listen: []string{"127.0.0.1:0"}, DataDir: filepath.Join(dir, "data"),
+		AdminSocket: shortSocketPath(t), Stderr: logs}
 	if configYAML != "" {
-		o.configPath = filepath.Join(dir, "imds.yaml")
-		if err := os.WriteFile(o.configPath, []byte(configYAML), 0o600); err != nil {
+		cfg.ConfigPath = filepath.Join(dir, "imds.yaml")
+		if err := os.WriteFile(cfg.ConfigPath, []byte(configYAML), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	logs := &syncBuffer{}
-	d, err := openDaemon(o, logs)
-	if err != nil {
-		t.Fatalf("openDaemon: %v", err)
+	for _, o := range opts {
+		o(&cfg)
 	}
-	logs.flush = d.logw.Flush
+	d, err := daemon.Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	logs.flush = d.Flush
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := d.Close(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
 	})
-	return &testServer{URL: d.metadata.URL(), DataDir: o.dataDir, d: d, logs: logs}
+	return &testServer{URL: d.URL(), DataDir: d.DataDir, d: d, logs: logs}, nil
+}
+
+// at is the server as seen on its i-th listen address.
+func (s *testServer) at(i int) *testServer {
+	c := *s
+	c.URL = "http://" + s.d.Addrs()[i].String()
+	return &c
+}
+
+// listen sets the metadata listen addresses.
+func listen(addrs ...string) func(*daemon.Config) {
+	return func(c *daemon.Config) { c.Listen = addrs }
 }
 
 // shortSocketPath returns a Unix socket path of the test's own that fits the
@@ -90,4 +130,24 @@ func shortSocketPath(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return filepath.Join(dir, "admin.sock")
+}
+
+func TestCLIMessage(t *testing.T) {
+	notFound := ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", "x")
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"plain", errors.New("--ip: bad"), "--ip: bad"},
+		{"application error", notFound, `no instance named "x"`},
+		{"wrapped", fmt.Errorf("web-1: %w", notFound), `web-1: no instance named "x"`},
+		{"joined", errors.Join(notFound, ec2.Errorf(ec2.EFORBIDDEN, "declared in the config file")), "no instance named \"x\"\ndeclared in the config file"},
+		{"internal", ec2.Errorf(ec2.EINTERNAL, "db: disk full"), "the server failed with an internal error; see its log"},
+	}
+	for _, tt := range tests {
+		if got := cliMessage(tt.err); got != tt.want {
+			t.Errorf("%s: cliMessage=%q, want %q", tt.name, got, tt.want)
+		}
+	}
 }

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/imdsdev/imds/internal/netsetup"
 	"github.com/spf13/cobra"
+
+	"github.com/imdsdev/imds/internal/netsetup"
 )
 
 // errNetNotOK makes imds net status exit non-zero; the report says why.
@@ -27,33 +28,65 @@ addresses up added.`,
 	c.PersistentFlags().StringVar(&stateDir, "state-dir", netsetup.DefaultStateDir, "`directory` of the files recording what imds net up added")
 
 	var plan netsetup.Plan
+	var upConfig string
+	var hold bool
 	up := &cobra.Command{
 		Use:   "up",
-		Short: "Set up the metadata addresses (idempotent)",
-		Args:  cobra.NoArgs,
+		Short: "Set up the metadata addresses (additive, idempotent)",
+		Long: `imds net up sets up the metadata addresses for the host (or the namespaces
+of --netns) and the bridges of --bridge, in addition to what an earlier
+imds net up set up there: bridges add up, --ipv6 once given stays, and
+without --port the recorded port stays. A recorded bridge that no longer
+exists is dropped. It prints what it changed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkPort(plan.Port); err != nil {
-				return err
+			switch {
+			case cmd.Flags().Changed("port"):
+				if err := checkPort(plan.Port); err != nil {
+					return err
+				}
+			case upConfig != "":
+				p, err := portFromConfig(upConfig) // 0: the config names none
+				if err != nil {
+					return err
+				}
+				plan.Port = p
+			default:
+				plan.Port = 0 // what up recorded, else the default
 			}
 			changes, err := netsetup.Up(cmd.Context(), plan, stateDir)
 			if err != nil {
 				return err
 			}
-			return printChanges(cmd, changes)
+			if err := printChanges(cmd, changes); err != nil || !hold {
+				return err
+			}
+			return holdNet(cmd, plan.Netns, stateDir)
 		},
 	}
-	up.Flags().IntVar(&plan.Port, "port", netsetup.DefaultPort, "`port` the imds server listens on")
+	up.Flags().IntVar(&plan.Port, "port", netsetup.DefaultPort, "`port` the imds server listens on (default: the one up recorded, else 1338; another moves every rule)")
 	up.Flags().StringArrayVar(&plan.Bridges, "bridge", nil, "bridge `interface` with containers or VMs behind it (repeatable)")
 	up.Flags().StringArrayVar(&plan.Netns, "netns", nil, "set up inside the network namespace `name` instead of the host (repeatable)")
 	up.Flags().BoolVar(&plan.IPv6, "ipv6", false, "also set up [fd00:ec2::254]:80")
+	up.Flags().BoolVar(&hold, "hold", false, "stay running and undo everything on SIGTERM or SIGINT (a container's command)")
+	up.Flags().StringVar(&upConfig, "config", "", "take --port from the listen addresses of this imds serve config `file`")
 
-	var downNetns []string
+	var downNetns, downBridges []string
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Remove what imds net up set up (no-op when nothing is)",
-		Args:  cobra.NoArgs,
+		Long: `imds net down removes what imds net up set up: the table inet imds and the
+addresses up added. With --bridge it removes only the rules of those bridges
+and leaves the rest.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			changes, err := netsetup.Down(cmd.Context(), downNetns, stateDir)
+			var changes []netsetup.Change
+			var err error
+			if len(downBridges) > 0 {
+				changes, err = netsetup.DownBridges(cmd.Context(), downNetns, downBridges, stateDir)
+			} else {
+				changes, err = netsetup.Down(cmd.Context(), downNetns, stateDir)
+			}
 			if perr := printChanges(cmd, changes); err == nil {
 				err = perr
 			}
@@ -61,32 +94,64 @@ addresses up added.`,
 		},
 	}
 	down.Flags().StringArrayVar(&downNetns, "netns", nil, "network namespace `name` (repeatable; default the host)")
+	down.Flags().StringArrayVar(&downBridges, "bridge", nil, "remove only the rules of bridge `interface` (repeatable)")
 
-	var opts netsetup.StatusOptions
+	var (
+		statusPort  int
+		statusNetns []string
+	)
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Show what is in place and probe the metadata address",
-		Args:  cobra.NoArgs,
+		Short: "Show what is in place and probe every path imds net up set up",
+		Long: `imds net status looks at what imds net up set up and probes each path the way
+a client there would (a token PUT, then a GET, with Host 169.254.169.254):
+through lo for the host's own processes, IPv4 and (if set up) IPv6, and for
+each bridge the address its DNAT leads to. It says per path what is wrong and
+what to do. An answer 404 from imds because the requester is not an instance
+counts as reachable: the host's own probe comes from 169.254.169.254 (the
+address on lo), a bridge's from the bridge's address.
+
+Without --netns it looks at the host and at every network namespace imds net
+up recorded in --state-dir; without --port it checks the port (and the
+bridges) that imds net up recorded there, else 1338. It exits non-zero only
+when a path is broken.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkPort(opts.Port); err != nil {
-				return err
+			if cmd.Flags().Changed("port") {
+				if err := checkPort(statusPort); err != nil {
+					return err
+				}
 			}
-			opts.StateDir = stateDir
-			r, err := netsetup.Status(cmd.Context(), opts)
-			if err != nil {
-				return err
+			targets := statusNetns
+			if len(targets) == 0 {
+				recorded, err := netsetup.Recorded(stateDir)
+				if err != nil {
+					return err
+				}
+				targets = recorded
+				if len(targets) == 0 {
+					targets = []string{""}
+				}
 			}
-			if _, err := fmt.Fprint(cmd.OutOrStdout(), r.String()); err != nil {
-				return err
+			ok := true
+			for _, ns := range targets {
+				r, err := netsetup.Status(cmd.Context(), netsetup.StatusOptions{Port: statusPort, Netns: ns, StateDir: stateDir})
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprint(cmd.OutOrStdout(), r.String()); err != nil {
+					return err
+				}
+				ok = ok && r.OK
 			}
-			if !r.OK {
+			if !ok {
 				return errNetNotOK
 			}
 			return nil
 		},
 	}
-	status.Flags().IntVar(&opts.Port, "port", netsetup.DefaultPort, "`port` the imds server listens on")
-	status.Flags().StringVar(&opts.Netns, "netns", "", "network namespace `name` to look in (default the host)")
+	status.Flags().IntVar(&statusPort, "port", 0, "`port` the imds server listens on (default: what imds net up recorded, else 1338)")
+	status.Flags().StringArrayVar(&statusNetns, "netns", nil, "network namespace `name` to look in (repeatable; default the host and every namespace imds net up recorded)")
 
 	c.AddCommand(up, down, status)
 	return c

@@ -78,6 +78,16 @@ func TestNetCommandUpStatusDown(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	expect(false, "OK: metadata reachable (instance i-0cmdtest)", "status", "--port", port)
+	// Without --port, status checks the port up recorded (issue 10: it
+	// checked 1338 and failed); without --netns, every recorded namespace.
+	expect(false, "OK: metadata reachable (instance i-0cmdtest)", "status")
+	if out, err := runNet(t, "status", "--state-dir", dir); err != nil || !strings.Contains(out, "netns "+ns+":\n  server port "+port+" (recorded by imds net up)") ||
+		!strings.Contains(out, "OK: metadata reachable (instance i-0cmdtest)") {
+		t.Errorf("imds net status with what up recorded: %v\n%s", err, out)
+	}
+	if out, err := runNet(t, "status", "--state-dir", dir, "--netns", ns, "--port", "1338"); err == nil || !strings.Contains(out, "no redirect rule for port 1338\n") {
+		t.Errorf("imds net status --port 1338 (told otherwise): %v\n%s", err, out)
+	}
 
 	expect(false, "deleted table inet imds", "down")
 	expect(false, "nothing to change", "down")
@@ -102,4 +112,37 @@ func TestNetCommandErrors(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "ruleset").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Errorf("ruleset after failed ups: %v %s", err, out)
 	}
+}
+
+// TestNetCommandUpAdds is issue 13's scene: net up --bridge br-a then net up
+// --bridge br-b printed "replaced table inet imds" and br-a lost its rules.
+func TestNetCommandUpAdds(t *testing.T) {
+	ns := newNetTestNS(t, "add")
+	for i, br := range []string{"br-a", "br-b"} {
+		for _, args := range [][]string{
+			{"-n", ns, "link", "add", br, "type", "bridge"},
+			{"-n", ns, "addr", "add", fmt.Sprintf("10.217.%d.1/24", i), "dev", br},
+		} {
+			mustIP(t, args...)
+		}
+	}
+	dir := t.TempDir()
+	common := []string{"--netns", ns, "--state-dir", dir}
+	expect := func(want, notWant string, args ...string) {
+		t.Helper()
+		out, err := runNet(t, append(args, common...)...)
+		if err != nil || !strings.Contains(out, want) || (notWant != "" && strings.Contains(out, notWant)) {
+			t.Errorf("imds net %v: %v\n%s\nwant %q, not %q", args, err, out, want, notWant)
+		}
+	}
+	expect("created table inet imds with 2 rules", "", "up", "--bridge", "br-a")
+	expect(`netns `+ns+`: added rule iifname "br-b" ip daddr 169.254.169.254 tcp dport 80 dnat to 10.217.1.1:1338`, "removed", "up", "--bridge", "br-b")
+	rules, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", "imds").CombinedOutput()
+	if err != nil || !strings.Contains(string(rules), `iifname "br-a"`) || !strings.Contains(string(rules), `iifname "br-b"`) {
+		t.Errorf("after the second up: %v\n%s", err, rules)
+	}
+	expect("moved every rule from port 1338 to port 1339", "", "up", "--port", "1339")
+	expect(`removed rule iifname "br-a" ip daddr 169.254.169.254 tcp dport 80 dnat to 10.217.0.1:1339`, "br-b", "down", "--bridge", "br-a")
+	expect("nothing to change", "", "down", "--bridge", "br-a")
+	expect("deleted table inet imds", "", "down")
 }

@@ -40,7 +40,7 @@ func TestNetCommandFlags(t *testing.T) {
 			}
 		}
 	}
-	if f := c.PersistentFlags().Lookup("state-dir"); f == nil || f.DefValue != "/run/imds" {
+	if f := c.PersistentFlags().Lookup("state-dir"); f == nil || f.DefValue != "/run/imds-net" {
 		t.Errorf("--state-dir default: %v", f)
 	}
 }

@@ -610,41 +610,19 @@ func netnsConfig(lab *netnsLab, insts []netnsInstance, secret string) string {
 type netnsServer struct {
 	BridgeURL string // http://10.213.X.1:PORT, what the namespaces use
 	LoopURL   string // http://127.0.0.1:PORT, for the host (not an instance)
+	AdminSock string // the admin API's Unix socket
 	logs      *syncBuffer
 }
 
-// startMultiInstanceServer starts `imds serve` with configYAML listening on
-// the lab's bridge address and on 127.0.0.1.
+// startMultiInstanceServer starts `imds serve` with configYAML (none when
+// empty: zero configuration) listening on the lab's bridge address and on
+// 127.0.0.1.
 func startMultiInstanceServer(t *testing.T, lab *netnsLab, configYAML string) *netnsServer {
 	t.Helper()
-	dir := t.TempDir()
-	o := serveOptions{
-		listen:     []string{net.JoinHostPort(lab.HostIP.String(), "0"), "127.0.0.1:0"},
-		configPath: filepath.Join(dir, "imds.yaml"),
-		dataDir:    filepath.Join(dir, "data"),
-		adminSock:  shortSocketPath(t),
-	}
-	if err := os.WriteFile(o.configPath, []byte(configYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	d, err := openDaemon(o, logs)
-	if err != nil {
-		t.Fatalf("openDaemon: %v\nconfig:\n%s", err, configYAML)
-	}
-	logs.flush = d.logw.Flush
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := d.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	s := &netnsServer{logs: logs}
-	for _, a := range d.metadata.Addrs() {
+	srv := startServer(t, configYAML, listen(net.JoinHostPort(lab.HostIP.String(), "0"), "127.0.0.1:0"))
+	d, logs := srv.d, srv.logs
+	s := &netnsServer{logs: logs, AdminSock: d.Admin.SocketPath}
+	for _, a := range d.Addrs() {
 		ap, err := netip.ParseAddrPort(a.String())
 		if err != nil {
 			t.Fatal(err)
@@ -657,7 +635,7 @@ func startMultiInstanceServer(t *testing.T, lab *netnsLab, configYAML string) *n
 		}
 	}
 	if s.BridgeURL == "" || s.LoopURL == "" {
-		t.Fatalf("server listens on %v, want %s and 127.0.0.1", d.metadata.Addrs(), lab.HostIP)
+		t.Fatalf("server listens on %v, want %s and 127.0.0.1", d.Addrs(), lab.HostIP)
 	}
 	return s
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imdsdev/imds/internal/netsetup/netsetuptest"
 )
 
 // TestNetUpContainerReachesMetadata is issue 5's scene: a "host" namespace
@@ -37,13 +39,7 @@ func TestNetUpContainerReachesMetadata(t *testing.T) {
 	ip("-n", ctrNS, "route", "add", "default", "via", bridgeV4)
 	ip("-n", ctrNS, "-6", "route", "add", "default", "via", bridgeV6)
 
-	snapshot := func() string {
-		t.Helper()
-		rules, _ := exec.Command("ip", "netns", "exec", hostNS, "nft", "list", "ruleset").CombinedOutput()
-		addrs, _ := exec.Command("ip", "-n", hostNS, "-o", "addr").CombinedOutput()
-		routes, _ := exec.Command("ip", "-n", hostNS, "route").CombinedOutput()
-		return string(rules) + "\n" + string(addrs) + "\n" + string(routes)
-	}
+	snapshot := func() string { t.Helper(); return netsetuptest.Snapshot(t, hostNS) }
 	before := snapshot()
 
 	// The server: unprivileged port, inside the host namespace.
@@ -105,5 +101,53 @@ func TestNetUpContainerReachesMetadata(t *testing.T) {
 		if err == nil {
 			t.Errorf("the metadata address still answers after net down: %s", out)
 		}
+	}
+}
+
+// TestNetStatusComposeRecipe is docs/networking.md's compose recipe, where
+// issue 13 found net status saying "status 404 ... not reachable" and exit 1
+// while the containers worked: the host is not an instance, so imds answers
+// the host's own probe (from 169.254.169.254, the address on lo) with 404.
+// That is reachable: status says so and how to give the host an instance,
+// and exits 0.
+func TestNetStatusComposeRecipe(t *testing.T) {
+	hostNS := newNetTestNS(t, "cmph")
+	ctrNS := newNetTestNS(t, "cmpc")
+	ip := func(args ...string) { t.Helper(); mustIP(t, args...) }
+	ip("-n", hostNS, "link", "add", "br-imds", "type", "bridge")
+	ip("-n", hostNS, "addr", "add", "172.30.0.1/24", "dev", "br-imds")
+	ip("-n", hostNS, "link", "set", "br-imds", "up")
+	ip("-n", hostNS, "link", "add", "vh", "type", "veth", "peer", "name", "eth0", "netns", ctrNS)
+	ip("-n", hostNS, "link", "set", "vh", "master", "br-imds", "up")
+	ip("-n", ctrNS, "addr", "add", "172.30.0.10/24", "dev", "eth0")
+	ip("-n", ctrNS, "link", "set", "eth0", "up")
+	ip("-n", ctrNS, "route", "add", "default", "via", "172.30.0.1")
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "imds.yaml")
+	if err := os.WriteFile(cfg, []byte("instances:\n  - name: app\n    source_addresses: [172.30.0.10]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	if out, err := runNet(t, "up", "--netns", hostNS, "--bridge", "br-imds", "--port", "1338", "--state-dir", state); err != nil {
+		t.Fatalf("imds net up: %v\n%s", err, out)
+	}
+	serveInNetns(t, hostNS, shortSocketPath(t), &syncBuffer{}, "--config", cfg, "--data-dir", filepath.Join(dir, "data"),
+		"--log-level", "warn", "--listen", "172.30.0.1:1338", "--listen", "127.0.0.1:1338")
+	if status, ok := curlStatus(t, &netnsHost{NS: ctrNS}, "GET", "http://169.254.169.254/latest/meta-data/instance-id", nil); ok && status != 200 {
+		t.Fatalf("the container gets status %d", status)
+	}
+	out, err := runNet(t, "status", "--state-dir", state)
+	for _, want := range []string{
+		"lo 169.254.169.254:80: reachable: imds answered 404 because 169.254.169.254, the probe's source (this host), is not an instance; to give it one: imds instance add NAME --ip 169.254.169.254",
+		"bridge br-imds 169.254.169.254:80: reachable: imds answered 404 because 172.30.0.1",
+		"OK: every path reaches imds",
+	} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("imds net status in the compose recipe: %v, want %q", err, want)
+		}
+	}
+	if out, err := runNet(t, "down", "--netns", hostNS, "--state-dir", state); err != nil {
+		t.Fatalf("imds net down: %v\n%s", err, out)
 	}
 }

@@ -128,12 +128,18 @@ func TestServeErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("listen: 127.0.0.1:1338\ninstance:\n  regoin: eu-west-1\n  imdsv2: sometimes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	noTemplates := filepath.Join(dir, "no-templates.yaml")
+	if err := os.WriteFile(noTemplates, []byte("user_data_templates:\n  dir: "+filepath.Join(dir, "missing")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		args []string
 		env  []string
 		want []string
 	}{
+		{"missing template directory", []string{"serve", "--config", noTemplates, "--data-dir", dir}, nil,
+			[]string{"user_data_templates.dir " + filepath.Join(dir, "missing") + ": ", "no such file or directory"}},
 		{"config errors", []string{"serve", "--config", bad}, nil,
 			[]string{bad + ":3: instance.regoin: unknown key", bad + ":4: instance.imdsv2: "}},
 		{"missing config", []string{"serve", "--config", filepath.Join(dir, "nope.yaml")}, nil, []string{"nope.yaml"}},

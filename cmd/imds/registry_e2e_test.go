@@ -36,7 +36,7 @@ func body(t *testing.T, url string) (int, string) {
 // removing it gives the address back to the default instance.
 func TestInstanceCLIAgainstServer(t *testing.T) {
 	srv := mustRunServer(t, "", "")
-	sock := srv.d.admin.SocketPath
+	sock := srv.d.Admin.SocketPath
 	cli := func(args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer

@@ -13,7 +13,7 @@ import (
 // restart, and a broken one leaves the served instances as they were.
 func TestReloadConfig(t *testing.T) {
 	srv := runServerWith(t, "instances:\n  - name: first\n    source_addresses: [127.0.0.1]\n", nil)
-	path := srv.d.configPath
+	path := srv.d.ConfigPath
 	if got := getV1(t, srv, "/latest/meta-data/tags/instance/Name"); got != 404 {
 		t.Fatalf("tags before reload: status %d, want 404", got)
 	}
@@ -51,10 +51,10 @@ func getV1(t *testing.T, srv *testServer, path string) int {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within a second")
+			t.Fatal("condition not met within 10 seconds")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

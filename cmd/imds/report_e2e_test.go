@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -16,7 +14,6 @@ import (
 func TestReportTellsV1FromV2(t *testing.T) {
 	requirePythonModule(t, "botocore", "python3-botocore")
 	requirePythonModule(t, "cloudinit", "cloud-init")
-	dir := t.TempDir()
 	cfg := `instances:
   - name: app-v2
     source_addresses: [127.0.0.1]
@@ -25,21 +22,11 @@ func TestReportTellsV1FromV2(t *testing.T) {
     user_data: "#cloud-config\nhostname: app-v1\n"
     public_keys: [{name: k, key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC5fakekey k@example"}]
 `
-	o := serveOptions{listen: []string{"127.0.0.1:0", "[::1]:0"}, dataDir: filepath.Join(dir, "data"),
-		adminSock: shortSocketPath(t), configPath: filepath.Join(dir, "imds.yaml")}
-	if err := os.WriteFile(o.configPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	d, err := openDaemon(o, logs)
+	srv, err := openServer(t, cfg, listen("127.0.0.1:0", "[::1]:0"))
 	if err != nil {
 		t.Skipf("cannot listen on ::1 here: %v", err)
 	}
-	logs.flush = d.logw.Flush
-	t.Cleanup(func() { d.Close(context.Background()) })
-	addrs := d.metadata.Addrs()
-	v4 := &testServer{URL: "http://" + addrs[0].String(), d: d, logs: logs}
-	v6 := &testServer{URL: "http://" + addrs[1].String(), d: d, logs: logs}
+	v4, v6 := srv.at(0), srv.at(1)
 
 	if _, err := botocoreKey(t, v4); err != nil {
 		t.Fatalf("botocore: %v", err)
@@ -50,7 +37,7 @@ func TestReportTellsV1FromV2(t *testing.T) {
 	report := func(name string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		if code := run(context.Background(), []string{"report", name, "--admin-socket", d.admin.SocketPath}, &out, &errOut); code != 0 {
+		if code := run(context.Background(), []string{"report", name, "--admin-socket", srv.d.Admin.SocketPath}, &out, &errOut); code != 0 {
 			t.Fatalf("imds report %s: exit %d: %s", name, code, errOut.String())
 		}
 		return out.String()

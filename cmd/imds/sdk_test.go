@@ -9,7 +9,9 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/imdsdev/imds/internal/daemon"
 )
 
 const sdkConfig = `
@@ -261,19 +265,31 @@ func TestDefaultInstanceConsistent(t *testing.T) {
 	if err := srv.d.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d2, err := openDaemon(serveOptions{listen: []string{"127.0.0.1:0"}, dataDir: srv.DataDir, adminSock: shortSocketPath(t)}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d2.Close(ctx)
-	if got := get(t, d2.metadata.URL(), "/latest/meta-data/instance-id"); got != id {
+	d2 := startServer(t, "", func(c *daemon.Config) { c.DataDir = srv.DataDir })
+	if got := get(t, d2.URL, "/latest/meta-data/instance-id"); got != id {
 		t.Errorf("after restart instance-id=%q, want %q", got, id)
 	}
-	if got := get(t, d2.metadata.URL(), "/latest/meta-data/mac"); got != mac {
+	if got := get(t, d2.URL, "/latest/meta-data/mac"); got != mac {
 		t.Errorf("after restart mac=%q, want %q", got, mac)
 	}
 	run(context.Background(), []string{"ca", "cert", "--data-dir", srv.DataDir}, &cert2, &errOut)
 	if cert1.Len() == 0 || cert1.String() != cert2.String() {
 		t.Errorf("signing certificate changed across restarts")
+	}
+}
+
+// TestCACertNeverCreates: `imds ca cert` in a data directory where no server
+// has started fails with a message that says so and creates nothing (it used
+// to make a new key, so the AWS verification recipe failed with "signer
+// certificate not found").
+func TestCACertNeverCreates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "elsewhere")
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"ca", "cert", "--data-dir", dir}, &out, &errOut)
+	if code == 0 || out.Len() > 0 || !strings.Contains(errOut.String(), "has no identity certificate") || !strings.Contains(errOut.String(), "--data-dir") {
+		t.Errorf("imds ca cert in an empty data directory: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("imds ca cert created %s: %v", dir, err)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/imdsdev/imds/internal/ec2"
@@ -176,32 +175,11 @@ func (s *Server) handleRequests(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// shutdowns maps each *http.Server serving follow streams to a channel
-// closed when it shuts down: Shutdown does not cancel the requests in
-// flight, and a stream would otherwise hold it until its deadline.
-var shutdowns sync.Map // *http.Server → chan struct{}
-
-func shutdownOf(r *http.Request) <-chan struct{} {
-	hs, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
-	if hs == nil {
-		return nil
-	}
-	ch := make(chan struct{})
-	if v, loaded := shutdowns.LoadOrStore(hs, ch); loaded {
-		return v.(chan struct{})
-	}
-	hs.RegisterOnShutdown(func() {
-		shutdowns.Delete(hs)
-		close(ch)
-	})
-	return ch
-}
-
 func (s *Server) followRequests(w http.ResponseWriter, r *http.Request, log ec2.RequestLog, instance string) error {
 	rc := http.NewResponseController(w)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	done := shutdownOf(r)
+	done := s.shutdown
 	recs := log.Follow(ctx, instance)
 	h := w.Header()
 	h.Set("Content-Type", "application/x-ndjson")

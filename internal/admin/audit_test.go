@@ -15,7 +15,7 @@ import (
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-var auditT0 = time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
+var auditT0 = time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC) // fixed instant: records encoded and decoded, no clock
 
 func auditRecord(inst string, i int, api string) ec2.RequestRecord {
 	return ec2.RequestRecord{Time: auditT0.Add(time.Duration(i) * time.Second), Instance: inst, Remote: "10.0.0.1:40000",

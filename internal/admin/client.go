@@ -149,15 +149,27 @@ func (c *Client) addInstances(ctx context.Context, file, ctype string, doc []byt
 
 // SetInstance implements ec2.InstanceService.
 func (c *Client) SetInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
-	path, err := instancePath(spec.Name)
+	return c.writeInstance(ctx, http.MethodPut, spec.Name, func() ([]byte, error) { return config.MarshalInstance(spec) })
+}
+
+// UpdateInstance implements ec2.InstanceService with PATCH: the server
+// applies u to the current spec, so a writer at the same time cannot undo it.
+func (c *Client) UpdateInstance(ctx context.Context, name string, u ec2.InstanceUpdate) (*ec2.Instance, error) {
+	return c.writeInstance(ctx, http.MethodPatch, name, func() ([]byte, error) { return json.Marshal(u) })
+}
+
+// writeInstance sends the JSON body marshal returns to the named instance
+// and returns the instance the server answers with.
+func (c *Client) writeInstance(ctx context.Context, method, name string, marshal func() ([]byte, error)) (*ec2.Instance, error) {
+	path, err := instancePath(name)
 	if err != nil {
 		return nil, err
 	}
-	doc, err := config.MarshalInstance(spec)
+	doc, err := marshal()
 	if err != nil {
 		return nil, err
 	}
-	return c.getOne(ctx, http.MethodPut, path, "application/json", doc)
+	return c.getOne(ctx, method, path, "application/json", doc)
 }
 
 // RemoveInstance implements ec2.InstanceService.

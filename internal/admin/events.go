@@ -3,47 +3,12 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/imdsdev/imds/internal/ec2"
 )
-
-// Event types of POST /v1/instances/{name}/events, as ec2.EventRequest
-// names them.
-const (
-	EventSpot                = "spot"
-	EventRebalance           = "rebalance"
-	EventMaintenance         = "maintenance"
-	EventMaintenanceComplete = "maintenance-complete"
-	EventMaintenanceCancel   = "maintenance-cancel"
-	EventAutoscaling         = "asg"
-	EventClear               = "clear"
-)
-
-// EventTypes are the values of the type field, in the order of messages.
-var EventTypes = []string{EventSpot, EventRebalance, EventMaintenance, EventMaintenanceComplete,
-	EventMaintenanceCancel, EventAutoscaling, EventClear}
-
-// SpotActions are the actions of a spot interruption.
-var SpotActions = []string{ec2.SpotTerminate, ec2.SpotStop, ec2.SpotHibernate}
-
-// eventFields are the body fields each event type takes besides type.
-var eventFields = map[string][]string{
-	EventSpot:                {"action", "at", "lead"},
-	EventRebalance:           {},
-	EventMaintenance:         {"code", "description", "not_before", "duration"},
-	EventMaintenanceComplete: {"event_id"},
-	EventMaintenanceCancel:   {"event_id"},
-	EventAutoscaling:         {"state"},
-	EventClear:               {},
-}
 
 // eventRequestBody is the body of POST /v1/instances/{name}/events:
 // durations are Go duration strings, times RFC 3339.
@@ -58,20 +23,6 @@ type eventRequestBody struct {
 	Duration    string `json:"duration,omitempty"`
 	EventID     string `json:"event_id,omitempty"`
 	State       string `json:"state,omitempty"`
-}
-
-// given returns the fields of the body that are set, by JSON name.
-func (b *eventRequestBody) given() map[string]string {
-	all := map[string]string{
-		"action": b.Action, "at": b.At, "lead": b.Lead, "code": b.Code, "description": b.Description,
-		"not_before": b.NotBefore, "duration": b.Duration, "event_id": b.EventID, "state": b.State,
-	}
-	for k, v := range all {
-		if v == "" {
-			delete(all, k)
-		}
-	}
-	return all
 }
 
 // eventsBody is the response of POST /v1/instances/{name}/events: the
@@ -163,18 +114,9 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) error {
 // error names the field at fault.
 func readEventRequest(r *http.Request) (ec2.EventRequest, error) {
 	var req ec2.EventRequest
-	if ctype := r.Header.Get("Content-Type"); ctype != "" {
-		if mt, _, err := mime.ParseMediaType(ctype); err != nil || mt != "application/json" {
-			return req, ec2.Errorf(ec2.EINVALID, "Content-Type must be application/json, got %q", ctype)
-		}
-	}
-	data, err := io.ReadAll(r.Body)
+	data, err := readBody(r, jsonBody)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return req, ec2.Errorf(ec2.EINVALID, "request body larger than %d bytes", tooBig.Limit)
-		}
-		return req, ec2.Errorf(ec2.EINVALID, "reading the request body: %v", err)
+		return req, err
 	}
 	body, err := decodeEventBody(data)
 	if err != nil {
@@ -189,7 +131,7 @@ func decodeEventBody(data []byte) (*eventRequestBody, error) {
 	err := strictJSON{
 		empty:  `the body must be a JSON object like {"type": "spot"}`,
 		kind:   func(string) string { return "a string" },
-		fields: "type, " + strings.Join(allEventFields(), ", "),
+		fields: "type, action, at, lead, code, description, not_before, duration, event_id, state",
 	}.decode(data, &body)
 	if err != nil {
 		return nil, err
@@ -197,49 +139,11 @@ func decodeEventBody(data []byte) (*eventRequestBody, error) {
 	return &body, nil
 }
 
-// allEventFields lists every field but type, in the order of the body.
-func allEventFields() []string {
-	return []string{"action", "at", "lead", "code", "description", "not_before", "duration", "event_id", "state"}
-}
-
-// request checks the body and converts it.
+// request converts the body and checks it with ec2.EventRequest.Validate.
 func (b *eventRequestBody) request() (ec2.EventRequest, error) {
 	req := ec2.EventRequest{Type: b.Type, Action: b.Action, Code: b.Code, Description: b.Description,
 		EventID: b.EventID, State: b.State}
-	if b.Type == "" {
-		return req, ec2.Errorf(ec2.EINVALID, "type: required, one of %s", strings.Join(EventTypes, ", "))
-	}
-	allowed, ok := eventFields[b.Type]
-	if !ok {
-		return req, ec2.Errorf(ec2.EINVALID, "type: must be one of %s, got %q", strings.Join(EventTypes, ", "), b.Type)
-	}
-	given := b.given()
-	for _, f := range allEventFields() {
-		if _, set := given[f]; set && !slices.Contains(allowed, f) {
-			if len(allowed) == 0 {
-				return req, ec2.Errorf(ec2.EINVALID, "%s: not used by type %s, which takes no other field", f, b.Type)
-			}
-			return req, ec2.Errorf(ec2.EINVALID, "%s: not used by type %s (its fields: %s)", f, b.Type, strings.Join(allowed, ", "))
-		}
-	}
 	var err error
-	if b.Action != "" && !slices.Contains(SpotActions, b.Action) {
-		return req, ec2.Errorf(ec2.EINVALID, "action: must be one of %s, got %q", strings.Join(SpotActions, ", "), b.Action)
-	}
-	if b.Code != "" && !slices.Contains(ec2.MaintenanceCodes, b.Code) {
-		return req, ec2.Errorf(ec2.EINVALID, "code: must be one of %s, got %q", strings.Join(ec2.MaintenanceCodes, ", "), b.Code)
-	}
-	if b.Type == EventAutoscaling {
-		if b.State == "" {
-			return req, ec2.Errorf(ec2.EINVALID, "state: required for type asg, one of %s", strings.Join(ec2.AutoscalingStates, ", "))
-		}
-		if !slices.Contains(ec2.AutoscalingStates, b.State) {
-			return req, ec2.Errorf(ec2.EINVALID, "state: must be one of %s, got %q", strings.Join(ec2.AutoscalingStates, ", "), b.State)
-		}
-	}
-	if (b.Type == EventMaintenanceComplete || b.Type == EventMaintenanceCancel) && b.EventID == "" {
-		return req, ec2.Errorf(ec2.EINVALID, "event_id: required for type %s", b.Type)
-	}
 	if req.At, err = parseEventTime("at", b.At); err != nil {
 		return req, err
 	}
@@ -252,7 +156,7 @@ func (b *eventRequestBody) request() (ec2.EventRequest, error) {
 	if req.Duration, err = parseEventDuration("duration", b.Duration); err != nil {
 		return req, err
 	}
-	return req, nil
+	return req, req.Validate()
 }
 
 func parseEventTime(field, s string) (time.Time, error) {

@@ -50,7 +50,7 @@ func (f *fakeEvents) count() int {
 }
 
 var (
-	evT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	evT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) // fixed instant: events passed through a fake service
 	// cannedEvents has every kind of event, its times in another zone.
 	cannedEvents = ec2.Events{
 		Spot:      &ec2.SpotNotice{Action: ec2.SpotStop, Time: evT0.Add(2 * time.Minute).In(time.FixedZone("X", 3600))},
@@ -169,7 +169,7 @@ func TestServer_EventBodies(t *testing.T) {
 
 	// The request fields, as the service gets them.
 	do(t, hc, http.MethodPost, url, jsonType, `{"type":"spot","action":"hibernate","at":"2026-01-02T05:00:00+02:00","lead":"1m30s"}`)
-	if got := fake.last(t); got.Action != "hibernate" || !got.At.Equal(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)) || got.Lead != 90*time.Second {
+	if got := fake.last(t); got.Action != "hibernate" || !got.At.Equal(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)) || got.Lead != 90*time.Second { // fixed instant: parsed and compared, no clock
 		t.Errorf("spot request = %+v", got)
 	}
 	do(t, hc, http.MethodPost, url, jsonType, `{"type":"maintenance","code":"instance-reboot","description":"d","not_before":"2026-01-02T03:04:05Z","duration":"2h"}`)

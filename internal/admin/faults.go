@@ -3,10 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -181,18 +178,9 @@ func writeFaults(w http.ResponseWriter, f ec2.Faults) error {
 // readFaults decodes the body of a PUT; every error names the field at
 // fault. The values are not checked: that is Faults.Validate.
 func readFaults(r *http.Request) (ec2.Faults, error) {
-	if ctype := r.Header.Get("Content-Type"); ctype != "" {
-		if mt, _, err := mime.ParseMediaType(ctype); err != nil || mt != "application/json" {
-			return ec2.Faults{}, ec2.Errorf(ec2.EINVALID, "Content-Type must be application/json, got %q", ctype)
-		}
-	}
-	data, err := io.ReadAll(r.Body)
+	data, err := readBody(r, jsonBody)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return ec2.Faults{}, ec2.Errorf(ec2.EINVALID, "request body larger than %d bytes", tooBig.Limit)
-		}
-		return ec2.Faults{}, ec2.Errorf(ec2.EINVALID, "reading the request body: %v", err)
+		return ec2.Faults{}, err
 	}
 	body, err := decodeFaultsBody(data)
 	if err != nil {

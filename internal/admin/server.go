@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -46,6 +44,10 @@ type Server struct {
 	// 0600, its directory with 0700 when missing. A socket file left by a dead
 	// server is replaced; one with a live server behind it is an error.
 	SocketPath string
+	// SocketGroup, if set, is a group (name or number) whose members may
+	// connect too: the socket is then mode 0660 with that group, and a
+	// directory created for it 0750.
+	SocketGroup string
 	// TCPAddr is an optional host:port to listen on as well (port 0 picks
 	// one). It requires Token.
 	TCPAddr string
@@ -63,6 +65,10 @@ type Server struct {
 	unixFile os.FileInfo // the socket file we created, to remove only ours
 	tcpLn    net.Listener
 	wg       sync.WaitGroup
+	// shutdown is closed when Close begins: Shutdown does not cancel the
+	// requests in flight, and a follow stream would otherwise hold Close
+	// until its deadline.
+	shutdown chan struct{}
 }
 
 // NewServer returns a Server with safe defaults; the caller sets Service and
@@ -93,7 +99,7 @@ func (s *Server) Open() error {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
 	if s.SocketPath != "" {
-		ln, fi, err := listenUnix(s.SocketPath)
+		ln, fi, err := listenUnix(s.SocketPath, s.SocketGroup)
 		if err != nil {
 			return err
 		}
@@ -124,6 +130,8 @@ func (s *Server) Open() error {
 			return ctx
 		},
 	}
+	s.shutdown = make(chan struct{})
+	s.http.RegisterOnShutdown(func() { close(s.shutdown) })
 	for _, ln := range []net.Listener{s.unixLn, s.tcpLn} {
 		if ln == nil {
 			continue
@@ -205,6 +213,7 @@ func (s *Server) Handler() http.Handler {
 		route("POST /v1/instances", s.handleInstanceCreate)
 		route("GET /v1/instances/{name}", s.handleInstanceGet)
 		route("PUT /v1/instances/{name}", s.handleInstanceSet)
+		route("PATCH /v1/instances/{name}", s.handleInstanceUpdate)
 		route("DELETE /v1/instances/{name}", s.handleInstanceDelete)
 		route("GET /v1/instances/{name}/spec", s.handleInstanceSpec)
 		route("POST /v1/credentials/rotate", s.handleCredentialsRotate)
@@ -222,7 +231,7 @@ func (s *Server) Handler() http.Handler {
 		for path, allow := range map[string]string{
 			"/v1/health":                  "GET, HEAD",
 			"/v1/instances":               "GET, HEAD, POST",
-			"/v1/instances/{name}":        "DELETE, GET, HEAD, PUT",
+			"/v1/instances/{name}":        "DELETE, GET, HEAD, PATCH, PUT",
 			"/v1/instances/{name}/spec":   "GET, HEAD",
 			"/v1/credentials/rotate":      "POST",
 			"/v1/requests":                "GET, HEAD",
@@ -496,6 +505,46 @@ func (s *Server) handleInstanceSet(w http.ResponseWriter, r *http.Request) error
 	return writeInstance(w, http.StatusOK, inst)
 }
 
+// updateJSON decodes PATCH bodies.
+var updateJSON = strictJSON{
+	empty: "the body must be a JSON object with the fields to change",
+	kind: func(field string) string {
+		switch field {
+		case "source_addresses":
+			return "a list of addresses"
+		case "public_keys", "tags":
+			return "a list of objects"
+		case "hop_limit":
+			return "a number"
+		case "user_data":
+			return "base64 text"
+		}
+		return "a string"
+	},
+	fields: "id, source_addresses, mac, role, user_data, instance_type, region, availability_zone, imdsv2, hop_limit, public_keys and tags",
+}
+
+// handleInstanceUpdate applies an ec2.InstanceUpdate (a JSON object of the
+// fields to change) to the instance in one step.
+func (s *Server) handleInstanceUpdate(w http.ResponseWriter, r *http.Request) error {
+	data, err := readBody(r, jsonBody)
+	if err != nil {
+		return err
+	}
+	var u ec2.InstanceUpdate
+	if err := updateJSON.decode(data, &u); err != nil {
+		return err
+	}
+	if u.IsZero() {
+		return ec2.Errorf(ec2.EINVALID, "the body changes nothing; the fields are %s", updateJSON.fields)
+	}
+	inst, err := s.Service.UpdateInstance(r.Context(), r.PathValue("name"), u)
+	if err != nil {
+		return err
+	}
+	return writeInstance(w, http.StatusOK, inst)
+}
+
 func (s *Server) handleInstanceDelete(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Service.RemoveInstance(r.Context(), r.PathValue("name")); err != nil {
 		return err
@@ -524,23 +573,9 @@ type listBody struct {
 
 // readInstances decodes the request body with config.ParseInstances.
 func readInstances(r *http.Request) ([]*ec2.Instance, error) {
-	ctype := r.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ctype)
-	if err != nil && ctype != "" {
-		return nil, ec2.Errorf(ec2.EINVALID, "bad Content-Type %q", ctype)
-	}
-	switch mt {
-	case "application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml":
-	default:
-		return nil, ec2.Errorf(ec2.EINVALID, "Content-Type must be application/json or application/yaml, got %q", ctype)
-	}
-	data, err := io.ReadAll(r.Body)
+	data, err := readBody(r, documentBody)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, ec2.Errorf(ec2.EINVALID, "request body larger than %d bytes", tooBig.Limit)
-		}
-		return nil, ec2.Errorf(ec2.EINVALID, "reading the request body: %v", err)
+		return nil, err
 	}
 	file := documentName(r.URL.Query().Get("file"))
 	specs, err := config.ParseInstances(file, data)

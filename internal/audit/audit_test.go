@@ -15,7 +15,7 @@ import (
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) // fixed instant: records counted, no clock
 
 func rec(inst string, i int, api, path, ua string) ec2.RequestRecord {
 	return ec2.RequestRecord{Time: t0.Add(time.Duration(i) * time.Millisecond), Instance: inst, Remote: "10.0.0.1:1234",

@@ -80,8 +80,8 @@ type Identity struct {
 	TrustedProxies []netip.Prefix
 	// ProxySecret keys the HMAC-SHA256 signature of X-Instance-ID.
 	ProxySecret string
-	// NeighbourTable enables matching instances by MAC through the kernel
-	// neighbour table.
+	// NeighbourTable is accepted for old config files. The kernel
+	// neighbour table is read whenever an instance is matched by MAC.
 	NeighbourTable bool
 }
 
@@ -90,6 +90,27 @@ type Admin struct {
 	Socket    string // Unix socket path; "" means the default
 	Listen    string // optional TCP address; needs TokenFile
 	TokenFile string // file holding the bearer token for Listen
+	// SocketGroup, if set, is the group (name or number) whose members may
+	// use the Unix socket: it is then mode 0660 with that group, not 0600.
+	SocketGroup string
+}
+
+// validGroupName accepts what useradd and groupadd accept as a group name
+// (or a numeric group ID), so that a typo is caught before start-up.
+func validGroupName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_':
+		case r >= '0' && r <= '9', r == '-' && i > 0, r == '.' && i > 0:
+		case r == '$' && i == len(s)-1 && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Log configures logging.

@@ -25,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // derived values reproducible.
 var opt = ec2.DeriveOptions{
 	Seed:   []byte("config-test-machine-id"),
-	Launch: time.Date(2024, 6, 1, 8, 30, 0, 0, time.UTC),
+	Launch: time.Date(2024, 6, 1, 8, 30, 0, 0, time.UTC), // fixed instant: a launch time that is only derived from
 }
 
 func defaultInstance(t *testing.T) *ec2.Instance {
@@ -149,7 +149,7 @@ func TestFullExample(t *testing.T) {
 		Profile:            "default-hvm",
 		LifeCycle:          "spot",
 		InstanceAction:     "none",
-		PendingTime:        time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC),
+		PendingTime:        time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC), // fixed instant: decoded and compared
 		Monitoring:         true,
 		Partition:          "aws",
 		Domain:             "amazonaws.com",
@@ -273,6 +273,8 @@ func TestParseErrors(t *testing.T) {
 			"t.yaml:2: instance.ami_launch_index: must be 0 or more, got -1"},
 		{"YAML 1.1 boolean", "log:\n  access_log: yes\n",
 			`t.yaml:2: log.access_log: must be true or false, got the string "yes"`},
+		{"bad socket group", "admin:\n  socket_group: \"imds users\"\n",
+			`t.yaml:2: admin.socket_group: "imds users" is not a group name or number`},
 		{"bad log level", "log:\n  level: verbose\n",
 			`t.yaml:2: log.level: must be debug, info, warn or error, got "verbose"`},
 		{"bad duration", "credentials:\n  lifetime: 6 hours\n",
@@ -530,6 +532,22 @@ instance:
 	_, inst = build(t, "instance:\n  user_data: \"\"\n")
 	if inst.UserData != nil {
 		t.Errorf("UserData = %q, want nil", inst.UserData)
+	}
+}
+
+func TestAdminSocketGroup(t *testing.T) {
+	for _, tt := range []struct{ src, want string }{
+		{"admin:\n  socket_group: imds\n", "imds"},
+		{"admin:\n  socket_group: \"998\"\n", "998"},
+		{"admin:\n  socket: /run/imds/admin.sock\n", ""},
+	} {
+		f, err := Parse("t.yaml", []byte(tt.src), "/etc/imds")
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tt.src, err)
+		}
+		if f.Admin.SocketGroup != tt.want {
+			t.Errorf("Parse(%q).Admin.SocketGroup=%q, want %q", tt.src, f.Admin.SocketGroup, tt.want)
+		}
 	}
 }
 

@@ -48,6 +48,9 @@ type decoder struct {
 	covered map[string]bool
 	// misplaced names, for unknown top-level keys, the section they belong in.
 	misplaced map[string]string
+	// offered, when set, is told the keys each decoded mapping accepts (the
+	// test that keeps docs/configuration.md complete uses it).
+	offered func(path string, keys []string)
 }
 
 func newDecoder(file, baseDir string, read readFunc) *decoder {
@@ -400,6 +403,13 @@ func (d *decoder) mapping(path string, line int, v *yaml.Node, s schema) bool {
 	if rv.Kind != yaml.MappingNode {
 		d.errorf(line, path, "must be a mapping, got %s", describe(rv))
 		return false
+	}
+	if d.offered != nil {
+		keys := make([]string, 0, len(s))
+		for k := range s {
+			keys = append(keys, k)
+		}
+		d.offered(path, keys)
 	}
 	for _, e := range d.entries(rv, path) {
 		p := join(path, e.name)

@@ -18,7 +18,7 @@ func sampleSpec() *ec2.Instance {
 	inst.Region = "eu-west-1"
 	inst.InstanceType = "t3.small"
 	inst.AncestorAMIIDs = []string{"ami-0aaaaaaaaaaaaaaaa"}
-	inst.PendingTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	inst.PendingTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) // fixed instant: decoded and compared
 	inst.Monitoring = true
 	inst.Placement = ec2.Placement{GroupName: "pg", PartitionNumber: 2}
 	inst.Interfaces = []ec2.NetworkInterface{{MAC: "02:00:00:00:00:01", PrivateIPv4s: []string{"10.0.0.5"}, PublicIPv4s: []string{},
@@ -173,7 +173,7 @@ func TestSchedule(t *testing.T) {
 	if spot.After != 10*time.Minute || spot.Request.Type != "spot" || spot.Request.Action != "stop" || spot.Request.Lead != 5*time.Minute {
 		t.Errorf("spot %+v", spot)
 	}
-	if !m.At.Equal(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)) || m.Request.Code != "instance-retirement" {
+	if !m.At.Equal(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)) || m.Request.Code != "instance-retirement" { // fixed instant: decoded and compared
 		t.Errorf("maintenance %+v", m)
 	}
 	if asg.Request.State != "Terminated" {

@@ -52,7 +52,7 @@ func (d *decoder) scheduleList(path string, line int, v *yaml.Node) []ScheduledE
 		var hasAfter, hasAt, hasEvent bool
 		ok := d.mapping(p, l, item, schema{
 			"event": func(p string, l int, v *yaml.Node) {
-				if s, ok := d.enum(p, l, v, "spot", "rebalance", "maintenance", "asg"); ok {
+				if s, ok := d.enum(p, l, v, ec2.EventSpot, ec2.EventRebalance, ec2.EventMaintenance, ec2.EventAutoscaling); ok {
 					se.Request.Type, hasEvent = s, true
 				}
 			},
@@ -72,7 +72,7 @@ func (d *decoder) scheduleList(path string, line int, v *yaml.Node) []ScheduledE
 				}
 			},
 			"action": func(p string, l int, v *yaml.Node) {
-				if s, ok := d.enum(p, l, v, ec2.SpotTerminate, ec2.SpotStop, ec2.SpotHibernate); ok {
+				if s, ok := d.enum(p, l, v, ec2.SpotActions...); ok {
 					se.Request.Action = s
 				}
 			},
@@ -106,13 +106,17 @@ func (d *decoder) scheduleList(path string, line int, v *yaml.Node) []ScheduledE
 			d.errorf(l, p+".event", "is required (spot, rebalance, maintenance or asg)")
 		case hasAfter == hasAt:
 			d.errorf(l, p, "needs exactly one of after (a delay from start-up) and at (a time)")
-		case se.Request.Type == "asg" && se.Request.State == "":
+		case se.Request.Type == ec2.EventAutoscaling && se.Request.State == "":
 			d.errorf(l, p+".state", "is required for an asg event")
-		case se.Request.Type != "spot" && (se.Request.Action != "" || se.Request.Lead != 0):
+		case se.Request.Type != ec2.EventSpot && (se.Request.Action != "" || se.Request.Lead != 0):
 			d.errorf(l, p, "action and lead only apply to spot events")
-		case se.Request.Type != "maintenance" && (se.Request.Code != "" || se.Request.Duration != 0 || se.Request.Description != ""):
+		case se.Request.Type != ec2.EventMaintenance && (se.Request.Code != "" || se.Request.Duration != 0 || se.Request.Description != ""):
 			d.errorf(l, p, "code, description and duration only apply to maintenance events")
 		default:
+			if err := se.Request.Validate(); err != nil {
+				d.errorf(l, p, "%s", ec2.ErrorMessage(err))
+				return
+			}
 			out = append(out, se)
 		}
 	})

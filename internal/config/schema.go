@@ -172,6 +172,15 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 						f.Admin.TokenFile = d.resolvePath(s)
 					}
 				},
+				"socket_group": func(p string, l int, v *yaml.Node) {
+					if s, ok := d.str(p, l, v); ok && s != "" {
+						if !validGroupName(s) {
+							d.errorf(l, p, "%q is not a group name or number", s)
+							return
+						}
+						f.Admin.SocketGroup = s
+					}
+				},
 			})
 		},
 	})

@@ -16,7 +16,7 @@ import (
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) // fixed instant: starts a fake clock (internal/clock)
 
 // scriptedSource returns numbered credentials valid for lifetime, or fails
 // while failing is set. Each secret is derived from its key ID so that a torn

@@ -1,8 +1,6 @@
 package dnsmasq
 
 import (
-	"github.com/imdsdev/imds/internal/atomicfile"
-
 	"bytes"
 	"context"
 	"errors"
@@ -17,10 +15,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/imdsdev/imds/internal/atomicfile"
 )
 
-// Tunables (variables so tests can shorten them).
-var (
+// Timing of the supervision.
+const (
 	// readyTimeout bounds how long Start waits for dnsmasq's "started" line.
 	readyTimeout = 10 * time.Second
 	// stopGrace is the time between SIGTERM and SIGKILL.

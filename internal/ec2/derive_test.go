@@ -10,7 +10,7 @@ import (
 func derived(name string, seed string) *Instance {
 	inst := NewDefaultInstance()
 	inst.Name = name
-	Derive(inst, DeriveOptions{Seed: []byte(seed), Launch: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)})
+	Derive(inst, DeriveOptions{Seed: []byte(seed), Launch: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}) // fixed instant: a launch time, derived from
 	return inst
 }
 
@@ -53,7 +53,7 @@ func TestDeriveConsistent(t *testing.T) {
 	if got, want := inst.InstanceProfileArn(), "arn:aws:iam::"+inst.AccountID+":instance-profile/"+DefaultRoleName; got != want {
 		t.Errorf("InstanceProfileArn=%q, want %q", got, want)
 	}
-	if !inst.PendingTime.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
+	if !inst.PendingTime.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) { // fixed instant: compared with the derived value
 		t.Errorf("PendingTime=%v, want launch truncated to the second", inst.PendingTime)
 	}
 	if len(inst.ID) != 19 || len(inst.ImageID) != 21 {

@@ -4,5 +4,6 @@
 //
 // It imports only the standard library and knows nothing about HTTP, storage or
 // the AWS SDK; adapters in sibling packages translate between it and those
-// technologies. A root test enforces that rule.
+// technologies. TestDomainImports in hygiene_test.go (module root) enforces
+// that rule.
 package ec2

@@ -2,8 +2,26 @@ package ec2
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
+
+// Event types of an EventRequest: the one vocabulary of the admin API, the
+// config file's schedule, the registry and the CLI.
+const (
+	EventSpot                = "spot"
+	EventRebalance           = "rebalance"
+	EventMaintenance         = "maintenance"
+	EventMaintenanceComplete = "maintenance-complete"
+	EventMaintenanceCancel   = "maintenance-cancel"
+	EventAutoscaling         = "asg"
+	EventClear               = "clear"
+)
+
+// EventTypes are the event types, in the order of messages.
+var EventTypes = []string{EventSpot, EventRebalance, EventMaintenance, EventMaintenanceComplete,
+	EventMaintenanceCancel, EventAutoscaling, EventClear}
 
 // Spot interruption actions.
 const (
@@ -11,6 +29,24 @@ const (
 	SpotStop      = "stop"
 	SpotHibernate = "hibernate"
 )
+
+// SpotActions are the actions of a spot interruption.
+var SpotActions = []string{SpotTerminate, SpotStop, SpotHibernate}
+
+// EventFields are the fields each event type takes besides the type, by
+// the names of the admin API body (at, not_before, ...).
+var EventFields = map[string][]string{
+	EventSpot:                {"action", "at", "lead"},
+	EventRebalance:           {},
+	EventMaintenance:         {"code", "description", "not_before", "duration"},
+	EventMaintenanceComplete: {"event_id"},
+	EventMaintenanceCancel:   {"event_id"},
+	EventAutoscaling:         {"state"},
+	EventClear:               {},
+}
+
+// eventFieldOrder is every field but the type, in the order of messages.
+var eventFieldOrder = []string{"action", "at", "lead", "code", "description", "not_before", "duration", "event_id", "state"}
 
 // Maintenance event codes and states, as EC2 names them.
 var (
@@ -74,6 +110,54 @@ type EventRequest struct {
 	EventID     string
 	// Asg: the new target lifecycle state.
 	State string
+}
+
+// given returns the fields of r that are set, by EventFields name.
+func (r EventRequest) given() map[string]bool {
+	return map[string]bool{
+		"action": r.Action != "", "at": !r.At.IsZero(), "lead": r.Lead != 0, "code": r.Code != "",
+		"description": r.Description != "", "not_before": !r.NotBefore.IsZero(), "duration": r.Duration != 0,
+		"event_id": r.EventID != "", "state": r.State != "",
+	}
+}
+
+// Validate checks r on its own (whether the instance or the maintenance
+// event exists is the registry's to say). Returns EINVALID naming the
+// field, by its admin API name.
+func (r EventRequest) Validate() error {
+	if r.Type == "" {
+		return Errorf(EINVALID, "type: required, one of %s", strings.Join(EventTypes, ", "))
+	}
+	allowed, ok := EventFields[r.Type]
+	if !ok {
+		return Errorf(EINVALID, "type: must be one of %s, got %q", strings.Join(EventTypes, ", "), r.Type)
+	}
+	given := r.given()
+	for _, f := range eventFieldOrder {
+		if given[f] && !slices.Contains(allowed, f) {
+			if len(allowed) == 0 {
+				return Errorf(EINVALID, "%s: not used by type %s, which takes no other field", f, r.Type)
+			}
+			return Errorf(EINVALID, "%s: not used by type %s (its fields: %s)", f, r.Type, strings.Join(allowed, ", "))
+		}
+	}
+	switch {
+	case r.Action != "" && !slices.Contains(SpotActions, r.Action):
+		return Errorf(EINVALID, "action: must be one of %s, got %q", strings.Join(SpotActions, ", "), r.Action)
+	case r.Code != "" && !slices.Contains(MaintenanceCodes, r.Code):
+		return Errorf(EINVALID, "code: must be one of %s, got %q", strings.Join(MaintenanceCodes, ", "), r.Code)
+	case r.Type == EventAutoscaling && r.State == "":
+		return Errorf(EINVALID, "state: required for type asg, one of %s", strings.Join(AutoscalingStates, ", "))
+	case r.State != "" && !slices.Contains(AutoscalingStates, r.State):
+		return Errorf(EINVALID, "state: must be one of %s, got %q", strings.Join(AutoscalingStates, ", "), r.State)
+	case (r.Type == EventMaintenanceComplete || r.Type == EventMaintenanceCancel) && r.EventID == "":
+		return Errorf(EINVALID, "event_id: required for type %s", r.Type)
+	case r.Lead < 0:
+		return Errorf(EINVALID, "lead: must not be negative, got %s", r.Lead)
+	case r.Duration < 0:
+		return Errorf(EINVALID, "duration: must not be negative, got %s", r.Duration)
+	}
+	return nil
 }
 
 // EventService triggers events on instances.

@@ -71,6 +71,9 @@ type InstanceService interface {
 	// EFORBIDDEN for an instance declared in the config file, and the errors
 	// of AddInstance.
 	SetInstance(ctx context.Context, spec *Instance) (*Instance, error)
+	// UpdateInstance applies u to the spec of name as one change: a writer
+	// at the same time cannot undo it. Returns the errors of SetInstance.
+	UpdateInstance(ctx context.Context, name string, u InstanceUpdate) (*Instance, error)
 	// RemoveInstance deletes the instance. Returns ENOTFOUND if none and
 	// EFORBIDDEN for an instance declared in the config file.
 	RemoveInstance(ctx context.Context, name string) error

@@ -17,7 +17,7 @@ import (
 // TestMatchesTextHandler checks that the output is what slog.TextHandler
 // writes for the same records, so the two formats are interchangeable.
 func TestMatchesTextHandler(t *testing.T) {
-	when := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)
+	when := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC) // fixed instant: formatted only
 	values := []slog.Attr{
 		slog.String("plain", "GET"),
 		slog.String("path", "/latest/meta-data/iam/security-credentials/"),

@@ -94,6 +94,28 @@ func Open(dir string, now func() time.Time, rand io.Reader) (*Signer, error) {
 }
 
 // load parses and cross-checks existing files.
+// ErrNoCertificate is returned (wrapped) by ReadCertificate when dir holds
+// no certificate: the server has not started with that data directory.
+var ErrNoCertificate = errors.New("no identity certificate")
+
+// ReadCertificate returns the PEM certificate that Open created in dir,
+// without creating anything: printing a certificate must not make a new key
+// that signs nothing the server serves.
+func ReadCertificate(dir string) ([]byte, error) {
+	path := filepath.Join(dir, certFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", ErrNoCertificate, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("identity: read %s: %w", path, err)
+	}
+	if _, err := parseCert(b); err != nil {
+		return nil, fmt.Errorf("identity: %s: %w", path, err)
+	}
+	return b, nil
+}
+
 func load(keyPath string, keyPEM []byte, certPath string, certPEM []byte) (*Signer, error) {
 	key, err := parseKey(keyPEM)
 	if err != nil {

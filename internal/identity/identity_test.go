@@ -20,8 +20,10 @@ import (
 	"github.com/smallstep/pkcs7"
 )
 
-// fixedNow makes certificate validity dates predictable.
-var fixedNow = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+// fixedNow makes certificate validity dates predictable. It is the time of
+// the run, not a date: openssl and crypto/x509 check validity with the real
+// clock.
+var fixedNow = time.Now().UTC().Truncate(time.Second)
 
 func clock() time.Time { return fixedNow }
 

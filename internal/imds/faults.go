@@ -95,7 +95,7 @@ func (s *Server) allow(instance string, f ec2.Faults) bool {
 	v, _ := s.buckets.LoadOrStore(instance, &bucket{})
 	b := v.(*bucket)
 	burst := float64(max(f.Burst, 1))
-	now := time.Now()
+	now := s.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.last.IsZero() {

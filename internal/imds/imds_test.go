@@ -42,7 +42,7 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) // fixed instant: the server's fake clock; golden files hold it
 
 // stubSigner returns fixed signatures so golden files stay stable; the real
 // signer is verified with openssl in internal/identity and end to end in cmd/imds.
@@ -626,15 +626,15 @@ func TestEventsGolden(t *testing.T) {
 	inst := defaultInstance()
 	inst.LifeCycle = "spot"
 	inst.AutoscalingState = "Terminated"
-	at := time.Date(2026, 11, 22, 10, 2, 0, 0, time.UTC)
+	at := time.Date(2026, 11, 22, 10, 2, 0, 0, time.UTC) // fixed instant: the server's fake clock
 	inst.Events = ec2.Events{
 		Spot:      &ec2.SpotNotice{Action: ec2.SpotTerminate, Time: at},
-		Rebalance: time.Date(2026, 11, 22, 9, 58, 0, 0, time.UTC),
+		Rebalance: time.Date(2026, 11, 22, 9, 58, 0, 0, time.UTC), // fixed instant: served as events on a fake clock
 		Maintenance: []ec2.MaintenanceEvent{
 			{ID: "instance-event-0d59937288b749b32", Code: "system-reboot", Description: "scheduled reboot", State: "active",
-				NotBefore: time.Date(2026, 11, 23, 9, 0, 43, 0, time.UTC), NotAfter: time.Date(2026, 11, 23, 9, 17, 23, 0, time.UTC)},
+				NotBefore: time.Date(2026, 11, 23, 9, 0, 43, 0, time.UTC), NotAfter: time.Date(2026, 11, 23, 9, 17, 23, 0, time.UTC)}, // fixed instant: served as events on a fake clock
 			{ID: "instance-event-0aaaaaaaaaaaaaaaa", Code: "instance-stop", Description: "[Canceled] scheduled stop", State: "canceled",
-				NotBefore: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC), NotAfter: time.Date(2026, 11, 20, 9, 20, 0, 0, time.UTC)},
+				NotBefore: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC), NotAfter: time.Date(2026, 11, 20, 9, 20, 0, 0, time.UTC)}, // fixed instant: served as events on a fake clock
 		},
 	}
 	f := newFixture(t, inst)

@@ -55,9 +55,9 @@ const (
 	MaxIgnoredBody = 4 << 10
 	MaxUploadBody  = 1 << 20
 
-	// refusalLogInterval is the least time between two log lines about
+	// connRefusalLogInterval is the least time between two log lines about
 	// refused connections; the lines in between are counted.
-	refusalLogInterval = 10 * time.Second
+	connRefusalLogInterval = 10 * time.Second
 )
 
 func (l Limits) withDefaults() Limits {
@@ -116,7 +116,7 @@ func (cl *connLimiter) admit(src netip.Addr) (ok bool) {
 		return true
 	}
 	cl.refused++
-	if now := cl.now(); cl.lastLog.IsZero() || now.Sub(cl.lastLog) >= refusalLogInterval {
+	if now := cl.now(); cl.lastLog.IsZero() || now.Sub(cl.lastLog) >= connRefusalLogInterval {
 		limit := cl.max
 		if cause == "per-source" {
 			limit = cl.perSource

@@ -96,6 +96,7 @@ type Server struct {
 	allowedHosts map[string]bool
 	trees        sync.Map // instance name → *compiled
 	buckets      sync.Map // instance name → *bucket, for the rate-limit fault
+	refusals     refusalLog
 	logHandler   slog.Handler
 	limits       Limits // Limits with the defaults filled in
 	conns        *connLimiter
@@ -175,7 +176,7 @@ func (s *Server) Open() error {
 		},
 	}
 	for _, addr := range s.Listen {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := net.Listen(listenNetwork(addr, s.Listen), addr)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s: %w", addr, err)
@@ -192,6 +193,34 @@ func (s *Server) Open() error {
 		}()
 	}
 	return nil
+}
+
+// listenNetwork is "tcp4" for 0.0.0.0:P and "tcp6" for [::]:P when both are
+// in all, else "tcp". Go listens on either wildcard with one dual-stack
+// socket, so "--listen 0.0.0.0:P --listen [::]:P", the way nginx and most
+// services are told to listen on both families, would fail with "address
+// already in use" in either order; as a pair, each takes its own family.
+// Alone, either stays dual-stack and serves both.
+func listenNetwork(addr string, all []string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "tcp"
+	}
+	var pair, network string
+	switch host {
+	case "0.0.0.0":
+		pair, network = "::", "tcp4"
+	case "::":
+		pair, network = "0.0.0.0", "tcp6"
+	default:
+		return "tcp"
+	}
+	for _, other := range all {
+		if h, p, err := net.SplitHostPort(other); err == nil && h == pair && p == port {
+			return network
+		}
+	}
+	return "tcp"
 }
 
 func (s *Server) closeListeners() {
@@ -306,8 +335,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// What the client sent is kept and logged cut to size: a client must not
 	// be able to fill the record or the log with one request.
 	method, path, ua := ec2.TruncateField(r.Method), ec2.TruncateField(r.URL.Path), ec2.TruncateField(r.UserAgent())
-	if req.err != nil && ec2.ErrorCode(req.err) == ec2.EINTERNAL {
-		s.Logger.Error("metadata request failed", "method", method, "path", path, "instance", req.instance, "err", req.err)
+	if req.err != nil {
+		s.logRefusal(r, &req)
 	}
 	if s.Recorder != nil {
 		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: r.RemoteAddr, Method: method,
@@ -331,6 +360,29 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.AddAttrs(slog.String("fault", req.fault))
 		}
 		_ = s.logHandler.Handle(r.Context(), rec)
+	}
+}
+
+// logRefusal says why a request was refused (400, 401, 403) and what
+// allows it, at most once a minute per requester and reason (see
+// refusalLog), since the access log shows only the status; internal errors
+// are logged always.
+// Unknown requesters (404) are logged by the locator.
+func (s *Server) logRefusal(r *http.Request, req *request) {
+	code := ec2.ErrorCode(req.err)
+	switch code {
+	case ec2.EINTERNAL:
+		s.Logger.Error("metadata request failed", "method", ec2.TruncateField(r.Method), "path", ec2.TruncateField(r.URL.Path), "instance", req.instance, "err", req.err)
+	case ec2.EINVALID, ec2.EUNAUTHORIZED, ec2.EFORBIDDEN:
+		addr, reason := requester(r).Addr, ec2.ErrorMessage(req.err)
+		if ok, suppressed := s.refusals.allow(addr, reason, s.now()); ok {
+			attrs := []any{"status", req.status, "method", ec2.TruncateField(r.Method), "path", ec2.TruncateField(r.URL.Path),
+				"remote", addr.String(), "instance", req.instance, "reason", reason}
+			if suppressed > 0 {
+				attrs = append(attrs, "unlogged_refusals", suppressed)
+			}
+			s.Logger.Warn("metadata request refused", attrs...)
+		}
 	}
 }
 
@@ -526,10 +578,10 @@ func (s *Server) checkToken(w http.ResponseWriter, r *http.Request, req *request
 // from reading credentials through DNS rebinding.
 func (s *Server) checkOrigin(r *http.Request) error {
 	if _, ok := r.Header["Origin"]; ok {
-		return ec2.Errorf(ec2.EFORBIDDEN, "requests with an Origin header are refused")
+		return ec2.Errorf(ec2.EFORBIDDEN, "requests with an Origin header are refused: browsers send it, and imds refuses them so that web pages cannot read credentials")
 	}
 	if _, ok := r.Header["Sec-Fetch-Site"]; ok {
-		return ec2.Errorf(ec2.EFORBIDDEN, "browser requests are refused")
+		return ec2.Errorf(ec2.EFORBIDDEN, "requests with a Sec-Fetch-Site header are refused: browsers send it, and imds refuses them so that web pages cannot read credentials")
 	}
 	if s.allowedHosts["*"] || r.Host == "" {
 		return nil
@@ -545,7 +597,7 @@ func (s *Server) checkOrigin(r *http.Request) error {
 	if s.allowedHosts[strings.ToLower(strings.TrimSuffix(host, "."))] {
 		return nil
 	}
-	return ec2.Errorf(ec2.EFORBIDDEN, "host name %q is not allowed (add it to allowed_hosts)", host)
+	return ec2.Errorf(ec2.EFORBIDDEN, "Host %q is not allowed: add it to allowed_hosts in the config file (IP addresses, localhost and instance-data always are)", host)
 }
 
 // peerKey is the context key of the connection's ec2.Requester.

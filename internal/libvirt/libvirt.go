@@ -110,82 +110,53 @@ func Parse(r io.Reader, opt Options) (*Domain, error) {
 	return fromTree(root, opt)
 }
 
-// Apply updates spec, an instance registered before, with what the domain
-// sets: its name, ID and MAC (with MatchMAC) always, the overrides of the
-// metadata block when they are given. Everything else is kept. Tags are
-// set key by key; public keys and source addresses given in the block
-// replace the lists.
-func (d *Domain) Apply(spec *ec2.Instance) {
+// Update is the change the domain makes to an instance registered before:
+// its ID and MAC (with MatchMAC) always, the overrides of the metadata
+// block when they are given. Everything else is kept. Tags are set key by
+// key; public keys and source addresses given in the block replace the
+// lists.
+func (d *Domain) Update() ec2.InstanceUpdate {
 	s := d.Spec
-	spec.Name = s.Name
-	spec.ID = s.ID
-	if len(spec.Interfaces) == 0 {
-		spec.Interfaces = []ec2.NetworkInterface{{}}
-	}
-	spec.Interfaces[primaryIndex(spec)].MAC = s.Interfaces[0].MAC
-	spec.MatchMAC = true
+	u := ec2.InstanceUpdate{ID: &s.ID, MAC: &s.Interfaces[0].MAC}
 	if d.set.role {
-		spec.Role = cloneRole(s.Role)
+		role := ""
+		if s.Role != nil {
+			role = s.Role.Name
+		}
+		u.Role = &role
 	}
 	if d.set.userData {
-		spec.UserData = bytes.Clone(s.UserData)
+		u.UserData = ec2.Ptr(append([]byte{}, s.UserData...))
 	}
 	if d.set.instanceType {
-		spec.InstanceType = s.InstanceType
+		u.InstanceType = &s.InstanceType
 	}
 	if d.set.region {
-		if spec.AvailabilityZone != "" && !strings.HasPrefix(spec.AvailabilityZone, s.Region) {
-			// The zone belonged to the old region: derive a new one.
-			spec.AvailabilityZone, spec.AvailabilityZoneID = "", ""
-		}
-		spec.Region = s.Region
+		u.Region = &s.Region
 	}
 	if d.set.zone {
-		if spec.AvailabilityZone != s.AvailabilityZone {
-			spec.AvailabilityZoneID = ""
-		}
-		spec.AvailabilityZone = s.AvailabilityZone
+		u.AvailabilityZone = &s.AvailabilityZone
 	}
 	if d.set.imdsv2 {
-		spec.Metadata.HTTPTokens = s.Metadata.HTTPTokens
+		u.HTTPTokens = &s.Metadata.HTTPTokens
 	}
 	if d.set.keys {
-		spec.PublicKeys = append([]ec2.PublicKey(nil), s.PublicKeys...)
+		u.PublicKeys = ec2.Ptr(append([]ec2.PublicKey{}, s.PublicKeys...))
 	}
 	if d.set.ips {
-		spec.SourceAddrs = append([]string(nil), s.SourceAddrs...)
+		u.SourceAddrs = ec2.Ptr(append([]string{}, s.SourceAddrs...))
 	}
 	for _, t := range d.set.tags {
-		spec.Tags = setTag(spec.Tags, t.Key, t.Value)
+		u.Tags = append(u.Tags, ec2.TagEdit{Key: t.Key, Value: t.Value})
 	}
+	return u
 }
 
-func cloneRole(r *ec2.Role) *ec2.Role {
-	if r == nil {
-		return nil
-	}
-	c := *r
-	return &c
-}
-
-func setTag(tags []ec2.Tag, key, value string) []ec2.Tag {
-	for i, t := range tags {
-		if t.Key == key {
-			tags[i].Value = value
-			return tags
-		}
-	}
-	return append(tags, ec2.Tag{Key: key, Value: value})
-}
-
-// primaryIndex is the index of the interface ec2.Instance.Primary returns.
-func primaryIndex(inst *ec2.Instance) int {
-	for i, ni := range inst.Interfaces {
-		if ni.DeviceNumber == 0 {
-			return i
-		}
-	}
-	return 0
+// Apply updates spec, an instance registered before, as Update says, and
+// names it after the domain.
+func (d *Domain) Apply(spec *ec2.Instance) {
+	spec.Name = d.Spec.Name
+	d.Update().Apply(spec)
 }
 
 // InstanceID returns the instance ID of the domain with the given UUID:

@@ -15,8 +15,12 @@
 // (StateDir/net-<netns or "host">.json, mode 0600) so that `down` removes
 // exactly those and never an address that was there before.
 //
-// `up` is declarative and idempotent: it makes the table and addresses match
-// the plan, and changes nothing when they already do. It validates the plan
+// `up` is additive and idempotent: it merges the plan with what it recorded
+// earlier in the namespace (bridges are added, IPv6 once on stays on, the
+// port moves only when another is given), makes the table and addresses
+// match the result, and changes nothing when they already do. A recorded
+// bridge that no longer exists is dropped, with a printed change. `down
+// --bridge` removes one bridge's rules. It validates the plan
 // (port, namespaces, bridges and their addresses) before changing anything,
 // applies the nftables part of each namespace as one atomic transaction and
 // rolls back what the run did if a later step fails.
@@ -29,15 +33,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"os"
+	"sort"
 	"strings"
 )
 
 const (
 	// DefaultPort is the port imds serve listens on by default.
 	DefaultPort = 1338
-	// DefaultStateDir is where the state files live by default.
-	DefaultStateDir = "/run/imds"
+	// DefaultStateDir is where the state files live by default: a
+	// directory of its own, not /run/imds (the server's runtime directory
+	// for its admin socket), which systemd removes when imds.service
+	// stops; imds net down needs the state after that.
+	DefaultStateDir = "/run/imds-net"
 	// TableName is the name of our nftables table (family inet).
 	TableName = "imds"
 	// HostName names the current (host) namespace in Changes and state
@@ -57,16 +67,20 @@ var ErrPermission = errors.New("imds net up needs root or CAP_NET_ADMIN")
 
 // Plan is what `imds net up` sets up.
 type Plan struct {
-	// Port is the port the imds server listens on (DefaultPort when 0).
+	// Port is the port the imds server listens on. When 0, the one up
+	// recorded earlier in the namespace, else DefaultPort; another port
+	// than the recorded one moves every rule there.
 	Port int
 	// Bridges are interfaces (usually Linux bridges) behind which
 	// containers or VMs reach the host; their metadata traffic is sent to
-	// the bridge's own address on Port. In each namespace of Netns.
+	// the bridge's own address on Port. In each namespace of Netns. They
+	// are added to those up set up earlier, which stay.
 	Bridges []string
 	// Netns are the named network namespaces (as in ip netns) to set up;
 	// none means the current one (the host).
 	Netns []string
-	// IPv6 also sets up [fd00:ec2::254]:80.
+	// IPv6 also sets up [fd00:ec2::254]:80. Once set up it stays, for
+	// every bridge, until Down.
 	IPv6 bool
 }
 
@@ -87,7 +101,8 @@ func (c Change) String() string {
 
 // StatusOptions selects what Status looks at.
 type StatusOptions struct {
-	// Port is the port the server should listen on (DefaultPort when 0).
+	// Port is the port the server should listen on; when 0, the one
+	// imds net up recorded, else DefaultPort.
 	Port int
 	// Netns is the namespace to look at; "" is the current one.
 	Netns string
@@ -101,6 +116,12 @@ type StatusOptions struct {
 // Report is what Status found.
 type Report struct {
 	Netns string
+	// Port is the server's port that was checked; Recorded tells whether
+	// it (and Bridges) came from what imds net up recorded.
+	Port     int
+	Recorded bool
+	// Bridges are the bridges imds net up recorded, whose rules are checked.
+	Bridges []string
 	// Addresses are the metadata addresses present on lo.
 	Addresses []netip.Prefix
 	// Table tells whether table inet imds exists.
@@ -111,10 +132,42 @@ type Report struct {
 	// Diagnosis are the findings, one line each; the last one is
 	// "OK: metadata reachable (instance i-…)" when all is well.
 	Diagnosis []string
-	// InstanceID is what the probe read, if it succeeded.
+	// Paths are the paths probed, one per address family: lo, then each
+	// bridge.
+	Paths []Path
+	// InstanceID is what the probe through lo read, if it succeeded.
 	InstanceID string
-	// OK tells whether the metadata address answered with an instance ID.
+	// OK tells whether everything up set up is in place and every path
+	// reaches imds (a 404 from imds for a requester that is not an
+	// instance counts as reaching it).
 	OK bool
+}
+
+// Path is one way to the metadata service that up set up, as Status
+// probed it the way a client there would.
+type Path struct {
+	// Name says whose path it is, e.g. "lo 169.254.169.254:80" (the
+	// namespace's own processes) or "bridge br0 169.254.169.254:80"
+	// (containers and VMs behind br0).
+	Name string
+	// Target is the address probed (for a bridge, where its DNAT leads).
+	Target string
+	// OK tells whether imds answered there: with an instance ID, or with
+	// 404 because the probe's source is not an instance.
+	OK bool
+	// InstanceID is what the probe read, if any.
+	InstanceID string
+	// Finding says what the probe found; Fix what to do (or, for a 404,
+	// how to give the requester an instance).
+	Finding, Fix string
+}
+
+// portSource says, for a diagnosis, where the port came from.
+func (r *Report) portSource() string {
+	if r.Recorded {
+		return " (recorded by imds net up)"
+	}
+	return ""
 }
 
 // String renders the report for people.
@@ -125,6 +178,12 @@ func (r *Report) String() string {
 		where = "netns " + r.Netns
 	}
 	fmt.Fprintf(&b, "%s:\n", where)
+	if r.Port != 0 {
+		fmt.Fprintf(&b, "  server port %d%s\n", r.Port, r.portSource())
+	}
+	for _, br := range r.Bridges {
+		fmt.Fprintf(&b, "  bridge %s (recorded by imds net up)\n", br)
+	}
 	if len(r.Addresses) == 0 {
 		b.WriteString("  addresses on lo: none of the metadata addresses\n")
 	}
@@ -145,19 +204,41 @@ func (r *Report) String() string {
 	return b.String()
 }
 
+// Recorded returns the namespaces in which imds net up recorded a setup in
+// stateDir ("" for the host), sorted, the host first.
+func Recorded(stateDir string) ([]string, error) {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	entries, err := os.ReadDir(stateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		n, ok := strings.CutPrefix(e.Name(), "net-")
+		if n, ok2 := strings.CutSuffix(n, ".json"); ok && ok2 && !e.IsDir() {
+			if n == HostName {
+				n = ""
+			}
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
 // Up sets up plan and returns what it changed (nothing when all was in
 // place). On error nothing this run changed is left behind.
 func Up(ctx context.Context, plan Plan, stateDir string) ([]Change, error) {
-	if plan.Port == 0 {
-		plan.Port = DefaultPort
-	}
-	if plan.Port < 1 || plan.Port > 65535 {
+	if plan.Port < 0 || plan.Port > 65535 {
 		return nil, fmt.Errorf("port %d out of range (1-65535)", plan.Port)
 	}
-	for _, b := range plan.Bridges {
-		if b == "" || len(b) > 15 || strings.ContainsAny(b, "/ \x00") {
-			return nil, fmt.Errorf("bad bridge name %q", b)
-		}
+	if err := checkBridges(plan.Bridges); err != nil {
+		return nil, err
 	}
 	if stateDir == "" {
 		stateDir = DefaultStateDir
@@ -181,14 +262,36 @@ func Down(ctx context.Context, netns []string, stateDir string) ([]Change, error
 	return down(ctx, netns, stateDir)
 }
 
+// DownBridges removes, in each namespace of netns (none: the host), only
+// the rules Up set up for the named bridges, and forgets them; the rest
+// stays. A bridge that is not set up there changes nothing.
+func DownBridges(ctx context.Context, netns, bridges []string, stateDir string) ([]Change, error) {
+	if err := checkBridges(bridges); err != nil {
+		return nil, err
+	}
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return downBridges(ctx, netns, bridges, stateDir)
+}
+
+func checkBridges(bridges []string) error {
+	for _, b := range bridges {
+		if b == "" || len(b) > 15 || strings.ContainsAny(b, "/ \x00") {
+			return fmt.Errorf("bad bridge name %q", b)
+		}
+	}
+	return nil
+}
+
 // Status reports what is in place in one namespace and probes the metadata
 // address end to end. The error is for failures to look, not for a broken
 // setup: that is Report.OK and Report.Diagnosis.
 func Status(ctx context.Context, opts StatusOptions) (*Report, error) {
-	if opts.Port == 0 {
-		opts.Port = DefaultPort
-	}
-	if opts.Port < 1 || opts.Port > 65535 {
+	if opts.Port < 0 || opts.Port > 65535 {
 		return nil, fmt.Errorf("port %d out of range (1-65535)", opts.Port)
 	}
 	if opts.StateDir == "" {

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,9 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -29,10 +25,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// probeTimeout bounds the end-to-end request of Status.
-const probeTimeout = 2 * time.Second
+	"github.com/imdsdev/imds/internal/atomicfile"
+)
 
 // commentPrefix starts the comment of every rule we add.
 const commentPrefix = "imds: "
@@ -194,14 +189,6 @@ func dnatRule(bridge string, a, to netip.Addr, port int) ruleSpec {
 // tableState is what our table holds: chain name → rule comments, in
 // order. nil when the table does not exist.
 type tableState map[string][]string
-
-func (s tableState) rules() int {
-	n := 0
-	for _, r := range s {
-		n += len(r)
-	}
-	return n
-}
 
 func (s tableState) equal(o tableState) bool {
 	if (s == nil) != (o == nil) || len(s) != len(o) {
@@ -414,6 +401,17 @@ type state struct {
 	Netns string `json:"netns,omitempty"`
 	// Added are the addresses Up added to lo (and Down removes).
 	Added []string `json:"added_to_lo"`
+	// The plan Up set up, which Status checks unless told otherwise.
+	Port    int      `json:"port,omitempty"`
+	Bridges []string `json:"bridges,omitempty"`
+	IPv6    bool     `json:"ipv6,omitempty"`
+}
+
+// empty tells whether s records nothing (no file is kept for it).
+func (s *state) empty() bool { return len(s.Added) == 0 && s.Port == 0 }
+
+func (s *state) equal(o *state) bool {
+	return slices.Equal(s.Added, o.Added) && s.Port == o.Port && slices.Equal(s.Bridges, o.Bridges) && s.IPv6 == o.IPv6
 }
 
 func readState(dir, netns string) (*state, error) {
@@ -434,7 +432,7 @@ func readState(dir, netns string) (*state, error) {
 // writeState writes s, or removes the file when s records nothing.
 func writeState(dir, netns string, s *state) error {
 	path := filepath.Join(dir, stateName(netns))
-	if len(s.Added) == 0 {
+	if s.empty() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -447,23 +445,7 @@ func writeState(dir, netns string, s *state) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".net-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
 // ---- up ----
@@ -471,6 +453,9 @@ func writeState(dir, netns string, s *state) error {
 // upTarget is the plan for one namespace, computed before changing anything.
 type upTarget struct {
 	*target
+	port       int      // the port the rules lead to
+	bridges    []string // the bridges set up, recorded ones first
+	ipv6       bool
 	rules      []ruleSpec
 	want       tableState
 	have       tableState
@@ -480,14 +465,22 @@ type upTarget struct {
 	st         *state
 	oldState   []byte // the state file before, nil when absent
 	addrs      []netip.Prefix
+	// notes explain changes before the rule by rule list: a port move,
+	// a recorded bridge that is gone.
+	notes []Change
+	// tableChanges say what changes in the table, rule by rule.
+	tableChanges []Change
 }
+
+// errNoBridge marks a bridge that does not exist.
+var errNoBridge = errors.New("no such interface")
 
 func (t *target) bridgeAddr(bridge string, v6 bool) (netip.Addr, error) {
 	link, err := t.nl.LinkByName(bridge)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) || errors.Is(err, syscall.ENODEV) {
-			return netip.Addr{}, fmt.Errorf("%s: unknown bridge %q (no such interface)", t.where(), bridge)
+			return netip.Addr{}, fmt.Errorf("%s: unknown bridge %q (%w)", t.where(), bridge, errNoBridge)
 		}
 		return netip.Addr{}, permErr(fmt.Errorf("%s: bridge %q: %w", t.where(), bridge, err))
 	}
@@ -511,31 +504,59 @@ func (t *target) bridgeAddr(bridge string, v6 bool) (netip.Addr, error) {
 		return ip, nil
 	}
 	if v6 {
-		return netip.Addr{}, fmt.Errorf("%s: bridge %q has no global or ULA IPv6 address (needed with --ipv6)", t.where(), bridge)
+		return netip.Addr{}, fmt.Errorf("%s: bridge %q has no global or ULA IPv6 address (needed with --ipv6, which stays on once given)", t.where(), bridge)
 	}
 	return netip.Addr{}, fmt.Errorf("%s: bridge %q has no IPv4 address: the metadata traffic is sent to the bridge's own address", t.where(), bridge)
 }
 
+// recordedSetup is what earlier runs of up set up in a namespace: the
+// state file, completed from the comments of the table's rules (a state
+// file from before up recorded its port and bridges, or one that was lost,
+// must not make up forget a bridge).
+func recordedSetup(st *state, have tableState) (port int, bridges []string, ipv6 bool) {
+	port, ipv6 = st.Port, st.IPv6
+	bridges = append(bridges, st.Bridges...)
+	for _, c := range have["output"] {
+		desc := strings.TrimPrefix(c, commentPrefix)
+		if p, ok := strings.CutPrefix(desc[strings.LastIndexByte(desc, ' ')+1:], ":"); ok && port == 0 && strings.Contains(desc, " redirect to ") {
+			port, _ = strconv.Atoi(p)
+		}
+		ipv6 = ipv6 || strings.HasPrefix(desc, "ip6 ")
+	}
+	for _, c := range have["prerouting"] {
+		b, ok := ruleBridge(c)
+		if ok && !slices.Contains(bridges, b) {
+			bridges = append(bridges, b)
+		}
+		ipv6 = ipv6 || strings.Contains(c, " ip6 daddr ")
+	}
+	return port, bridges, ipv6
+}
+
+// ruleBridge returns the bridge a DNAT rule's comment names.
+func ruleBridge(comment string) (string, bool) {
+	rest, ok := strings.CutPrefix(comment, commentPrefix+"iifname ")
+	if !ok {
+		return "", false
+	}
+	q, err := strconv.QuotedPrefix(rest)
+	if err != nil {
+		return "", false
+	}
+	b, err := strconv.Unquote(q)
+	return b, err == nil
+}
+
+// bridgeRule tells whether a rule's comment is a DNAT rule of bridge b.
+func bridgeRule(comment, b string) bool {
+	rb, ok := ruleBridge(comment)
+	return ok && rb == b
+}
+
+// prepareUp merges plan with what up recorded in t and computes the rules,
+// reading everything and changing nothing.
 func prepareUp(plan Plan, stateDir string, t *target) (*upTarget, error) {
 	u := &upTarget{target: t}
-	metas := []netip.Addr{MetadataIPv4}
-	if plan.IPv6 {
-		metas = append(metas, MetadataIPv6)
-	}
-	for _, m := range metas {
-		u.rules = append(u.rules, redirectRule(m, plan.Port))
-		u.addrs = append(u.addrs, hostPrefix(m))
-	}
-	for _, b := range plan.Bridges {
-		for _, m := range metas {
-			to, err := t.bridgeAddr(b, m.Is6())
-			if err != nil {
-				return nil, err
-			}
-			u.rules = append(u.rules, dnatRule(b, m, to, plan.Port))
-		}
-	}
-	u.want = wantState(u.rules)
 	var err error
 	if u.have, u.haveChains, u.haveRules, err = t.readTable(); err != nil {
 		return nil, err
@@ -549,6 +570,106 @@ func prepareUp(plan Plan, stateDir string, t *target) (*upTarget, error) {
 	b, err := os.ReadFile(filepath.Join(stateDir, stateName(t.name)))
 	if err == nil {
 		u.oldState = b
+	}
+
+	recPort, recBridges, recV6 := recordedSetup(u.st, u.have)
+	u.port = plan.Port
+	if u.port == 0 {
+		u.port = recPort
+	}
+	if u.port == 0 {
+		u.port = DefaultPort
+	}
+	u.ipv6 = plan.IPv6 || recV6
+	metas := []netip.Addr{MetadataIPv4}
+	if u.ipv6 {
+		metas = append(metas, MetadataIPv6)
+	}
+	for _, m := range metas {
+		u.addrs = append(u.addrs, hostPrefix(m))
+	}
+
+	// The bridges: those recorded, then the new ones. A recorded bridge
+	// that is gone (a docker network removed) is dropped, not an error.
+	type bridgeTo struct {
+		name string
+		to   []netip.Addr // per metas
+	}
+	var bridges []bridgeTo
+	all := append(slices.Clone(recBridges), plan.Bridges...)
+	for _, br := range all {
+		if slices.ContainsFunc(bridges, func(x bridgeTo) bool { return x.name == br }) {
+			continue
+		}
+		named := slices.Contains(plan.Bridges, br)
+		bt := bridgeTo{name: br}
+		var berr error
+		for _, m := range metas {
+			to, err := t.bridgeAddr(br, m.Is6())
+			if err != nil {
+				berr = err
+				break
+			}
+			bt.to = append(bt.to, to)
+		}
+		switch {
+		case berr == nil:
+			bridges = append(bridges, bt)
+			u.bridges = append(u.bridges, br)
+		case named:
+			return nil, berr
+		case errors.Is(berr, errNoBridge):
+			u.notes = append(u.notes, t.change("bridge %s no longer exists: dropping its rules", br))
+		default:
+			u.notes = append(u.notes, t.change("dropping the rules of bridge %s: %v", br, strings.TrimPrefix(berr.Error(), t.where()+": ")))
+		}
+	}
+	rulesAt := func(port int) []ruleSpec {
+		var rules []ruleSpec
+		for _, m := range metas {
+			rules = append(rules, redirectRule(m, port))
+		}
+		for _, bt := range bridges {
+			for i, m := range metas {
+				rules = append(rules, dnatRule(bt.name, m, bt.to[i], port))
+			}
+		}
+		return rules
+	}
+	u.rules = rulesAt(u.port)
+	u.want = wantState(u.rules)
+
+	// What changes in the table, said rule by rule; a port move as one line.
+	if u.have != nil && !u.have.equal(u.want) {
+		base := u.want
+		if recPort != 0 && recPort != u.port {
+			base = wantState(rulesAt(recPort))
+		}
+		for _, cs := range chainSpecs {
+			for _, c := range u.have[cs.name] {
+				if !slices.Contains(base[cs.name], c) {
+					u.tableChanges = append(u.tableChanges, t.change("removed rule %s", strings.TrimPrefix(c, commentPrefix)))
+				}
+			}
+		}
+		for c := range u.have {
+			if chainHook(c) == nil {
+				u.tableChanges = append(u.tableChanges, t.change("removed chain %s", c))
+			}
+		}
+		for _, cs := range chainSpecs {
+			for _, c := range base[cs.name] {
+				if !slices.Contains(u.have[cs.name], c) {
+					u.tableChanges = append(u.tableChanges, t.change("added rule %s", strings.TrimPrefix(c, commentPrefix)))
+				}
+			}
+		}
+		if recPort != 0 && recPort != u.port {
+			u.tableChanges = append(u.tableChanges, t.change("moved every rule from port %d to port %d", recPort, u.port))
+		}
+		if len(u.tableChanges) == 0 {
+			u.tableChanges = append(u.tableChanges, t.change("rewrote table inet %s (%d rules)", TableName, len(u.rules)))
+		}
 	}
 	return u, nil
 }
@@ -605,7 +726,7 @@ func up(_ context.Context, plan Plan, stateDir string) (changes []Change, err er
 		for _, a := range u.st.Added {
 			recorded[a] = true
 		}
-		newState := &state{Netns: u.name}
+		newState := &state{Netns: u.name, Port: u.port, Bridges: u.bridges, IPv6: u.ipv6}
 		for _, p := range u.addrs {
 			if hasAddr(u.present, p.Addr()) {
 				if recorded[p.String()] {
@@ -635,6 +756,7 @@ func up(_ context.Context, plan Plan, stateDir string) (changes []Change, err er
 			}
 		}
 		if !u.have.equal(u.want) {
+			// One transaction: the old table is replaced by the merged one.
 			if err := u.writeTable(u.have != nil, u.rules); err != nil {
 				return nil, err
 			}
@@ -643,14 +765,19 @@ func up(_ context.Context, plan Plan, stateDir string) (changes []Change, err er
 				changes = append(changes, u.change("created table inet %s with %d rules", TableName, len(u.rules)))
 			} else {
 				undo = append(undo, func() error { return u.restoreTable(u.haveChains, u.haveRules) })
-				changes = append(changes, u.change("replaced table inet %s (%d rules, was %d)", TableName, len(u.rules), u.have.rules()))
+				changes = append(changes, u.notes...)
+				changes = append(changes, u.tableChanges...)
 			}
 		}
-		if !slices.Equal(newState.Added, u.st.Added) {
+		if !newState.equal(u.st) {
 			if err := writeState(stateDir, u.name, newState); err != nil {
 				return nil, fmt.Errorf("%s: recording what was added: %w", u.where(), err)
 			}
 			undo = append(undo, func() error { return restoreStateFile(stateDir, u.name, u.oldState) })
+			if u.have.equal(u.want) {
+				// Only the record changed (a gone bridge without rules).
+				changes = append(changes, u.notes...)
+			}
 		}
 	}
 	return changes, nil
@@ -664,7 +791,7 @@ func restoreStateFile(dir, netns string, old []byte) error {
 		}
 		return nil
 	}
-	return os.WriteFile(path, old, 0o600)
+	return atomicfile.Write(path, old, 0o600)
 }
 
 // ---- down ----
@@ -692,7 +819,7 @@ func downOne(name, stateDir string) ([]Change, error) {
 	}
 	t, err := openTarget(name)
 	if err != nil {
-		if name != "" && len(st.Added) > 0 && !errors.Is(err, ErrPermission) {
+		if name != "" && !st.empty() && !errors.Is(err, ErrPermission) {
 			// The namespace is gone, and with it what we added.
 			if err := writeState(stateDir, name, &state{}); err != nil {
 				return nil, err
@@ -736,114 +863,80 @@ func downOne(name, stateDir string) ([]Change, error) {
 	return changes, nil
 }
 
-// ---- status ----
+// downBridges removes the rules of bridges in each namespace of names.
+func downBridges(_ context.Context, names, bridges []string, stateDir string) ([]Change, error) {
+	if len(names) == 0 {
+		names = []string{""}
+	}
+	var changes []Change
+	var errs []error
+	for _, name := range names {
+		c, err := downBridgesOne(name, bridges, stateDir)
+		changes = append(changes, c...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return changes, errors.Join(errs...)
+}
 
-func status(ctx context.Context, opts StatusOptions) (*Report, error) {
-	t, err := openTarget(opts.Netns)
+func downBridgesOne(name string, bridges []string, stateDir string) ([]Change, error) {
+	st, err := readState(stateDir, name)
+	if err != nil {
+		return nil, err
+	}
+	t, err := openTarget(name)
 	if err != nil {
 		return nil, err
 	}
 	defer t.close()
-	r := &Report{Netns: opts.Netns}
-	present, err := t.loAddrs()
+	_, chains, rules, err := t.readTable()
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range []netip.Addr{MetadataIPv4, MetadataIPv6} {
-		for p := range present {
-			if p.Addr() == m {
-				r.Addresses = append(r.Addresses, p)
+	var changes []Change
+	// The bridges' rules go in one transaction, with a chain they leave
+	// empty (as up would make it); the others stay as they are.
+	left := map[string]int{}
+	for _, r := range rules {
+		comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+		if !slices.ContainsFunc(bridges, func(b string) bool { return bridgeRule(comment, b) }) {
+			left[r.Chain.Name]++
+			continue
+		}
+		if err := t.nft.DelRule(r); err != nil {
+			return nil, fmt.Errorf("%s: deleting rule %q: %w", t.where(), comment, err)
+		}
+		changes = append(changes, t.change("removed rule %s", strings.TrimPrefix(comment, commentPrefix)))
+	}
+	if len(changes) > 0 {
+		for _, c := range chains {
+			if left[c.Name] == 0 {
+				t.nft.DelChain(c)
+			}
+		}
+		if err := t.nft.Flush(); err != nil {
+			return nil, permErr(fmt.Errorf("%s: removing the rules of %s from table inet %s: %w", t.where(), strings.Join(bridges, ", "), TableName, err))
+		}
+	}
+	newState := *st
+	newState.Bridges = slices.DeleteFunc(slices.Clone(st.Bridges), func(b string) bool { return slices.Contains(bridges, b) })
+	if !newState.equal(st) {
+		if err := writeState(stateDir, name, &newState); err != nil {
+			if len(changes) > 0 {
+				if rerr := t.restoreTable(chains, rules); rerr != nil {
+					err = fmt.Errorf("%w; rolling back failed too: %v", err, rerr)
+				}
+			}
+			return nil, fmt.Errorf("%s: recording what was removed: %w", t.where(), err)
+		}
+		for _, b := range st.Bridges {
+			if slices.Contains(bridges, b) && !slices.ContainsFunc(changes, func(c Change) bool { return strings.Contains(c.What, fmt.Sprintf("iifname %q ", b)) }) {
+				changes = append(changes, t.change("forgot bridge %s (it had no rules)", b))
 			}
 		}
 	}
-	have, _, _, err := t.readTable()
-	if err != nil {
-		return nil, err
-	}
-	r.Table = have != nil
-	for _, cs := range chainSpecs {
-		for _, c := range have[cs.name] {
-			r.Rules = append(r.Rules, cs.name+": "+strings.TrimPrefix(c, commentPrefix))
-		}
-	}
-	hasAddr4 := hasAddr(present, MetadataIPv4)
-	hasRule := slices.Contains(have["output"], redirectComment(MetadataIPv4, opts.Port))
-	if !hasAddr4 {
-		r.Diagnosis = append(r.Diagnosis, "address "+MetadataIPv4.String()+" missing on lo")
-	}
-	if !hasRule {
-		r.Diagnosis = append(r.Diagnosis, "no redirect rule for port "+strconv.Itoa(opts.Port))
-	}
-	if !hasAddr4 {
-		// Without the address on lo the request would leave the machine
-		// (to a real metadata service, if any): no probe.
-		return r, nil
-	}
-	id, status, err := probe(ctx, opts.Netns, opts.ProbePath)
-	switch {
-	case err != nil && errors.Is(err, syscall.ECONNREFUSED) && hasRule:
-		r.Diagnosis = append(r.Diagnosis, "nothing listening on port "+strconv.Itoa(opts.Port))
-	case err != nil:
-		r.Diagnosis = append(r.Diagnosis, "metadata probe failed: "+err.Error())
-	case status != http.StatusOK || !strings.HasPrefix(id, "i-"):
-		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("metadata probe: status %d, body %q (not an instance ID)", status, truncate(id, 80)))
-	case !hasRule:
-		r.InstanceID = id
-		r.Diagnosis = append(r.Diagnosis, "metadata reachable (instance "+id+"), but not through a redirect to port "+strconv.Itoa(opts.Port))
-	default:
-		r.InstanceID = id
-		r.OK = true
-		r.Diagnosis = append(r.Diagnosis, "OK: metadata reachable (instance "+id+")")
-	}
-	return r, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
-// probe GETs http://169.254.169.254<path> from inside the namespace.
-func probe(ctx context.Context, ns, path string) (body string, status int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	addr := netip.AddrPortFrom(MetadataIPv4, 80).String()
-	conn, err := DialContext(ctx, ns, "tcp", addr)
-	if err != nil {
-		return "", 0, err
-	}
-	var once sync.Once
-	tr := &http.Transport{
-		DisableKeepAlives: true,
-		Proxy:             nil,
-		DialContext: func(context.Context, string, string) (net.Conn, error) {
-			var c net.Conn
-			once.Do(func() { c = conn })
-			if c == nil {
-				return nil, errors.New("probe connection already used")
-			}
-			return c, nil
-		},
-	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		conn.Close()
-		return "", 0, err
-	}
-	resp, err := (&http.Client{Transport: tr, Timeout: probeTimeout}).Do(req)
-	if err != nil {
-		conn.Close()
-		return "", 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return "", resp.StatusCode, err
-	}
-	return strings.TrimSpace(string(b)), resp.StatusCode, nil
+	return changes, nil
 }
 
 // DialContext dials address from inside the named network namespace ("" is

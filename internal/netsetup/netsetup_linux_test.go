@@ -15,11 +15,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imdsdev/imds/internal/netsetup/netsetuptest"
 )
 
 const nsPrefix = "imdsnet-"
@@ -101,10 +104,7 @@ func newNS(t *testing.T, role string) string {
 // ip addr.
 func snapshot(t *testing.T, ns string) string {
 	t.Helper()
-	addrs := run(t, "ip", "-n", ns, "-o", "addr") // one line per address, no link state
-	// Link-local addresses finish DAD whenever the kernel gets round to it.
-	addrs = strings.NewReplacer(" tentative", "", " dadfailed", "").Replace(addrs)
-	return run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset") + "\n----\n" + addrs
+	return netsetuptest.Snapshot(t, ns)
 }
 
 // serve runs an HTTP server inside ns on addr that answers instanceID and
@@ -256,12 +256,21 @@ func TestUpChangedPortReplacesRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("changes: %v", changes)
-	rules := run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
-	if !strings.Contains(rules, "redirect to :1339") || strings.Contains(rules, ":1338") || strings.Contains(rules, "ip6") {
-		t.Errorf("ruleset after up with another port and without IPv6:\n%s", rules)
+	if len(changes) != 1 || changes[0].What != "moved every rule from port 1338 to port 1339" {
+		t.Errorf("changes %v, want only the port move", changes)
 	}
-	if out := run(t, "ip", "-n", ns, "addr", "show", "dev", "lo"); strings.Contains(out, "fd00:ec2::254") {
-		t.Errorf("IPv6 address left on lo:\n%s", out)
+	// IPv6, once set up, stays: up is additive (issue 13).
+	rules := run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+	if !strings.Contains(rules, "ip daddr 169.254.169.254 tcp dport 80 redirect to :1339") || strings.Contains(rules, ":1338") ||
+		!strings.Contains(rules, "ip6 daddr fd00:ec2::254 tcp dport 80 redirect to :1339") {
+		t.Errorf("ruleset after up with another port:\n%s", rules)
+	}
+	if out := run(t, "ip", "-n", ns, "addr", "show", "dev", "lo"); !strings.Contains(out, "fd00:ec2::254") {
+		t.Errorf("IPv6 address gone from lo:\n%s", out)
+	}
+	// Without a port, the recorded one stays.
+	if changes, err := Up(ctx, Plan{Netns: []string{ns}}, dir); err != nil || len(changes) != 0 {
+		t.Errorf("up without --port: %v %v, want no change", changes, err)
 	}
 	if _, err := Down(ctx, []string{ns}, dir); err != nil {
 		t.Fatal(err)
@@ -343,6 +352,141 @@ func TestUpBridge(t *testing.T) {
 	}
 	if after := snapshot(t, l.host); after != before {
 		t.Errorf("after down:\n%s\nbefore up:\n%s", after, before)
+	}
+}
+
+// TestUpAdditive is issue 13's trap: a second up with another bridge kept
+// only the second one. Now bridges add up, a port moves every rule, a gone
+// bridge is dropped and down --bridge removes one bridge only.
+func TestUpAdditive(t *testing.T) {
+	l := newBridgeLab(t)
+	h := l.host
+	ctr2 := newNS(t, "c2")
+	run(t, "ip", "-n", h, "link", "add", "br1", "type", "bridge")
+	run(t, "ip", "-n", h, "addr", "add", "10.214.9.1/24", "dev", "br1")
+	run(t, "ip", "-n", h, "link", "set", "br1", "up")
+	run(t, "ip", "-n", h, "link", "add", "vh1", "type", "veth", "peer", "name", "eth0", "netns", ctr2)
+	run(t, "ip", "-n", h, "link", "set", "vh1", "master", "br1", "up")
+	run(t, "ip", "-n", ctr2, "addr", "add", "10.214.9.2/24", "dev", "eth0")
+	run(t, "ip", "-n", ctr2, "link", "set", "eth0", "up")
+	run(t, "ip", "-n", ctr2, "route", "add", "default", "via", "10.214.9.1")
+	before := snapshot(t, h)
+	dir := t.TempDir()
+	ctx := context.Background()
+	port := testPort()
+	serve(t, h, "0.0.0.0:"+strconv.Itoa(port), "i-additive")
+	serve(t, h, "0.0.0.0:"+strconv.Itoa(port+1), "i-moved")
+	up := func(plan Plan) []string {
+		t.Helper()
+		plan.Netns = []string{h}
+		changes, err := Up(ctx, plan, dir)
+		if err != nil {
+			t.Fatalf("up %+v: %v", plan, err)
+		}
+		var out []string
+		for _, c := range changes {
+			out = append(out, c.What)
+		}
+		t.Logf("up %+v:\n%s", plan, strings.Join(out, "\n"))
+		return out
+	}
+	reaches := func(ns, want string) {
+		t.Helper()
+		body, err := curlIn(t, ns, "http://169.254.169.254/latest/meta-data/instance-id")
+		if want == "" {
+			if err == nil {
+				t.Errorf("%s still reaches the metadata address: %q", ns, body)
+			}
+			return
+		}
+		if err != nil || body != want {
+			t.Errorf("GET from %s: %q %v, want %s", ns, body, err, want)
+		}
+	}
+	p := strconv.Itoa(port)
+	dnat := func(br, to string, port int) string {
+		return fmt.Sprintf(`added rule iifname %q ip daddr 169.254.169.254 tcp dport 80 dnat to %s:%d`, br, to, port)
+	}
+
+	up(Plan{Port: port, Bridges: []string{"br0"}})
+	got := up(Plan{Bridges: []string{"br1"}})
+	if want := []string{dnat("br1", "10.214.9.1", port)}; !slices.Equal(got, want) {
+		t.Errorf("second up with another bridge: %q, want %q", got, want)
+	}
+	reaches(l.ctr, "i-additive")
+	reaches(ctr2, "i-additive")
+	if got := up(Plan{Bridges: []string{"br0", "br1"}}); len(got) != 0 {
+		t.Errorf("up again: %q, want no change", got)
+	}
+
+	got = up(Plan{Port: port + 1})
+	if want := []string{fmt.Sprintf("moved every rule from port %d to port %d", port, port+1)}; !slices.Equal(got, want) {
+		t.Errorf("up with another port: %q, want %q", got, want)
+	}
+	if rules := run(t, "ip", "netns", "exec", h, "nft", "list", "ruleset"); strings.Contains(rules, ":"+p+" ") || strings.Count(rules, ":"+strconv.Itoa(port+1)+" comment") != 3 {
+		t.Errorf("ruleset after the port move:\n%s", rules)
+	}
+	reaches(l.ctr, "i-moved")
+	reaches(ctr2, "i-moved")
+
+	// A docker network removed: its bridge is gone, the next up drops it.
+	run(t, "ip", "-n", h, "link", "del", "br1")
+	got = up(Plan{Bridges: []string{"br0"}})
+	if want := []string{"bridge br1 no longer exists: dropping its rules",
+		fmt.Sprintf(`removed rule iifname "br1" ip daddr 169.254.169.254 tcp dport 80 dnat to 10.214.9.1:%d`, port+1)}; !slices.Equal(got, want) {
+		t.Errorf("up after br1 is gone: %q, want %q", got, want)
+	}
+	reaches(l.ctr, "i-moved")
+
+	// down --bridge removes one bridge; the host's redirect stays.
+	changes, err := DownBridges(ctx, []string{h}, []string{"br0"}, dir)
+	if err != nil || len(changes) != 1 || !strings.HasPrefix(changes[0].What, `removed rule iifname "br0" ip daddr 169.254.169.254`) {
+		t.Errorf("down --bridge br0: %v %v", changes, err)
+	}
+	reaches(l.ctr, "")
+	if rules := run(t, "ip", "netns", "exec", h, "nft", "list", "ruleset"); !strings.Contains(rules, "redirect to :"+strconv.Itoa(port+1)) || strings.Contains(rules, "iifname") {
+		t.Errorf("ruleset after down --bridge br0:\n%s", rules)
+	}
+	if changes, err := DownBridges(ctx, []string{h}, []string{"br0"}, dir); err != nil || len(changes) != 0 {
+		t.Errorf("second down --bridge br0: %v %v", changes, err)
+	}
+	if got := up(Plan{}); len(got) != 0 {
+		t.Errorf("up after down --bridge: %q, want no change (the bridge stays removed)", got)
+	}
+	if _, err := Down(ctx, []string{h}, dir); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "ip", "-n", h, "link", "add", "br1", "type", "bridge")
+	run(t, "ip", "-n", h, "addr", "add", "10.214.9.1/24", "dev", "br1")
+	run(t, "ip", "-n", h, "link", "set", "br1", "up")
+	if after := snapshot(t, h); after != before {
+		t.Errorf("after down (and br1 put back):\n%s\nbefore up:\n%s", after, before)
+	}
+}
+
+// A failed up (a new bridge without an address) leaves the earlier setup
+// as it was.
+func TestUpAdditiveInvalidKeepsSetup(t *testing.T) {
+	l := newBridgeLab(t)
+	run(t, "ip", "-n", l.host, "link", "add", "br1", "type", "bridge")
+	dir := t.TempDir()
+	ctx := context.Background()
+	if _, err := Up(ctx, Plan{Port: testPort(), Netns: []string{l.host}, Bridges: []string{"br0"}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, l.host)
+	state, _ := os.ReadFile(dir + "/" + stateName(l.host))
+	if _, err := Up(ctx, Plan{Netns: []string{l.host}, Bridges: []string{"br1"}}, dir); err == nil || !strings.Contains(err.Error(), `bridge "br1" has no IPv4 address`) {
+		t.Errorf("up with a bridge without an address: %v", err)
+	}
+	if after := snapshot(t, l.host); after != before {
+		t.Errorf("after the failed up:\n%s\nbefore:\n%s", after, before)
+	}
+	if after, _ := os.ReadFile(dir + "/" + stateName(l.host)); string(after) != string(state) {
+		t.Errorf("state file changed:\n%s\nwas:\n%s", after, state)
+	}
+	if _, err := Down(ctx, []string{l.host}, dir); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -458,5 +602,139 @@ func TestUpNotPermitted(t *testing.T) {
 	}
 	if after := snapshot(t, ns); after != before {
 		t.Errorf("changed:\n%s", after)
+	}
+}
+
+// listenIn serves h on addr inside ns until the test ends.
+func listenIn(t *testing.T, ns, addr string, h http.HandlerFunc) {
+	t.Helper()
+	var ln net.Listener
+	if err := InNetns(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listening on %s in %s: %v", addr, ns, err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// statusOf runs Status and returns its diagnosis as one string.
+func statusOf(t *testing.T, ns, dir string) (string, bool) {
+	t.Helper()
+	r, err := Status(context.Background(), StatusOptions{Netns: ns, StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("status:\n%s", r)
+	return strings.Join(r.Diagnosis, "\n"), r.OK
+}
+
+func wantStatus(t *testing.T, ns, dir string, wantOK bool, want ...string) {
+	t.Helper()
+	d, ok := statusOf(t, ns, dir)
+	if ok != wantOK {
+		t.Errorf("OK %v, want %v:\n%s", ok, wantOK, d)
+	}
+	for _, w := range want {
+		if !strings.Contains(d, w) {
+			t.Errorf("diagnosis lacks %q:\n%s", w, d)
+		}
+	}
+}
+
+// Issue 13: status said OK after up --ipv6 while the server listened on
+// IPv4 only, and [fd00:ec2::254] was refused.
+func TestStatusIPv6NotListening(t *testing.T) {
+	ns := newNS(t, "s6")
+	dir := t.TempDir()
+	port := testPort()
+	p := strconv.Itoa(port)
+	if _, err := Up(context.Background(), Plan{Port: port, Netns: []string{ns}, IPv6: true}, dir); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, ns, "127.0.0.1:"+p, "i-0v4only")
+	wantStatus(t, ns, dir, false,
+		"lo 169.254.169.254:80: OK (instance i-0v4only)",
+		"lo [fd00:ec2::254]:80: nothing listening on port "+p+" (recorded by imds net up) at [::1]:"+p+", where the redirect leads; run imds serve with --listen [::1]:"+p)
+	if _, err := curlIn(t, ns, "http://[fd00:ec2::254]/latest/meta-data/instance-id"); err == nil {
+		t.Errorf("curl [fd00:ec2::254] succeeded, the test setup is wrong")
+	}
+	serve(t, ns, "[::1]:"+p, "i-0v4only")
+	wantStatus(t, ns, dir, true, "lo [fd00:ec2::254]:80: OK (instance i-0v4only)", "OK: metadata reachable (instance i-0v4only)")
+}
+
+// Issue 13: status said OK when the server did not listen on the bridge
+// address, where the containers' requests go.
+func TestStatusBridgeNotListening(t *testing.T) {
+	l := newBridgeLab(t)
+	dir := t.TempDir()
+	port := testPort()
+	p := strconv.Itoa(port)
+	if _, err := Up(context.Background(), Plan{Port: port, Netns: []string{l.host}, Bridges: []string{"br0"}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, l.host, "127.0.0.1:"+p, "i-0lo")
+	wantStatus(t, l.host, dir, false,
+		"lo 169.254.169.254:80: OK (instance i-0lo)",
+		"bridge br0 169.254.169.254:80: nothing listening on 10.214.7.1:"+p+", where the DNAT of bridge br0 leads: containers and VMs behind br0 get no answer; run imds serve with --listen 10.214.7.1:"+p+" (or --listen 0.0.0.0:"+p+")")
+	if _, err := curlIn(t, l.ctr, "http://169.254.169.254/latest/meta-data/instance-id"); err == nil {
+		t.Errorf("the container reached the metadata address, the test setup is wrong")
+	}
+	rec := serve(t, l.host, "10.214.7.1:"+p, "i-0br")
+	wantStatus(t, l.host, dir, true, "bridge br0 169.254.169.254:80: OK (instance i-0br)")
+	// The probe asks as a container would: Host is the metadata address.
+	if s := rec.seen(); len(s) == 0 {
+		t.Errorf("the bridge's server saw no probe")
+	}
+	// A bridge that is gone is noted, not a failure.
+	run(t, "ip", "-n", l.host, "link", "del", "br0")
+	wantStatus(t, l.host, dir, true, "bridge br0 no longer exists: its rules are stale")
+}
+
+// Issue 13: an answer from imds itself with 404, because the probing host
+// is not an instance, was reported as "not reachable" with exit 1.
+func TestStatusImds404IsReachable(t *testing.T) {
+	ns := newNS(t, "s404")
+	dir := t.TempDir()
+	port := testPort()
+	if _, err := Up(context.Background(), Plan{Port: port, Netns: []string{ns}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var hosts, remotes []string
+	listenIn(t, ns, "127.0.0.1:"+strconv.Itoa(port), func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hosts, remotes = append(hosts, r.Host), append(remotes, r.RemoteAddr)
+		mu.Unlock()
+		w.Header().Set("Server", "EC2ws")
+		http.NotFound(w, r)
+	})
+	wantStatus(t, ns, dir, true,
+		"lo 169.254.169.254:80: reachable: imds answered 404 because 169.254.169.254, the probe's source (this host), is not an instance; to give it one: imds instance add NAME --ip 169.254.169.254",
+		"OK: every path reaches imds")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hosts) == 0 || hosts[0] != "169.254.169.254" || !strings.HasPrefix(remotes[0], "169.254.169.254:") {
+		t.Errorf("the server saw Host %v from %v, want 169.254.169.254 from 169.254.169.254", hosts, remotes)
+	}
+}
+
+// Issue 13: in a namespace whose lo is down, status said only "i/o timeout".
+func TestStatusLoDown(t *testing.T) {
+	ns := newNS(t, "slo")
+	dir := t.TempDir()
+	port := testPort()
+	if _, err := Up(context.Background(), Plan{Port: port, Netns: []string{ns}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, ns, "127.0.0.1:"+strconv.Itoa(port), "i-0lodown")
+	wantStatus(t, ns, dir, true, "OK: metadata reachable (instance i-0lodown)")
+	run(t, "ip", "-n", ns, "link", "set", "lo", "down")
+	d, ok := statusOf(t, ns, dir)
+	if ok || !strings.Contains(d, "lo is down in netns "+ns+": nothing there reaches the metadata address; fix: ip -n "+ns+" link set lo up") || strings.Contains(d, "timeout") {
+		t.Errorf("status with lo down (OK %v):\n%s", ok, d)
 	}
 }

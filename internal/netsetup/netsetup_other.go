@@ -16,6 +16,10 @@ func up(context.Context, Plan, string) ([]Change, error) { return nil, errUnsupp
 
 func down(context.Context, []string, string) ([]Change, error) { return nil, errUnsupportedOS }
 
+func downBridges(context.Context, []string, []string, string) ([]Change, error) {
+	return nil, errUnsupportedOS
+}
+
 func status(context.Context, StatusOptions) (*Report, error) { return nil, errUnsupportedOS }
 
 // DialContext dials address from inside the named network namespace; only

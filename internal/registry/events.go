@@ -71,7 +71,10 @@ const (
 // appear then; everything else applies at once. Times are fixed when an
 // event is issued, so pollers never see them move.
 func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventRequest) (ec2.Events, error) {
-	now := r.Now().UTC().Truncate(time.Second)
+	if err := req.Validate(); err != nil {
+		return ec2.Events{}, err
+	}
+	now := r.Clock.Now().UTC().Truncate(time.Second)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.idx.Load().byName[name] == nil {
@@ -85,20 +88,14 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	next.events.Maintenance = slices.Clone(ov.events.Maintenance)
 	var notice time.Time // when a scheduled event is to appear
 	switch req.Type {
-	case "spot":
+	case ec2.EventSpot:
 		action := req.Action
 		if action == "" {
 			action = ec2.SpotTerminate
 		}
-		if action != ec2.SpotTerminate && action != ec2.SpotStop && action != ec2.SpotHibernate {
-			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "spot action must be terminate, stop or hibernate, got %q", action)
-		}
 		lead := req.Lead
 		if lead == 0 {
 			lead = DefaultSpotLead
-		}
-		if lead < 0 {
-			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "spot lead time must not be negative")
 		}
 		at := req.At.UTC().Truncate(time.Second)
 		if at.IsZero() {
@@ -107,20 +104,12 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 		next.events.Spot = &ec2.SpotNotice{Action: action, Time: at}
 		next.spot = true
 		notice = at.Add(-lead)
-	case "rebalance":
-		t := req.At.UTC().Truncate(time.Second)
-		if t.IsZero() {
-			t = now
-		}
-		next.events.Rebalance = t
-		notice = t
-	case "maintenance":
+	case ec2.EventRebalance:
+		next.events.Rebalance = now
+	case ec2.EventMaintenance:
 		code := req.Code
 		if code == "" {
 			code = "system-reboot"
-		}
-		if !slices.Contains(ec2.MaintenanceCodes, code) {
-			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "maintenance code must be one of %v, got %q", ec2.MaintenanceCodes, code)
 		}
 		desc := req.Description
 		if desc == "" {
@@ -134,16 +123,13 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 		if dur == 0 {
 			dur = DefaultMaintenanceDuration
 		}
-		if dur < 0 {
-			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "maintenance duration must not be negative")
-		}
 		var id [8]byte
 		rand.Read(id[:])
 		next.events.Maintenance = append(next.events.Maintenance, ec2.MaintenanceEvent{
 			ID: "instance-event-0" + hex.EncodeToString(id[:]), Code: code, Description: desc,
 			State: ec2.MaintenanceActive, NotBefore: nb, NotAfter: nb.Add(dur),
 		})
-	case "maintenance-complete", "maintenance-cancel":
+	case ec2.EventMaintenanceComplete, ec2.EventMaintenanceCancel:
 		i := slices.IndexFunc(next.events.Maintenance, func(e ec2.MaintenanceEvent) bool { return e.ID == req.EventID })
 		if i < 0 {
 			return ec2.Events{}, ec2.Errorf(ec2.ENOTFOUND, "instance %s has no maintenance event %q", name, req.EventID)
@@ -152,20 +138,15 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 		if e.State != ec2.MaintenanceActive {
 			return ec2.Events{}, ec2.Errorf(ec2.ECONFLICT, "maintenance event %s is already %s", e.ID, e.State)
 		}
-		if req.Type == "maintenance-complete" {
+		if req.Type == ec2.EventMaintenanceComplete {
 			e.State, e.Description = ec2.MaintenanceCompleted, "[Completed] "+e.Description
 		} else {
 			e.State, e.Description = ec2.MaintenanceCanceled, "[Canceled] "+e.Description
 		}
-	case "asg":
-		if !slices.Contains(ec2.AutoscalingStates, req.State) {
-			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "Auto Scaling state must be one of %v, got %q", ec2.AutoscalingStates, req.State)
-		}
+	case ec2.EventAutoscaling:
 		next.asg = req.State
-	case "clear":
+	case ec2.EventClear:
 		next = overlay{faults: ov.faults} // clear ends events, not faults
-	default:
-		return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "event type must be spot, rebalance, maintenance, maintenance-complete, maintenance-cancel, asg or clear, got %q", req.Type)
 	}
 	if notice.After(now) {
 		r.schedule(name, notice, next)
@@ -202,7 +183,7 @@ func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 // registry is closed first. The overlay is recomputed from the current one
 // for the event's own fields, so events issued meanwhile are kept.
 func (r *Registry) schedule(name string, at time.Time, ov overlay) {
-	t := r.Clock.NewTimer(at.Sub(r.Now()))
+	t := r.Clock.NewTimer(at.Sub(r.Clock.Now()))
 	go func() {
 		select {
 		case <-r.done:

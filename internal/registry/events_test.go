@@ -13,10 +13,10 @@ import (
 func eventRegistry(t *testing.T) (*Registry, *clock.Fake) {
 	t.Helper()
 	r, _ := openRegistry(t, "")
-	clk := clock.NewFake(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
-	r.Clock, r.Now = clk, clk.Now
+	clk := clock.NewFake(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)) // fixed instant: starts a fake clock (internal/clock)
+	r.Clock = clk
 	t.Cleanup(r.Close)
-	if err := r.SetConfig(context.Background(), []*ec2.Instance{configInstance("a", "10.0.0.2")}, ""); err != nil {
+	if err := r.SetConfig(context.Background(), []*ec2.Instance{configInstance("a", "10.0.0.2")}, Default{}); err != nil {
 		t.Fatal(err)
 	}
 	return r, clk
@@ -68,7 +68,7 @@ func TestScheduledSpotAppearsAtNoticeTime(t *testing.T) {
 		t.Fatalf("the notice appeared 3 minutes before the action; want 2")
 	}
 	clk.Advance(time.Minute)
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 	for current(t, r).Events.Spot == nil && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}

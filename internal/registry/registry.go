@@ -34,7 +34,6 @@ type Registry struct {
 	// Derive makes derived values stable (machine seed).
 	Derive ec2.DeriveOptions
 	Logger *slog.Logger
-	Now    func() time.Time
 
 	// Neighbours returns the kernel neighbour table (address → MAC); nil
 	// disables matching by MAC.
@@ -44,7 +43,8 @@ type Registry struct {
 	// ProxySecret keys the HMAC-SHA256 of X-Instance-ID.
 	ProxySecret []byte
 
-	// Clock drives scheduled events.
+	// Clock tells the time (launch times, event times) and drives scheduled
+	// events.
 	Clock clock.Clock
 
 	// Addresses, if set, gives an address to instances registered with a MAC
@@ -55,10 +55,15 @@ type Registry struct {
 	// (under the registry's lock: it must not call back into the registry).
 	OnChange func([]*ec2.Instance)
 
-	mu        sync.Mutex // serialises changes
+	mu sync.Mutex // serialises changes
+	// writeMu serialises the writers of specs, so that UpdateInstance's
+	// read, change and write sees no other writer in between.
+	writeMu   sync.Mutex
 	idx       atomic.Pointer[index]
 	config    []*ec2.Instance
-	defName   string
+	def       Default
+	answering bool                // the implicit default answered unknown requesters at the last change
+	built     bool                // the index was built at least once
 	overlays  map[string]*overlay // run-time events and faults per instance name
 	allFaults ec2.Faults          // faults of every instance
 	done      chan struct{}
@@ -74,6 +79,18 @@ var (
 	_ ec2.InstanceService = (*Registry)(nil)
 )
 
+// Default says who answers requesters that no instance matches.
+type Default struct {
+	// Name is the instance that answers them; empty: none does (404).
+	Name string
+	// Implicit marks the one instance of a configuration without
+	// instances: (zero configuration, or instance:). It answers unmatched
+	// requesters only while it is the only instance: once others are
+	// registered, a requester that is none of them must not get its
+	// metadata and credentials. An explicit default_instance always answers.
+	Implicit bool
+}
+
 // AddressAllocator assigns addresses by MAC (see internal/ipam).
 type AddressAllocator interface {
 	Allocate(mac, name string) (netip.Addr, error)
@@ -87,7 +104,10 @@ type index struct {
 	byAddr map[netip.Addr]*ec2.Instance
 	byMAC  map[string]*ec2.Instance
 	def    *ec2.Instance
-	names  []string
+	// displaced names the implicit default while others keep it from
+	// answering unmatched requesters.
+	displaced string
+	names     []string
 }
 
 type neighCache struct {
@@ -97,7 +117,7 @@ type neighCache struct {
 
 // New returns an empty Registry.
 func New(store ec2.InstanceStore, opt ec2.DeriveOptions) *Registry {
-	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Now: time.Now, Clock: clock.Real{},
+	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Clock: clock.Real{},
 		overlays: map[string]*overlay{}, done: make(chan struct{})}
 	r.idx.Store(&index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
 		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}})
@@ -113,15 +133,14 @@ func (r *Registry) Load(ctx context.Context) error {
 }
 
 // SetConfig replaces the instances declared in the config file (already
-// derived and validated); defaultName, when not empty, names the instance
-// that answers requesters no other instance matches.
-func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, defaultName string) error {
+// derived and validated) and who answers requesters no instance matches.
+func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Default) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old, oldDef := r.config, r.defName
-	r.config, r.defName = insts, defaultName
+	old, oldDef := r.config, r.def
+	r.config, r.def = insts, def
 	if err := r.rebuild(ctx); err != nil {
-		r.config, r.defName = old, oldDef
+		r.config, r.def = old, oldDef
 		return err
 	}
 	return nil
@@ -155,14 +174,18 @@ func (r *Registry) rebuild(ctx context.Context) error {
 			next.specs[spec.Name] = spec
 		}
 	}
-	if r.defName != "" {
-		next.def = next.byName[r.defName]
+	if r.def.Name != "" {
+		next.def = next.byName[r.def.Name]
 		if next.def == nil {
-			return ec2.Errorf(ec2.EINVALID, "default instance %q does not exist", r.defName)
+			return ec2.Errorf(ec2.EINVALID, "default instance %q does not exist", r.def.Name)
+		}
+		if r.def.Implicit && len(next.names) > 1 {
+			next.def, next.displaced = nil, r.def.Name
 		}
 	}
 	sort.Strings(next.names)
 	r.idx.Store(next)
+	r.logDefault(next)
 	if r.OnChange != nil {
 		all := make([]*ec2.Instance, 0, len(next.names))
 		for _, n := range next.names {
@@ -171,6 +194,21 @@ func (r *Registry) rebuild(ctx context.Context) error {
 		r.OnChange(all)
 	}
 	return nil
+}
+
+// logDefault says when the implicit default stops or starts answering
+// requesters that no instance matches. r.mu is held.
+func (r *Registry) logDefault(next *index) {
+	answering := next.def != nil && r.def.Implicit
+	switch {
+	case !r.def.Implicit:
+	case r.answering && !answering:
+		r.Logger.Info("requesters that match no instance now get 404: the default instance answers them only while it is the only instance (name it in default_instance to keep it answering)",
+			"default", r.def.Name, "instances", len(next.names))
+	case r.built && !r.answering && answering:
+		r.Logger.Info("the default instance answers every requester again: it is the only instance", "default", r.def.Name)
+	}
+	r.answering, r.built = answering, true
 }
 
 // add puts a derived instance into the index, refusing clashes.
@@ -260,7 +298,11 @@ func (r *Registry) LocateInstance(ctx context.Context, req ec2.Requester) (*ec2.
 	if x.def != nil {
 		return x.def, nil
 	}
-	return nil, r.unknown(req.Addr, "no instance has address "+req.Addr.String())
+	msg := "no instance has address " + req.Addr.String()
+	if x.displaced != "" {
+		msg += " (the default instance " + x.displaced + " answers only while it is the only instance)"
+	}
+	return nil, r.unknown(req.Addr, msg)
 }
 
 func (r *Registry) trusted(a netip.Addr) bool {
@@ -274,7 +316,7 @@ func (r *Registry) trusted(a netip.Addr) bool {
 
 // unknown logs an unknown requester at most once a minute per address.
 func (r *Registry) unknown(a netip.Addr, msg string) error {
-	now := r.Now()
+	now := r.Clock.Now()
 	if last, ok := r.unknownSeen.Load(a); !ok || now.Sub(last.(time.Time)) > time.Minute {
 		r.unknownSeen.Store(a, now)
 		r.Logger.Warn("metadata request from an unknown requester", "addr", a.String(), "reason", msg)
@@ -286,13 +328,13 @@ func (r *Registry) unknown(a netip.Addr, msg string) error {
 // once a second.
 func (r *Registry) macOf(ctx context.Context, a netip.Addr) string {
 	if c := r.neigh.Load(); c != nil {
-		if mac, ok := c.table[a]; ok || r.Now().Sub(c.at) < time.Second {
+		if mac, ok := c.table[a]; ok || r.Clock.Now().Sub(c.at) < time.Second {
 			return mac
 		}
 	}
 	r.neighMu.Lock()
 	defer r.neighMu.Unlock()
-	if c := r.neigh.Load(); c != nil && r.Now().Sub(c.at) < time.Second {
+	if c := r.neigh.Load(); c != nil && r.Clock.Now().Sub(c.at) < time.Second {
 		return c.table[a]
 	}
 	table, err := r.Neighbours(ctx)
@@ -300,7 +342,7 @@ func (r *Registry) macOf(ctx context.Context, a netip.Addr) string {
 		r.Logger.Warn("reading the neighbour table failed", "err", err)
 		return ""
 	}
-	r.neigh.Store(&neighCache{at: r.Now(), table: table})
+	r.neigh.Store(&neighCache{at: r.Clock.Now(), table: table})
 	return table[a]
 }
 
@@ -334,11 +376,36 @@ func (r *Registry) GetInstanceSpec(ctx context.Context, name string) (*ec2.Insta
 
 // AddInstance implements ec2.InstanceService.
 func (r *Registry) AddInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	return r.put(ctx, spec, false)
 }
 
 // SetInstance implements ec2.InstanceService.
 func (r *Registry) SetInstance(ctx context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	return r.put(ctx, spec, true)
+}
+
+// UpdateInstance implements ec2.InstanceService: it applies u to the
+// stored spec with no other writer in between.
+func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.InstanceUpdate) (*ec2.Instance, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	x := r.idx.Load()
+	cur := x.byName[name]
+	switch {
+	case cur == nil:
+		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
+	case cur.Origin == ec2.OriginConfig:
+		return nil, ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; change it there", name)
+	}
+	spec := x.specs[name].Clone()
+	u.Apply(spec)
 	return r.put(ctx, spec, true)
 }
 
@@ -355,7 +422,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}
 	if spec.PendingTime.IsZero() {
 		// Registration is the launch: fixed now so the identity document stays stable.
-		spec.PendingTime = r.Now().UTC().Truncate(time.Second)
+		spec.PendingTime = r.Clock.Now().UTC().Truncate(time.Second)
 	}
 	if r.Addresses != nil && len(spec.SourceAddrs) == 0 && len(spec.Interfaces) > 0 && spec.Interfaces[0].MAC != "" {
 		mac := strings.ToLower(spec.Interfaces[0].MAC)
@@ -417,6 +484,8 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 
 // RemoveInstance implements ec2.InstanceService.
 func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cur := r.idx.Load().byName[name]
@@ -446,5 +515,5 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 // String describes the registry for logs.
 func (r *Registry) String() string {
 	x := r.idx.Load()
-	return fmt.Sprintf("registry(%d instances, default %q)", len(x.names), r.defName)
+	return fmt.Sprintf("registry(%d instances, default %q)", len(x.names), r.def.Name)
 }

@@ -55,7 +55,7 @@ func TestLocateByAddressAndDefault(t *testing.T) {
 	ctx := context.Background()
 	r, log := openRegistry(t, "")
 	a, b := configInstance("a", "10.0.0.2"), configInstance("b", "10.0.0.3", "fd00::3")
-	if err := r.SetConfig(ctx, []*ec2.Instance{a, b}, ""); err != nil {
+	if err := r.SetConfig(ctx, []*ec2.Instance{a, b}, Default{}); err != nil {
 		t.Fatal(err)
 	}
 	for addr, want := range map[string]string{"10.0.0.2": "a", "10.0.0.3": "b", "fd00::3": "b"} {
@@ -71,13 +71,13 @@ func TestLocateByAddressAndDefault(t *testing.T) {
 	if n := strings.Count(log.String(), "unknown requester"); n != 1 || !strings.Contains(log.String(), "10.0.0.99") {
 		t.Errorf("%d log lines for an unknown address, want 1 naming it:\n%s", n, log.String())
 	}
-	if err := r.SetConfig(ctx, []*ec2.Instance{a, b}, "b"); err != nil {
+	if err := r.SetConfig(ctx, []*ec2.Instance{a, b}, Default{Name: "b"}); err != nil {
 		t.Fatal(err)
 	}
 	if inst, err := locate(r, "10.0.0.99"); err != nil || inst.Name != "b" {
 		t.Errorf("with default b: %v, %v", inst, err)
 	}
-	if err := r.SetConfig(ctx, []*ec2.Instance{a}, "zz"); err == nil {
+	if err := r.SetConfig(ctx, []*ec2.Instance{a}, Default{Name: "zz"}); err == nil {
 		t.Errorf("a default that does not exist was accepted")
 	}
 	if inst, _ := locate(r, "10.0.0.3"); inst == nil || inst.Name != "b" {
@@ -96,7 +96,7 @@ func TestRegisterAtRunTime(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "imds.db")
 	r, _, db := openRegistryDB(t, path)
-	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("cfg", "10.0.0.2")}, ""); err != nil {
+	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("cfg", "10.0.0.2")}, Default{}); err != nil {
 		t.Fatal(err)
 	}
 	vm, err := r.AddInstance(ctx, spec("vm-1", "10.0.1.5"))
@@ -174,7 +174,7 @@ func TestProxyHeaders(t *testing.T) {
 	r, _ := openRegistry(t, "")
 	r.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.9.0.1/32")}
 	r.ProxySecret = []byte("0123456789abcdef-secret")
-	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("a", "10.0.0.2"), configInstance("b", "10.0.0.3")}, ""); err != nil {
+	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("a", "10.0.0.2"), configInstance("b", "10.0.0.3")}, Default{}); err != nil {
 		t.Fatal(err)
 	}
 	proxy, stranger := netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.0.0.2")
@@ -236,7 +236,7 @@ func TestMatchByMAC(t *testing.T) {
 func TestConcurrentChangesAndLookups(t *testing.T) {
 	ctx := context.Background()
 	r, _ := openRegistry(t, "")
-	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("steady", "10.0.0.2")}, ""); err != nil {
+	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("steady", "10.0.0.2")}, Default{}); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -292,7 +292,7 @@ func BenchmarkLocate(b *testing.B) {
 				ec2.Derive(inst, opt)
 				insts[i] = inst
 			}
-			if err := r.SetConfig(context.Background(), insts, ""); err != nil {
+			if err := r.SetConfig(context.Background(), insts, Default{}); err != nil {
 				b.Fatal(err)
 			}
 			req := ec2.Requester{Addr: netip.MustParseAddr(insts[n/2].SourceAddrs[0])}
@@ -304,5 +304,70 @@ func BenchmarkLocate(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestImplicitDefault: the zero-configuration (or instance:) default answers
+// unmatched requesters only while it is the only instance, says so when that
+// changes, and an explicit default answers them whatever else is registered.
+func TestImplicitDefault(t *testing.T) {
+	ctx := context.Background()
+	r, log := openRegistry(t, "")
+	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("default")}, Default{Name: "default", Implicit: true}); err != nil {
+		t.Fatal(err)
+	}
+	whoAnswers := func(addr string) string {
+		t.Helper()
+		inst, err := locate(r, addr)
+		if err != nil {
+			if ec2.ErrorCode(err) != ec2.ENOTFOUND {
+				t.Fatalf("locate(%s): %v", addr, err)
+			}
+			return "404: " + ec2.ErrorMessage(err)
+		}
+		return inst.Name
+	}
+	if got := whoAnswers("10.0.0.99"); got != "default" {
+		t.Errorf("alone, an unknown requester gets %q, want the default instance", got)
+	}
+	for _, s := range []*ec2.Instance{spec("vm1", "10.0.0.11"), spec("vm2", "10.0.0.12")} {
+		if _, err := r.AddInstance(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := whoAnswers("10.0.0.99"); !strings.HasPrefix(got, "404: ") || !strings.Contains(got, "only while it is the only instance") {
+		t.Errorf("with vm1 and vm2 registered, an unknown requester gets %q, want 404 saying why", got)
+	}
+	if n := strings.Count(log.String(), "now get 404"); n != 1 {
+		t.Errorf("%d log lines say unknown requesters now get 404, want 1 (at the first registration):\n%s", n, log.String())
+	}
+	if got := whoAnswers("10.0.0.11"); got != "vm1" {
+		t.Errorf("10.0.0.11 gets %q, want vm1", got)
+	}
+	if err := r.RemoveInstance(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := whoAnswers("10.0.0.11"); !strings.HasPrefix(got, "404: ") {
+		t.Errorf("removed vm1's address gets %q, want 404", got)
+	}
+	if err := r.RemoveInstance(ctx, "vm2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := whoAnswers("10.0.0.12"); got != "default" {
+		t.Errorf("alone again, an unknown requester gets %q, want the default instance", got)
+	}
+	if !strings.Contains(log.String(), "answers every requester again") {
+		t.Errorf("no log line says the default answers everyone again:\n%s", log.String())
+	}
+
+	// An explicit default keeps answering.
+	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("default")}, Default{Name: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddInstance(ctx, spec("vm3", "10.0.0.13")); err != nil {
+		t.Fatal(err)
+	}
+	if got := whoAnswers("10.0.0.99"); got != "default" {
+		t.Errorf("with default_instance named, an unknown requester gets %q, want the default instance", got)
 	}
 }

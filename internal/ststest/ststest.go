@@ -78,6 +78,8 @@ type Server struct {
 	outage bool
 	denied bool
 	keys   map[string]key
+	// skewChecked is set once the first signed request was checked.
+	skewChecked bool
 }
 
 // key is a secret the Server knows, either registered or issued.
@@ -257,6 +259,38 @@ func (s *Server) handle(r *http.Request) (any, *apiError) {
 	}
 }
 
+// maxSkew is how far a request's signing time may be from STS's clock.
+const maxSkew = 15 * time.Minute
+
+// checkSkew refuses a request signed more than 15 minutes away from s.now(),
+// with STS's own words (s.mu held). The SDKs sign with the real clock, so a
+// test whose stand-in clock starts at a date far from today fails here at
+// once, on any day, instead of passing until the SDK's own expiry checks
+// catch up with it. Only the first signed request is checked: afterwards a
+// test may advance Now to play hours passing while the SDK, which cannot
+// be given a clock, keeps signing with the real one.
+func (s *Server) checkSkew(amzDate string) *apiError {
+	if s.skewChecked {
+		return nil
+	}
+	const layout = "20060102T150405Z"
+	signed, err := time.Parse(layout, amzDate)
+	if err != nil {
+		return senderError(http.StatusBadRequest, "IncompleteSignature", "X-Amz-Date '"+amzDate+"' is not in the form "+layout)
+	}
+	s.skewChecked = true
+	now := s.now().UTC()
+	switch {
+	case signed.Before(now.Add(-maxSkew)):
+		return senderError(http.StatusForbidden, "SignatureDoesNotMatch", fmt.Sprintf("Signature expired: %s is now earlier than %s (%s - 15 min.)",
+			amzDate, now.Add(-maxSkew).Format(layout), now.Format(layout)))
+	case signed.After(now.Add(maxSkew)):
+		return senderError(http.StatusForbidden, "SignatureDoesNotMatch", fmt.Sprintf("Signature not yet current: %s is still later than %s (%s + 15 min.)",
+			amzDate, now.Add(maxSkew).Format(layout), now.Format(layout)))
+	}
+	return nil
+}
+
 // authenticate checks the SigV4 header (s.mu held) and returns who signed.
 func (s *Server) authenticate(r *http.Request, a authorization, problem string, body []byte) (caller key, verified bool, _ *apiError) {
 	if r.Header.Get("Authorization") == "" {
@@ -273,16 +307,19 @@ func (s *Server) authenticate(r *http.Request, a authorization, problem string, 
 		return caller, false, senderError(http.StatusBadRequest, "IncompleteSignature", "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '"+a.date+"' != '"+amzDate+"'")
 	}
 	k, known := s.keys[a.accessKeyID]
-	if !known {
-		return key{arn: "arn:aws:iam::" + s.Account + ":user/ststest", userID: "AIDA" + idSuffix(a.accessKeyID)}, false, nil
-	}
-	if k.token != "" {
+	if known && k.token != "" {
 		if r.Header.Get("X-Amz-Security-Token") != k.token {
 			return caller, false, senderError(http.StatusForbidden, "InvalidClientTokenId", "The security token included in the request is invalid.")
 		}
 		if !s.now().Before(k.expiration) {
 			return caller, false, senderError(http.StatusForbidden, "ExpiredToken", "The security token included in the request is expired")
 		}
+	}
+	if aerr := s.checkSkew(amzDate); aerr != nil {
+		return caller, false, aerr
+	}
+	if !known {
+		return key{arn: "arn:aws:iam::" + s.Account + ":user/ststest", userID: "AIDA" + idSuffix(a.accessKeyID)}, false, nil
 	}
 	canonical := canonicalRequest(r, a, body)
 	sts := stringToSign(amzDate, a, canonical)

@@ -31,7 +31,10 @@ const (
 	roleARN    = "arn:aws:iam::210987654321:role/service/deploy"
 )
 
-var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+// t0 starts the stand-in's clock at the real time of the run: the SDK signs
+// with the real clock, and the Server refuses requests signed 15 minutes
+// away from its own, as STS does.
+var t0 = time.Now().UTC().Truncate(time.Second)
 
 // fakeClock is a goroutine-safe injected clock.
 type fakeClock struct{ ns atomic.Int64 }
@@ -426,7 +429,7 @@ func TestWireFormat(t *testing.T) {
 	if got := elements(t, body); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("elements:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if !strings.Contains(string(body), "<Expiration>2026-11-22T11:00:00Z</Expiration>") {
+	if !strings.Contains(string(body), "<Expiration>"+t0.Add(time.Hour).Format(time.RFC3339)+"</Expiration>") {
 		t.Errorf("Expiration not in STS format:\n%s", body)
 	}
 
@@ -471,5 +474,38 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if s.Calls() != 8 {
 		t.Errorf("Calls = %d, want 8", s.Calls())
+	}
+}
+
+// TestClockSkew: as STS, the Server refuses requests signed more than 15
+// minutes from its clock, either way, and names both times. The SDK signs
+// with the real clock, so this is also what a test sees whose stand-in
+// clock was fixed at a date far from the day it runs.
+func TestClockSkew(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		offset  time.Duration
+		wantMsg string
+	}{
+		{"within", 14 * time.Minute, ""},
+		{"server ahead", 16 * time.Minute, "Signature expired: "},
+		{"server behind", -16 * time.Minute, "Signature not yet current: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewServer(t)
+			s.Now = func() time.Time { return time.Now().Add(tc.offset) }
+			_, err := client(s, "AKIAUNKNOWNKEY000000", "whatever", "").GetCallerIdentity(ctx, nil)
+			if tc.wantMsg == "" {
+				if err != nil {
+					t.Fatalf("signed %v from the Server's clock: %v", -tc.offset, err)
+				}
+				return
+			}
+			wantAPIError(t, err, "SignatureDoesNotMatch", 403)
+			if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Errorf("err = %v, want %q", err, tc.wantMsg)
+			}
+		})
 	}
 }

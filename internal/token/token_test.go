@@ -53,7 +53,7 @@ func FuzzParseTTL(f *testing.F) {
 }
 
 func TestIssueValidate(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // fixed instant: the issuer's injected clock only
 	iss, err := NewIssuer(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@
 //
 //	.Name              the instance's name in imds
 //	.InstanceID        i-0123456789abcdef0
-//	.Hostname          the local hostname's first label, or .Name when there is none
+//	.Hostname          .Name when it is a valid host name (as DHCP and DNS name the VM), else the local hostname's first label
 //	.LocalHostname     the primary interface's local hostname (ip-10-0-0-5.ec2.internal)
 //	.PrivateIP         the primary interface's first private IPv4 address, or ""
 //	.MAC               the primary interface's MAC (lower case, colons)
@@ -365,12 +365,33 @@ func (r *Renderer) execute(inst *ec2.Instance, file, text string, lineOffset int
 	return w.buf.Bytes(), nil
 }
 
+// hostLabel is a host name label (RFC 1123).
+var hostLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// Check reports a configuration that cannot work, such as a template
+// directory that does not exist, instead of ignoring it at every render.
+func (r *Renderer) Check() error {
+	if r.Dir == "" {
+		return nil
+	}
+	st, err := os.Stat(r.Dir)
+	if err != nil {
+		return fmt.Errorf("user_data_templates.dir %s: %w", r.Dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("user_data_templates.dir %s: not a directory", r.Dir)
+	}
+	return nil
+}
+
 // data is what templates see as dot.
 func (r *Renderer) data(inst *ec2.Instance) map[string]any {
 	p := inst.Primary()
-	host, _, _ := strings.Cut(p.LocalHostname, ".")
-	if host == "" {
-		host = inst.Name
+	// The name when it can be one, so that the hostname a VM sets agrees
+	// with its DHCP lease and DNS name (<name>.<vm_network.domain>).
+	host := inst.Name
+	if !hostLabel.MatchString(host) {
+		host, _, _ = strings.Cut(p.LocalHostname, ".")
 	}
 	ip := ""
 	if len(p.PrivateIPv4s) > 0 {

@@ -291,7 +291,7 @@ func TestTemplateErrors(t *testing.T) {
 			t.Errorf("%s: message %q, want prefix %q", tc.name, msg, want)
 		}
 		// Another instance renders fine afterwards.
-		if out := render(t, r, instance("good")); !bytes.Contains(out, []byte("hostname: \"ip-10-0-0-5\"")) {
+		if out := render(t, r, instance("good")); !bytes.Contains(out, []byte("hostname: \"good\"")) {
 			t.Errorf("after %s: %s", tc.name, out)
 		}
 	}
@@ -382,7 +382,7 @@ func TestFuncs(t *testing.T) {
 		`{{index .Tags "Missing" | default "dev"}}`:                       "dev",
 		`{{index .Tags "Env" | default "dev"}}`:                           "prod",
 		`{{.Data.empty | default "d"}}`:                                   "d",
-		`{{.Tags.Name}}|{{.LocalHostname}}|{{.Hostname}}`:                 "web server #1|ip-10-0-0-5.eu-west-1.compute.internal|ip-10-0-0-5",
+		`{{.Tags.Name}}|{{.LocalHostname}}|{{.Hostname}}`:                 "web server #1|ip-10-0-0-5.eu-west-1.compute.internal|f",
 		`{{len .PublicKeys}} {{range $i, $k := .Data.list}}{{$i}}{{end}}`: "2 012",
 	} {
 		r := &Renderer{Default: text, Data: map[string]any{"list": []any{1, "x", true}, "empty": []any{}}}
@@ -476,5 +476,44 @@ for v in yaml.safe_load(sys.stdin.read()): print("h"+v.encode("utf-8").hex())`)
 	}
 	if got := strings.Fields(string(out)); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("round trip:\ngot  %q\nwant %q\n%s", got, want, doc.String())
+	}
+}
+
+// TestHostname: .Hostname is the instance's name when that is a valid host
+// name, as DHCP and DNS name a VM, else the local hostname's first label.
+func TestHostname(t *testing.T) {
+	for name, want := range map[string]string{
+		"vm-1":                  "vm-1",
+		"web_1":                 "ip-10-0-0-5",
+		"db.internal":           "ip-10-0-0-5",
+		"-x":                    "ip-10-0-0-5",
+		strings.Repeat("a", 64): "ip-10-0-0-5",
+	} {
+		inst := &ec2.Instance{Name: name, Interfaces: []ec2.NetworkInterface{{LocalHostname: "ip-10-0-0-5.eu-west-1.compute.internal"}}}
+		out, err := (&Renderer{Default: "{{.Hostname}}"}).Render(inst)
+		if err != nil || string(out) != want {
+			t.Errorf("name %q: .Hostname = %q, %v; want %q", name, out, err, want)
+		}
+	}
+}
+
+// TestCheckTemplateDir: a template directory that does not exist is an
+// error at start-up, not a silent fallback at every render.
+func TestCheckTemplateDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	for _, tc := range []struct {
+		dir, want string
+	}{
+		{"", ""},
+		{dir, ""},
+		{filepath.Join(dir, "missing"), "no such file or directory"},
+		{file, "not a directory"},
+	} {
+		err := (&Renderer{Dir: tc.dir}).Check()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Check with Dir %q: %v, want %q", tc.dir, err, tc.want)
+		}
 	}
 }

@@ -51,7 +51,7 @@ func NewService(config ...*ec2.Instance) *Service {
 
 func derive(spec *ec2.Instance) (*ec2.Instance, error) {
 	inst := spec.Clone()
-	ec2.Derive(inst, ec2.DeriveOptions{Seed: []byte("admintest"), Launch: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
+	ec2.Derive(inst, ec2.DeriveOptions{Seed: []byte("admintest"), Launch: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}) // fixed instant: a launch time that is only served
 	if errs := inst.Validate(); len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
@@ -95,30 +95,37 @@ func (s *Service) ListInstances(context.Context) ([]*ec2.Instance, error) {
 
 // GetInstance implements ec2.InstanceService.
 func (s *Service) GetInstance(_ context.Context, name string) (*ec2.Instance, error) {
-	if err := fail(name); err != nil {
-		return nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	spec, ok := s.specs[name]
-	if !ok {
-		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
+	spec, err := s.specLocked(name)
+	if err != nil {
+		return nil, err
 	}
 	return derive(spec)
 }
 
 // GetInstanceSpec implements ec2.InstanceService.
 func (s *Service) GetInstanceSpec(_ context.Context, name string) (*ec2.Instance, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	spec, err := s.specLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	return spec.Clone(), nil
+}
+
+// specLocked returns the stored spec of name, or the simulated failure
+// the name asks for. s.mu is held.
+func (s *Service) specLocked(name string) (*ec2.Instance, error) {
 	if err := fail(name); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	spec, ok := s.specs[name]
 	if !ok {
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	}
-	return spec.Clone(), nil
+	return spec, nil
 }
 
 // conflict reports an instance other than inst.Name with the same source
@@ -151,6 +158,35 @@ func (s *Service) AddInstance(_ context.Context, spec *ec2.Instance) (*ec2.Insta
 	if _, ok := s.specs[spec.Name]; ok {
 		return nil, ec2.Errorf(ec2.ECONFLICT, "an instance named %q exists", spec.Name)
 	}
+	return s.storeLocked(spec, inst)
+}
+
+// SetInstance implements ec2.InstanceService.
+func (s *Service) SetInstance(_ context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.setLocked(spec)
+}
+
+// UpdateInstance implements ec2.InstanceService.
+func (s *Service) UpdateInstance(_ context.Context, name string, u ec2.InstanceUpdate) (*ec2.Instance, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, err := s.specLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	spec := old.Clone()
+	u.Apply(spec)
+	return s.setLocked(spec)
+}
+
+// storeLocked keeps spec (derived: inst) unless it clashes with another
+// instance. s.mu is held.
+func (s *Service) storeLocked(spec, inst *ec2.Instance) (*ec2.Instance, error) {
 	if err := s.conflict(inst); err != nil {
 		return nil, err
 	}
@@ -161,10 +197,8 @@ func (s *Service) AddInstance(_ context.Context, spec *ec2.Instance) (*ec2.Insta
 	return inst, nil
 }
 
-// SetInstance implements ec2.InstanceService.
-func (s *Service) SetInstance(_ context.Context, spec *ec2.Instance) (*ec2.Instance, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// setLocked replaces the spec of spec.Name. s.mu is held.
+func (s *Service) setLocked(spec *ec2.Instance) (*ec2.Instance, error) {
 	old, ok := s.specs[spec.Name]
 	if !ok {
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", spec.Name)
@@ -176,14 +210,7 @@ func (s *Service) SetInstance(_ context.Context, spec *ec2.Instance) (*ec2.Insta
 	if err != nil {
 		return nil, err
 	}
-	if err := s.conflict(inst); err != nil {
-		return nil, err
-	}
-	stored := spec.Clone()
-	stored.Origin = ec2.OriginAPI
-	s.specs[spec.Name] = stored
-	inst.Origin = ec2.OriginAPI
-	return inst, nil
+	return s.storeLocked(spec, inst)
 }
 
 // RemoveInstance implements ec2.InstanceService.

@@ -33,9 +33,13 @@ const (
 	roleARN = "arn:aws:iam::210987654321:role/service/deploy"
 )
 
+// t0 is the stand-in STS's clock and t1 the Source's. Both start from the
+// real time of the run: the SDK signs requests and checks the expiry of the
+// credentials it caches with the real clock, so a fixed date would fail (or
+// pass only until that date is half an hour behind).
 var (
-	t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	t1 = time.Date(2026, 11, 22, 10, 0, 7, 0, time.UTC) // Source's clock
+	t0 = time.Now().UTC().Truncate(time.Second)
+	t1 = t0.Add(7 * time.Second)
 )
 
 // proxyHits counts requests that tried to leave the machine: TestMain points
@@ -200,7 +204,7 @@ func TestCredentialProcess(t *testing.T) {
 	e.write(t, "config", "[profile proc]\ncredential_process = "+script+"\n")
 	s := newSource(t, Config{Profile: "proc"})
 
-	e.write(t, "out.json", `{"Version":1,"AccessKeyId":"`+profKey+`","SecretAccessKey":"`+profSecret+`","SessionToken":"`+baseToken+`","Expiration":"2026-11-22T12:30:00Z"}`)
+	e.write(t, "out.json", `{"Version":1,"AccessKeyId":"`+profKey+`","SecretAccessKey":"`+profSecret+`","SessionToken":"`+baseToken+`","Expiration":"`+t0.Add(150*time.Minute).Format(time.RFC3339)+`"}`)
 	c := retrieve(t, s)
 	if c.AccessKeyID != profKey || c.SecretAccessKey != profSecret || !c.Expiration.Equal(t0.Add(150*time.Minute)) {
 		t.Errorf("Retrieve = %v, want the process's keys and Expiration", c)

@@ -14,7 +14,7 @@ import (
 )
 
 func newProvider() (*Provider, *time.Time) {
-	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) // fixed instant: the provider's injected clock only
 	p := New(rand.Reader)
 	p.Now = func() time.Time { return now }
 	return p, &now
@@ -89,7 +89,7 @@ func TestCredentialsForRole(t *testing.T) {
 // all see one consistent set.
 func TestConcurrentRotation(t *testing.T) {
 	var mu sync.Mutex
-	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) // fixed instant: the provider's injected clock only
 	p := New(rand.Reader)
 	p.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	p.Get("k")

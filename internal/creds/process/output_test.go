@@ -12,7 +12,7 @@ import (
 // marker is a secret that must never show in an error.
 const marker = "SECRETMARKERwJalrXUtnFEMIK7MDENGbPxRfiCY"
 
-var testNow = time.Date(2026, 11, 22, 10, 0, 0, 500, time.UTC)
+var testNow = time.Date(2026, 11, 22, 10, 0, 0, 500, time.UTC) // fixed instant: the parser's injected clock only
 
 func TestParseOutput(t *testing.T) {
 	for _, tc := range []struct {
@@ -21,13 +21,13 @@ func TestParseOutput(t *testing.T) {
 		want ec2.Credentials
 	}{
 		{"full", `{"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "` + marker + `", "SessionToken": "tok", "Expiration": "2026-11-22T16:00:00Z"}`,
-			ec2.Credentials{AccessKeyID: "ASIAEXAMPLE", SecretAccessKey: marker, SessionToken: "tok", Expiration: time.Date(2026, 11, 22, 16, 0, 0, 0, time.UTC)}},
+			ec2.Credentials{AccessKeyID: "ASIAEXAMPLE", SecretAccessKey: marker, SessionToken: "tok", Expiration: time.Date(2026, 11, 22, 16, 0, 0, 0, time.UTC)}}, // fixed instant: parsed and compared
 		{"no expiration, no token", `{"Version":1,"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"s"}`,
 			ec2.Credentials{AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "s"}},
 		{"nulls and empties", `{"Version":1.0,"AccessKeyId":"AKIA","SecretAccessKey":"s","SessionToken":null,"Expiration":""}`,
 			ec2.Credentials{AccessKeyID: "AKIA", SecretAccessKey: "s"}},
 		{"offset expiration, fractions", `{"Version":1e0,"AccessKeyId":"AKIA","SecretAccessKey":"s","Expiration":"2026-11-22T12:00:00.123+02:00"}`,
-			ec2.Credentials{AccessKeyID: "AKIA", SecretAccessKey: "s", Expiration: time.Date(2026, 11, 22, 10, 0, 0, 123e6, time.UTC)}},
+			ec2.Credentials{AccessKeyID: "AKIA", SecretAccessKey: "s", Expiration: time.Date(2026, 11, 22, 10, 0, 0, 123e6, time.UTC)}}, // fixed instant: parsed and compared
 		{"unknown fields, duplicates, whitespace", " \n{\"AccountId\":\"123456789012\",\"Extra\":{\"a\":[1]},\"Version\":1,\"AccessKeyId\":\"old\",\"AccessKeyId\":\"new\",\"SecretAccessKey\":\"s\",\"accesskeyid\":\"x\"}\n\n",
 			ec2.Credentials{AccessKeyID: "new", SecretAccessKey: "s"}},
 	} {
@@ -36,7 +36,7 @@ func TestParseOutput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tc.want.LastUpdated = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+			tc.want.LastUpdated = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) // fixed instant: parsed and compared
 			if got != tc.want {
 				t.Errorf("got %+v/%q/%q, want %+v/%q/%q", got, got.SecretAccessKey, got.SessionToken, tc.want, tc.want.SecretAccessKey, tc.want.SessionToken)
 			}

@@ -64,7 +64,7 @@ func wantContains(t *testing.T, err error, want ...string) {
 const validJSON = `{"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "` + marker + `", "SessionToken": "TOKENMARKER", "Expiration": "2026-11-22T16:00:00Z"}`
 
 func TestRetrieve(t *testing.T) {
-	exp := time.Date(2026, 11, 22, 16, 0, 0, 0, time.UTC)
+	exp := time.Date(2026, 11, 22, 16, 0, 0, 0, time.UTC) // fixed instant: parsed from the script's output and compared
 	lastUpdated := testNow.Truncate(time.Second)
 	for _, tc := range []struct {
 		name string
@@ -242,7 +242,7 @@ func waitGone(t *testing.T, pidfile string) {
 	if len(pids) != 2 {
 		t.Fatalf("pid file holds %q, want the script's and its child's pids", b)
 	}
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second) // generous: a poll, not a measurement
 	for _, p := range pids {
 		pid, _ := strconv.Atoi(p)
 		for !gone(pid) {

@@ -310,7 +310,7 @@ func FullInstance(name string) *ec2.Instance {
 		LifeCycle:          "spot",
 		InstanceAction:     "shutdown",
 		// Nanoseconds and a non-UTC offset: both must survive.
-		PendingTime: time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.FixedZone("CET", 3600)),
+		PendingTime: time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.FixedZone("CET", 3600)), // fixed instant: stored and read back
 		Monitoring:  true,
 		Partition:   "aws",
 		Domain:      "amazonaws.com",

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"os"
@@ -7,6 +7,8 @@ import (
 	"testing"
 )
 
+// A data directory every user may write to is refused before imds writes
+// anything into it.
 func TestWorldWritableDataDirRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -15,9 +17,14 @@ func TestWorldWritableDataDirRefused(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	_, err := openDaemon(serveOptions{dataDir: dir, listen: []string{"127.0.0.1:0"}, adminSock: filepath.Join(t.TempDir(), "admin.sock")}, os.Stderr)
+	cfg := testConfig(t)
+	cfg.DataDir = dir
+	d, err := Open(cfg)
+	if err == nil {
+		d.Close(t.Context())
+	}
 	if err == nil || !strings.Contains(err.Error(), "data directory "+dir+" is writable by every user (mode 0777)") || !strings.Contains(err.Error(), "chmod 700") {
-		t.Fatalf("openDaemon on a world-writable data dir: %v", err)
+		t.Fatalf("Open on a world-writable data dir: %v", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("imds wrote into the refused directory: %v", entries)

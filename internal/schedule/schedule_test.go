@@ -1,0 +1,55 @@
+package schedule
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/imdsdev/imds/internal/clock"
+	"github.com/imdsdev/imds/internal/config"
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// TestRunner issues one event after a delay, one at a time already past
+// (at once) and one that never comes, on a fake clock.
+func TestRunner(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) // fixed instant: starts a fake clock (internal/clock)
+	clk := clock.NewFake(start)
+	issued := make(chan string, 3)
+	r := &Runner{Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Trigger: func(_ context.Context, name string, req ec2.EventRequest) (ec2.Events, error) {
+			issued <- name + ":" + req.Type
+			return ec2.Events{}, nil
+		}}
+	ctx, cancel := context.WithCancel(t.Context())
+	r.Start(ctx, []config.InstanceSchedule{
+		{Instance: "a", Events: []config.ScheduledEvent{{After: time.Minute, Request: ec2.EventRequest{Type: "spot"}}}},
+		{Instance: "b", Events: []config.ScheduledEvent{
+			{At: start.Add(-time.Hour), Request: ec2.EventRequest{Type: "rebalance"}},
+			{After: time.Hour, Request: ec2.EventRequest{Type: "maintenance"}},
+		}},
+	})
+	wait := func(want string) {
+		t.Helper()
+		select {
+		case got := <-issued:
+			if got != want {
+				t.Errorf("issued %s, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s never issued", want)
+		}
+	}
+	wait("b:rebalance")
+	clk.Advance(time.Minute)
+	wait("a:spot")
+	cancel()
+	r.Wait()
+	select {
+	case got := <-issued:
+		t.Errorf("issued %s after cancel", got)
+	default:
+	}
+}
