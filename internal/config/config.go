@@ -64,6 +64,9 @@ type File struct {
 	Admin       Admin
 	Log         Log
 	Credentials Credentials
+	// Limits bound what clients may hold on the metadata listener; zero
+	// fields mean the server's defaults.
+	Limits Limits
 	// Instance holds the overrides of instance:; nil if the section is
 	// absent or null, and then BuildInstance serves the default instance.
 	Instance *Instance
@@ -120,6 +123,16 @@ type Log struct {
 	// AccessLog is nil when the file does not say, leaving the choice to the
 	// command line.
 	AccessLog *bool
+}
+
+// Limits is the limits: section: caps and times of the metadata listener
+// (see imds.Limits for the defaults).
+type Limits struct {
+	MaxConnections          int
+	MaxConnectionsPerSource int
+	HeaderTimeout           time.Duration
+	BodyTimeout             time.Duration
+	IdleTimeout             time.Duration
 }
 
 // Credentials configures the temporary credentials served for the role.

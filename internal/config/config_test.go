@@ -763,3 +763,23 @@ func TestAllowedHosts(t *testing.T) {
 		t.Errorf("AllowedHosts (-got +want):\n%s", diff)
 	}
 }
+
+func TestLimits(t *testing.T) {
+	f, err := Parse("t.yaml", []byte("limits:\n  max_connections: 100\n  max_connections_per_source: 8\n  header_timeout: 2s\n  body_timeout: 1s\n  idle_timeout: 30s\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Limits{MaxConnections: 100, MaxConnectionsPerSource: 8, HeaderTimeout: 2 * time.Second, BodyTimeout: time.Second, IdleTimeout: 30 * time.Second}
+	if f.Limits != want {
+		t.Errorf("Limits = %+v, want %+v", f.Limits, want)
+	}
+	for doc, msg := range map[string]string{
+		"limits:\n  max_connections: 0\n":         "t.yaml:2: limits.max_connections: must be between 1 and",
+		"limits:\n  body_timeout: 1ms\n":          "t.yaml:2: limits.body_timeout:",
+		"limits:\n  max_connection_per_source: 1": "did you mean",
+	} {
+		if _, err := Parse("t.yaml", []byte(doc), ""); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: %v, want %q", doc, err, msg)
+		}
+	}
+}

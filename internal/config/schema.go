@@ -96,6 +96,35 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 				},
 			})
 		},
+		"limits": func(p string, line int, v *yaml.Node) {
+			d.mapping(p, line, v, schema{
+				"max_connections": func(p string, l int, v *yaml.Node) {
+					if n, ok := d.integer(p, l, v, 1, 1<<20); ok {
+						f.Limits.MaxConnections = n
+					}
+				},
+				"max_connections_per_source": func(p string, l int, v *yaml.Node) {
+					if n, ok := d.integer(p, l, v, 1, 1<<20); ok {
+						f.Limits.MaxConnectionsPerSource = n
+					}
+				},
+				"header_timeout": func(p string, l int, v *yaml.Node) {
+					if t, ok := d.duration(p, l, v, 100*time.Millisecond, 10*time.Minute); ok {
+						f.Limits.HeaderTimeout = t
+					}
+				},
+				"body_timeout": func(p string, l int, v *yaml.Node) {
+					if t, ok := d.duration(p, l, v, 100*time.Millisecond, 10*time.Minute); ok {
+						f.Limits.BodyTimeout = t
+					}
+				},
+				"idle_timeout": func(p string, l int, v *yaml.Node) {
+					if t, ok := d.duration(p, l, v, 100*time.Millisecond, time.Hour); ok {
+						f.Limits.IdleTimeout = t
+					}
+				},
+			})
+		},
 		"user_data_templates": func(p string, line int, v *yaml.Node) {
 			f.Templates = d.templates(p, line, v)
 		},

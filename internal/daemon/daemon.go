@@ -242,6 +242,8 @@ func (d *Daemon) newMetadata(o *opening) (*imds.Server, *creds.Roles, error) {
 
 	srv := imds.NewServer()
 	srv.Listen = firstNonEmptyList(o.cfg.Listen, file.Listen)
+	srv.Limits = imds.Limits{MaxConns: file.Limits.MaxConnections, MaxConnsPerSource: file.Limits.MaxConnectionsPerSource,
+		HeaderTimeout: file.Limits.HeaderTimeout, BodyTimeout: file.Limits.BodyTimeout, IdleTimeout: file.Limits.IdleTimeout}
 	srv.Instances, srv.Credentials, srv.Identity, srv.Signer, srv.Tokens = d.Registry, rs, fakes, signer, tokens
 	srv.Now, srv.Logger, srv.AllowedHosts = clk.Now, d.Logger, file.AllowedHosts
 	// md_server's upload endpoint, for libvirt hooks written for it.

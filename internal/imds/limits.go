@@ -139,13 +139,6 @@ func (cl *connLimiter) release(src netip.Addr) {
 	}
 }
 
-// open returns the connections counted now, for tests.
-func (cl *connLimiter) open() int {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return cl.total
-}
-
 // limitListener closes at once the connections its limiter refuses, before
 // the HTTP server spends a goroutine or a buffer on them.
 type limitListener struct {
