@@ -60,3 +60,28 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckName: an accepted name is plain ASCII of the grammar, and
+// Printable never lets a control or format character through.
+func FuzzCheckName(f *testing.F) {
+	for _, s := range []string{"web-1", ".", "..", "a\x00", "x\u202ey", "", "-a", "a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if CheckName(s) == nil {
+			if s == "." || s == ".." || len(s) == 0 || len(s) > MaxNameLength {
+				t.Fatalf("accepted %q", s)
+			}
+			for i := 0; i < len(s); i++ {
+				if !isNameByte(s[i]) {
+					t.Fatalf("accepted %q with byte %#x", s, s[i])
+				}
+			}
+		}
+		for _, r := range Printable(s) {
+			if r < 0x20 || r == 0x7f || r == '\u202e' || r == '\u2066' {
+				t.Fatalf("Printable(%q) holds %U", s, r)
+			}
+		}
+	})
+}
