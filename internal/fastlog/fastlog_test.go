@@ -186,7 +186,7 @@ func TestStalledOutputDropsAndReports(t *testing.T) {
 	defer r.Close()
 	defer pw.Close()
 	w := NewWriter(pw, time.Millisecond)
-	w.Now = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	w.Now = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) } // fixed instant: only formatted into a log line, no real clock
 	l := slog.New(NewHandler(w, nil))
 	const lines = 50000 // about 4 MiB: far more than the pipe and MaxPending hold
 	done := make(chan struct{})
