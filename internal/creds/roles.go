@@ -2,6 +2,8 @@ package creds
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/imdsdev/imds/internal/ec2"
@@ -82,5 +84,29 @@ func (m *Roles) Names() []string {
 	for n := range m.refreshers {
 		out = append(out, n)
 	}
+	return out
+}
+
+// StatusReporter is implemented by fallback providers that can tell the
+// state of the roles they serve (the fake provider).
+type StatusReporter interface {
+	RoleStatus() []ec2.RoleStatus
+}
+
+// Status returns the state of every role that has credentials or a
+// refresher, sorted by name.
+func (m *Roles) Status() []ec2.RoleStatus {
+	out := make([]ec2.RoleStatus, 0, len(m.refreshers))
+	for _, r := range m.refreshers {
+		out = append(out, r.Status())
+	}
+	if rep, ok := m.Fallback.(StatusReporter); ok {
+		for _, st := range rep.RoleStatus() {
+			if m.refreshers[st.Role] == nil {
+				out = append(out, st)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b ec2.RoleStatus) int { return strings.Compare(a.Role, b.Role) })
 	return out
 }

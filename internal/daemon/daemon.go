@@ -30,6 +30,7 @@ import (
 	"github.com/imdsdev/imds/internal/identity"
 	"github.com/imdsdev/imds/internal/imds"
 	"github.com/imdsdev/imds/internal/libvirt"
+	"github.com/imdsdev/imds/internal/metrics"
 	"github.com/imdsdev/imds/internal/neigh"
 	"github.com/imdsdev/imds/internal/registry"
 	"github.com/imdsdev/imds/internal/reload"
@@ -63,6 +64,8 @@ type Config struct {
 	Clock clock.Clock
 	// Stderr receives the log; io.Discard when nil.
 	Stderr io.Writer
+	// Version and Commit identify the build in imds_build_info.
+	Version, Commit string
 }
 
 // Daemon is a running `imds serve`.
@@ -74,6 +77,10 @@ type Daemon struct {
 	// Metadata is the metadata server, Admin the admin API.
 	Metadata *imds.Server
 	Admin    *admin.Server
+	// Metrics counts what the daemon does; MetricsEndpoint is the listener
+	// of metrics.listen (nil without one).
+	Metrics         *metrics.Metrics
+	MetricsEndpoint *metrics.Endpoint
 	// DataDir and ConfigPath are the directory and file in use.
 	DataDir, ConfigPath string
 
@@ -154,11 +161,18 @@ func Open(cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
+	d.newMetrics(o, srv, creds)
 	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
-	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, logger); err != nil {
+	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger); err != nil {
 		return nil, err
 	}
 	d.onClose(d.Admin.Close)
+	if addr := o.file.Metrics.Listen; addr != "" {
+		if d.MetricsEndpoint, err = d.Metrics.Listen(addr, logger); err != nil {
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		d.onClose(d.MetricsEndpoint.Close)
+	}
 	if err := srv.Open(); err != nil {
 		return nil, err
 	}
@@ -280,6 +294,30 @@ func (d *Daemon) newMetadata(o *opening) (*imds.Server, *creds.Roles, error) {
 	return srv, rs, nil
 }
 
+// newMetrics creates the daemon's metrics and makes the metadata server
+// count its requests into them, besides the request record.
+func (d *Daemon) newMetrics(o *opening, srv *imds.Server, rs *creds.Roles) {
+	opt := metrics.Options{
+		MaxInstances: o.file.Metrics.InstanceSeries, Version: o.cfg.Version, Commit: o.cfg.Commit,
+		Now: o.clk.Now, Instances: d.Registry.CountByOrigin, Served: d.Registry.Has, Roles: rs.Status,
+		Logger: d.Logger,
+	}
+	if o.vms != nil {
+		opt.DNSMasq = o.vms.DNS().Restarts
+	}
+	d.Metrics = metrics.New(opt)
+	srv.Recorder = recorders{srv.Recorder, d.Metrics}
+}
+
+// recorders hands every request record to each of them, in order.
+type recorders []interface{ Record(ec2.RequestRecord) }
+
+func (rs recorders) Record(rec ec2.RequestRecord) {
+	for _, r := range rs {
+		r.Record(rec)
+	}
+}
+
 // logStart says where the daemon listens.
 func (d *Daemon) logStart(o *opening) {
 	var addrs []string
@@ -359,9 +397,10 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, *fastlog.Writer
 
 // openAdmin opens the admin API on its Unix socket and, when the config
 // asks, on TCP with the bearer token read from admin.token_file.
-func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, logger *slog.Logger) (*admin.Server, error) {
+func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, m *metrics.Metrics, logger *slog.Logger) (*admin.Server, error) {
 	a := admin.NewServer()
 	a.Service, a.Credentials, a.Events, a.Faults, a.Requests, a.Logger = reg, rot, reg, reg, requests, logger
+	a.Metrics = m.Handler()
 	a.SocketPath = firstNonEmpty(cfg.AdminSocket, file.Admin.Socket, admin.DefaultSocket())
 	a.SocketGroup = file.Admin.SocketGroup
 	if file.Admin.Listen != "" {

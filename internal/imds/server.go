@@ -284,6 +284,7 @@ type request struct {
 	api      string // v1 or v2
 	instance string
 	fault    string // the fault injected, if any
+	listing  bool   // the answer was a directory listing
 	err      error
 }
 
@@ -340,7 +341,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Recorder != nil {
 		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: r.RemoteAddr, Method: method,
-			Path: path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: ua, Fault: req.fault})
+			Path: path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: ua, Fault: req.fault,
+			Category: category(r.URL.Path, req.listing)})
 	}
 	if s.AccessLog && s.logHandler.Enabled(r.Context(), slog.LevelInfo) {
 		// Built by hand rather than through Logger.LogAttrs, which would pay
@@ -429,6 +431,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 		return err
 	}
 	if version == "" {
+		req.listing = true
 		s.write(w, req, textPlain, s.versionList, c)
 		return nil
 	}
@@ -441,6 +444,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 	}
 	switch {
 	case n.isDir():
+		req.listing = true
 		s.write(w, req, textPlain, n.listFor(version), c)
 	case n.dyn != nil:
 		body, err := n.dyn(r.Context())
@@ -511,6 +515,27 @@ func (s *Server) ignoreBody(w http.ResponseWriter, r *http.Request) error {
 		return ec2.Errorf(ec2.EINVALID, "the request body did not arrive within %s: %v", s.limits.BodyTimeout, err)
 	}
 	return ec2.Errorf(ec2.EINVALID, "request bodies over %d bytes are refused on the metadata API", MaxIgnoredBody)
+}
+
+// category classifies a request path for metrics (see ec2.Categories);
+// listing says the answer was a directory, which the path alone cannot tell.
+func category(path string, listing bool) string {
+	_, rest, _ := strings.Cut(strings.TrimLeft(path, "/"), "/")
+	rest = strings.TrimLeft(rest, "/")
+	switch {
+	case isTokenPath(rest):
+		return ec2.CategoryToken
+	case listing:
+		return ec2.CategoryListing
+	case strings.HasPrefix(rest, "meta-data/iam/security-credentials/"),
+		strings.HasPrefix(rest, "meta-data/identity-credentials/"):
+		return ec2.CategoryCredentials
+	case strings.HasPrefix(rest, "dynamic/instance-identity/"):
+		return ec2.CategoryIdentity
+	case rest == "user-data" || rest == "user-data/":
+		return ec2.CategoryUserData
+	}
+	return ec2.CategoryOther
 }
 
 func isTokenPath(rest string) bool {

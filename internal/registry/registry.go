@@ -356,6 +356,20 @@ func (r *Registry) ListInstances(context.Context) ([]*ec2.Instance, error) {
 	return out, nil
 }
 
+// CountByOrigin returns how many instances are served, by ec2.Instance
+// Origin.
+func (r *Registry) CountByOrigin() map[string]int {
+	x := r.idx.Load()
+	out := map[string]int{}
+	for _, inst := range x.byName {
+		out[inst.Origin]++
+	}
+	return out
+}
+
+// Has tells whether an instance of that name is served.
+func (r *Registry) Has(name string) bool { return r.idx.Load().byName[name] != nil }
+
 // GetInstance implements ec2.InstanceService.
 func (r *Registry) GetInstance(_ context.Context, name string) (*ec2.Instance, error) {
 	if inst := r.idx.Load().byName[name]; inst != nil {

@@ -54,8 +54,7 @@ func New(ctx context.Context, file *config.File, fallback ec2.CredentialProvider
 			return nil, fmt.Errorf("%s:%d: roles.%s: %w", file.Name(), r.Line, r.Name, err)
 		}
 		ref := creds.NewRefresher(r.Name, src)
-		ref.Logger = logger
-		ref.Clock = clk
+		ref.Logger, ref.Clock, ref.Kind = logger, clk, r.Source
 		refreshers = append(refreshers, ref)
 	}
 	return creds.NewRoles(fallback, refreshers...), nil
