@@ -17,6 +17,8 @@ func TestCategory(t *testing.T) {
 		{"/", true, ec2.CategoryListing},
 		{"/latest/meta-data/", true, ec2.CategoryListing},
 		{"/latest/meta-data/iam/security-credentials/", true, ec2.CategoryListing},
+		{"/latest/meta-data/iam/security-credentials/", false, ec2.CategoryListing}, // refused before it was resolved
+		{"/latest/meta-data/", false, ec2.CategoryListing},
 		{"/latest/meta-data/iam/security-credentials/web", false, ec2.CategoryCredentials},
 		{"/2021-07-15/meta-data/iam/security-credentials/web", false, ec2.CategoryCredentials},
 		{"/latest//meta-data/iam/security-credentials/web", false, ec2.CategoryCredentials},
@@ -27,6 +29,7 @@ func TestCategory(t *testing.T) {
 		{"/latest/meta-data/instance-id", false, ec2.CategoryOther},
 		{"/latest/meta-data/no-such-thing", false, ec2.CategoryOther},
 		{"", false, ec2.CategoryOther},
+		{"/latest/user-data/", false, ec2.CategoryListing},
 	} {
 		if got := category(tc.path, tc.listing); got != tc.want {
 			t.Errorf("category(%q, %v) = %q, want %q", tc.path, tc.listing, got, tc.want)

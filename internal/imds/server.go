@@ -518,21 +518,22 @@ func (s *Server) ignoreBody(w http.ResponseWriter, r *http.Request) error {
 }
 
 // category classifies a request path for metrics (see ec2.Categories);
-// listing says the answer was a directory, which the path alone cannot tell.
+// listing says the answer was a directory, which the path alone cannot
+// tell (a refused request asked for one if its path ends with a slash).
 func category(path string, listing bool) string {
 	_, rest, _ := strings.Cut(strings.TrimLeft(path, "/"), "/")
 	rest = strings.TrimLeft(rest, "/")
 	switch {
 	case isTokenPath(rest):
 		return ec2.CategoryToken
-	case listing:
+	case listing, strings.HasSuffix(path, "/"):
 		return ec2.CategoryListing
 	case strings.HasPrefix(rest, "meta-data/iam/security-credentials/"),
 		strings.HasPrefix(rest, "meta-data/identity-credentials/"):
 		return ec2.CategoryCredentials
 	case strings.HasPrefix(rest, "dynamic/instance-identity/"):
 		return ec2.CategoryIdentity
-	case rest == "user-data" || rest == "user-data/":
+	case rest == "user-data":
 		return ec2.CategoryUserData
 	}
 	return ec2.CategoryOther
