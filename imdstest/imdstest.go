@@ -22,10 +22,10 @@ import (
 
 // DefaultInstanceName is the name of the instance a server started without
 // WithInstance serves.
-const DefaultInstanceName = ec2.DefaultInstanceName
+const DefaultInstanceName = "default"
 
 // DefaultRoleName is the role of an instance whose Role is empty.
-const DefaultRoleName = ec2.DefaultRoleName
+const DefaultRoleName = "imds-instance-role"
 
 // Instance describes one simulated EC2 instance. Only Name is required;
 // every other value left empty is derived from the name, consistently
@@ -61,8 +61,8 @@ type Instance struct {
 	SourceAddrs []string
 }
 
-// Option configures NewServer.
-type Option func(*settings)
+// Option configures NewServer and Start.
+type Option struct{ apply func(*settings) }
 
 type settings struct {
 	instances             []Instance
@@ -75,19 +75,19 @@ type settings struct {
 // from any address no other instance claims; without WithInstance the
 // server serves one instance named DefaultInstanceName.
 func WithInstance(inst Instance) Option {
-	return func(s *settings) { s.instances = append(s.instances, inst) }
+	return Option{func(s *settings) { s.instances = append(s.instances, inst) }}
 }
 
 // WithCredentialTimes sets how long served role credentials are valid
 // (20m to 36h; default 6h) and after how long new ones replace them (at
 // least 1m, and at most lifetime minus 15m; default 1h).
 func WithCredentialTimes(lifetime, rotateAfter time.Duration) Option {
-	return func(s *settings) { s.lifetime, s.rotateAfter = lifetime, rotateAfter }
+	return Option{func(s *settings) { s.lifetime, s.rotateAfter = lifetime, rotateAfter }}
 }
 
 // WithLog sends the server's log to w instead of t.Log; nil discards it.
 func WithLog(w io.Writer) Option {
-	return func(s *settings) { s.log, s.logSet = w, true }
+	return Option{func(s *settings) { s.log, s.logSet = w, true }}
 }
 
 // Server is a running metadata service. Its methods may be called from
@@ -126,7 +126,9 @@ func Start(opts ...Option) (*Server, error) { return start(opts, io.Discard) }
 func start(opts []Option, logw io.Writer) (_ *Server, err error) {
 	var set settings
 	for _, o := range opts {
-		o(&set)
+		if o.apply != nil {
+			o.apply(&set)
+		}
 	}
 	if set.logSet {
 		logw = set.log
