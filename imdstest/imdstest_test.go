@@ -254,3 +254,31 @@ func TestRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestInstanceFields: each field of Instance reaches the metadata tree.
+func TestInstanceFields(t *testing.T) {
+	srv := imdstest.NewServer(t, imdstest.WithInstance(imdstest.Instance{
+		Name: "db-1", InstanceID: "i-0123456789abcdef0", AccountID: "210987654321", Region: "ap-south-1",
+		AvailabilityZone: "ap-south-1b", InstanceType: "r7g.large", Role: "db-role", Spot: true,
+		Tags: map[string]string{"b": "2", "a": "1"}, UserData: []byte{0, 1, 2, 0xff},
+	}))
+	tests := []struct{ path, want string }{
+		{"/latest/meta-data/instance-id", "i-0123456789abcdef0"},
+		{"/latest/meta-data/placement/region", "ap-south-1"},
+		{"/latest/meta-data/placement/availability-zone", "ap-south-1b"},
+		{"/latest/meta-data/instance-type", "r7g.large"},
+		{"/latest/meta-data/instance-life-cycle", "spot"},
+		{"/latest/meta-data/iam/security-credentials/", "db-role"},
+		{"/latest/meta-data/iam/info", "arn:aws:iam::210987654321:instance-profile/"},
+		{"/latest/meta-data/tags/instance", "a\nb"},
+		{"/latest/meta-data/tags/instance/b", "2"},
+		{"/latest/user-data", "\x00\x01\x02\xff"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			if code, body := fetch(t, nil, srv.URL(), tt.path); code != 200 || !strings.Contains(body, tt.want) {
+				t.Errorf("%d %q, want 200 with %q", code, body, tt.want)
+			}
+		})
+	}
+}
