@@ -75,8 +75,8 @@ const (
 
 // TriggerEvent implements ec2.EventService. A spot notice whose notice
 // time is in the future is kept as SpotScheduled and shown then; everything
-// else applies at once. Times are fixed when an
-// event is issued, so pollers never see them move.
+// else applies at once. Times are fixed when an event is issued, so pollers
+// never see them move.
 func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventRequest) (ec2.Events, error) {
 	if err := req.Validate(); err != nil {
 		return ec2.Events{}, err
