@@ -34,10 +34,15 @@ func (r *Runner) Start(ctx context.Context, schedules []config.InstanceSchedule)
 	for _, s := range schedules {
 		for _, se := range s.Events {
 			delay := se.After
+			name, req := s.Instance, se.Request
 			if !se.At.IsZero() {
 				delay = se.At.Sub(start)
+				if delay < 0 {
+					// Said once, so that a stale date in a config file is noticed.
+					r.Logger.Warn("scheduled event's time has passed: issuing it now", "instance", name, "event", req.Type,
+						"at", se.At.UTC().Format(time.RFC3339), "line", se.Line)
+				}
 			}
-			name, req := s.Instance, se.Request
 			t := r.Clock.NewTimer(max(delay, 0))
 			r.wg.Add(1)
 			go func() {
