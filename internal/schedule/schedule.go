@@ -71,7 +71,11 @@ func (r *Runner) Update(schedules []config.InstanceSchedule) (added, cancelled i
 			added++
 			delay := se.After
 			if !se.At.IsZero() {
-				delay = se.At.Sub(now)
+				if delay = se.At.Sub(now); delay < 0 {
+					// Said once, so that a stale date in a config file is noticed.
+					r.Logger.Warn("scheduled event's time has passed: issuing it now", "instance", s.Instance, "event", se.Request.Type,
+						"at", se.At.UTC().Format(time.RFC3339), "line", se.Line)
+				}
 			}
 			ctx, cancel := context.WithCancel(r.ctx)
 			e := &entry{cancel: cancel}

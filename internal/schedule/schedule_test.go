@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +20,8 @@ func TestRunner(t *testing.T) {
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) // fixed instant: starts a fake clock (internal/clock)
 	clk := clock.NewFake(start)
 	issued := make(chan string, 3)
-	r := &Runner{Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	log := &lockedLog{}
+	r := &Runner{Clock: clk, Logger: slog.New(slog.NewTextHandler(log, nil)),
 		Trigger: func(_ context.Context, name string, req ec2.EventRequest) (ec2.Events, error) {
 			issued <- name + ":" + req.Type
 			return ec2.Events{}, nil
@@ -42,6 +45,9 @@ func TestRunner(t *testing.T) {
 			t.Fatalf("%s never issued", want)
 		}
 	}
+	if want := `msg="scheduled event's time has passed: issuing it now" instance=b event=rebalance at=2029-12-31T23:00:00Z`; !strings.Contains(log.String(), want) {
+		t.Errorf("log lacks the warning about the past time:\n%s", log.String())
+	}
 	wait("b:rebalance")
 	clk.Advance(time.Minute)
 	wait("a:spot")
@@ -52,6 +58,23 @@ func TestRunner(t *testing.T) {
 		t.Errorf("issued %s after cancel", got)
 	default:
 	}
+}
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestUpdate: a reload keeps what it still has (issued once, never again),
