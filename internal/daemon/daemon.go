@@ -36,7 +36,7 @@ import (
 	"github.com/imdsdev/imds/internal/reload"
 	"github.com/imdsdev/imds/internal/roles"
 	"github.com/imdsdev/imds/internal/schedule"
-	"github.com/imdsdev/imds/internal/store/bolt"
+	"github.com/imdsdev/imds/internal/store/etcd"
 	"github.com/imdsdev/imds/internal/token"
 	"github.com/imdsdev/imds/internal/userdata"
 	"github.com/imdsdev/imds/internal/vmnet"
@@ -116,6 +116,8 @@ type opening struct {
 	requests *audit.Log
 	// roles serve the role credentials (reloads replace them).
 	roles *creds.Roles
+	// etcd is the cluster of store.etcd; nil with the bolt store.
+	etcd *etcd.Store
 }
 
 // Open loads the configuration, opens the data directory and starts the
@@ -198,12 +200,11 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err := checkDataDir(d.DataDir); err != nil {
 		return err
 	}
-	db, err := bolt.Open(filepath.Join(d.DataDir, "imds.db"))
+	store, err := d.openStore(o)
 	if err != nil {
-		return fmt.Errorf("data directory %s: %w", d.DataDir, err)
+		return err
 	}
-	d.onClose(func(context.Context) error { return db.Close() })
-	reg := registry.New(db.Instances(), o.derive)
+	reg := registry.New(store, o.derive)
 	reg.Logger, reg.Clock = d.Logger, o.clk
 	d.Registry = reg
 	d.onClose(func(context.Context) error { reg.Close(); return nil })

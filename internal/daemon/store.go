@@ -1,0 +1,47 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/store/bolt"
+	"github.com/imdsdev/imds/internal/store/etcd"
+)
+
+// openStore opens the store the config names: the bbolt file in the data
+// directory, or the etcd cluster of store.etcd (then o.etcd is set, for
+// followStore).
+func (d *Daemon) openStore(o *opening) (ec2.InstanceStore, error) {
+	e := o.file.Store.Etcd
+	if e == nil {
+		db, err := bolt.Open(filepath.Join(d.DataDir, "imds.db"))
+		if err != nil {
+			return nil, fmt.Errorf("data directory %s: %w", d.DataDir, err)
+		}
+		d.onClose(func(context.Context) error { return db.Close() })
+		return db.Instances(), nil
+	}
+	cfg := etcd.Config{Endpoints: e.Endpoints, Prefix: e.Prefix, CAFile: e.CA, CertFile: e.Cert, KeyFile: e.Key,
+		Username: e.Username, Timeout: e.DialTimeout, Logger: d.Logger}
+	if e.PasswordFile != "" {
+		b, err := os.ReadFile(e.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.etcd.password_file: %v", err)
+		}
+		cfg.Password = strings.TrimRight(string(b), "\r\n")
+		if cfg.Password == "" {
+			return nil, fmt.Errorf("store.etcd.password_file: %s is empty", e.PasswordFile)
+		}
+	}
+	s, err := etcd.Open(o.ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store.etcd: %s", ec2.ErrorMessage(err))
+	}
+	d.onClose(func(context.Context) error { return s.Close() })
+	o.etcd = s
+	return s.Instances(), nil
+}
