@@ -83,6 +83,9 @@ type Daemon struct {
 	MetricsEndpoint *metrics.Endpoint
 	// DataDir and ConfigPath are the directory and file in use.
 	DataDir, ConfigPath string
+	// Follower keeps the registry in step with store.etcd (nil with the
+	// bolt store).
+	Follower *etcd.Follower
 
 	logw *fastlog.Writer
 	// closers undo what Open did, run last first: one teardown order for a
@@ -156,6 +159,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	if err := d.openRegistry(o); err != nil {
 		return nil, err
 	}
+	d.followStore(o)
 	srv, creds, err := d.newMetadata(o)
 	if err != nil {
 		return nil, err

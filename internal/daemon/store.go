@@ -45,3 +45,14 @@ func (d *Daemon) openStore(o *opening) (ec2.InstanceStore, error) {
 	o.etcd = s
 	return s.Instances(), nil
 }
+
+// followStore keeps the registry in step with store.etcd, where other
+// hosts register too; nothing with the bolt store, which only this
+// daemon writes.
+func (d *Daemon) followStore(o *opening) {
+	if o.etcd == nil {
+		return
+	}
+	d.Follower = &etcd.Follower{Store: o.etcd, Reload: d.Registry.Reload, Clock: o.clk, Logger: d.Logger}
+	d.background(o.ctx, d.Follower.Start, d.Follower.Wait)
+}

@@ -1,0 +1,177 @@
+package daemon
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/etcdtest"
+)
+
+// pollDeadline bounds every wait for a change to reach another host:
+// generous, for a loaded two-core machine; the figures are logged, not
+// asserted.
+const pollDeadline = 10 * time.Second
+
+// sourceClient is an HTTP client whose connections come from addr, a
+// loopback address, so that a metadata server on 127.0.0.1 sees that
+// requester.
+func sourceClient(addr string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(addr)}, Timeout: 2 * time.Second}
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 1}}
+}
+
+// instanceID asks d's metadata server for the instance ID of the requester
+// at addr; "" unless it answers 200.
+func instanceID(c *http.Client, d *Daemon) string {
+	resp, err := c.Get(d.URL() + "/latest/meta-data/instance-id")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return string(b)
+}
+
+// waitServed polls d until the requester at c is served as id, and returns
+// how long that took.
+func waitServed(t *testing.T, c *http.Client, d *Daemon, id string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for instanceID(c, d) != id {
+		if time.Since(start) > pollDeadline {
+			t.Fatalf("host %s did not serve %s within %s", d.URL(), id, pollDeadline)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+// TestHostsShareOneRegistry runs three imds hosts on one etcd: 200
+// instances registered through host A are each served by hosts B and C,
+// and the delay from A's acknowledgement to B serving it is measured.
+func TestHostsShareOneRegistry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 registrations across hosts")
+	}
+	srv := etcdtest.Start(t)
+	hosts := make([]*Daemon, 3)
+	for i := range hosts {
+		hosts[i] = mustOpen(t, etcdConfig(t, "/share/", srv.ClientURL))
+	}
+	a, b, c := hosts[0], hosts[1], hosts[2]
+
+	const n = 200
+	delays := make([]time.Duration, 0, n)
+	for i := range n {
+		addr := fmt.Sprintf("127.0.1.%d", i+1)
+		inst, err := a.Registry.AddInstance(t.Context(), &ec2.Instance{Name: fmt.Sprintf("vm-%03d", i), SourceAddrs: []string{addr}})
+		if err != nil {
+			t.Fatalf("AddInstance on host A: %v", err)
+		}
+		client := sourceClient(addr)
+		delays = append(delays, waitServed(t, client, b, inst.ID))
+		waitServed(t, client, c, inst.ID)
+		client.CloseIdleConnections()
+	}
+	slices.Sort(delays)
+	t.Logf("A registers, B serves: %d registrations, p50 %s, p99 %s, max %s", n,
+		percentile(delays, 0.50), percentile(delays, 0.99), delays[len(delays)-1])
+
+	// A change and a removal travel the same way.
+	if _, err := b.Registry.UpdateInstance(t.Context(), "vm-000", ec2.InstanceUpdate{Tags: []ec2.TagEdit{{Key: "env", Value: "prod"}}}); err != nil {
+		t.Fatalf("UpdateInstance on host B: %v", err)
+	}
+	waitFor(t, "host A to see the tag set on B", func() bool {
+		inst, err := a.Registry.GetInstance(t.Context(), "vm-000")
+		return err == nil && slices.Contains(inst.Tags, ec2.Tag{Key: "env", Value: "prod"})
+	})
+	if err := c.Registry.RemoveInstance(t.Context(), "vm-001"); err != nil {
+		t.Fatalf("RemoveInstance on host C: %v", err)
+	}
+	waitFor(t, "host A to drop the instance removed on C", func() bool { return !a.Registry.Has("vm-001") })
+	for _, h := range hosts {
+		if h.Follower.Resyncs() != 0 {
+			t.Errorf("host %s listed again %d times with etcd up all along", h.URL(), h.Follower.Resyncs())
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(pollDeadline)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", pollDeadline, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestEtcdOutage stops etcd under two hosts: both keep serving what they
+// had, writes fail naming the endpoints, each host says so once however
+// many requests it serves, and when etcd returns they resync and follow
+// again.
+func TestEtcdOutage(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cfgA, cfgB := etcdConfig(t, "/outage/", srv.ClientURL), etcdConfig(t, "/outage/", srv.ClientURL)
+	a, b := mustOpen(t, cfgA), mustOpen(t, cfgB)
+	inst, err := a.Registry.AddInstance(t.Context(), &ec2.Instance{Name: "vm-1", SourceAddrs: []string{"127.0.2.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := sourceClient("127.0.2.1")
+	defer client.CloseIdleConnections()
+	waitServed(t, client, b, inst.ID)
+
+	srv.Stop()
+	waitFor(t, "host B to notice etcd is gone", func() bool { return !b.Follower.Online() })
+	for range 50 {
+		if got := instanceID(client, b); got != inst.ID {
+			t.Fatalf("with etcd down host B serves %q, want %s", got, inst.ID)
+		}
+	}
+	if got := instanceID(client, a); got != inst.ID {
+		t.Errorf("with etcd down host A serves %q, want %s", got, inst.ID)
+	}
+	_, err = a.Registry.AddInstance(t.Context(), &ec2.Instance{Name: "vm-2", SourceAddrs: []string{"127.0.2.2"}})
+	if ec2.ErrorCode(err) != ec2.EUNAVAILABLE || !strings.Contains(ec2.ErrorMessage(err), srv.ClientURL) {
+		t.Errorf("AddInstance with etcd down: %v; want EUNAVAILABLE naming %s", err, srv.ClientURL)
+	}
+	t.Logf("a write with etcd down: %s", ec2.ErrorMessage(err))
+	if a.Registry.Has("vm-2") {
+		t.Error("the refused instance is served")
+	}
+
+	srv.Start()
+	waitFor(t, "host B to resync", func() bool { return b.Follower.Online() })
+	inst2, err := a.Registry.AddInstance(t.Context(), &ec2.Instance{Name: "vm-2", SourceAddrs: []string{"127.0.2.2"}})
+	if err != nil {
+		t.Fatalf("AddInstance after etcd returned: %v", err)
+	}
+	client2 := sourceClient("127.0.2.2")
+	defer client2.CloseIdleConnections()
+	waitServed(t, client2, b, inst2.ID)
+
+	b.Flush()
+	log := cfgB.Stderr.(*lockedBuffer).String()
+	if n := strings.Count(log, "etcd does not answer"); n != 1 {
+		t.Errorf("host B said etcd does not answer %d times, want once:\n%s", n, log)
+	}
+	if n := strings.Count(log, "etcd answers again"); n != 1 {
+		t.Errorf("host B said etcd answers again %d times, want once:\n%s", n, log)
+	}
+}
