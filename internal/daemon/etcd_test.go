@@ -83,3 +83,42 @@ func TestEtcdDownAtStart(t *testing.T) {
 	}
 	t.Logf("Open with etcd down: %v", err)
 }
+
+// TestEtcdStoreOverTLS: store.etcd.tls in a config file reaches an etcd
+// that requires client certificates.
+func TestEtcdStoreOverTLS(t *testing.T) {
+	certs := etcdtest.NewCerts(t)
+	srv := etcdtest.StartTLS(t, certs)
+	cfg := testConfig(t)
+	cfg.ConfigPath = filepath.Join(t.TempDir(), "imds.yaml")
+	doc := fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    tls:\n      ca: %s\n      cert: %s\n      key: %s\n", srv.ClientURL, certs.CA, certs.ClientCert, certs.ClientKey)
+	if err := os.WriteFile(cfg.ConfigPath, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := mustOpen(t, cfg)
+	if _, err := d.Registry.AddInstance(t.Context(), &ec2.Instance{Name: "vm-tls", SourceAddrs: []string{"10.20.0.9"}}); err != nil {
+		t.Fatalf("AddInstance over TLS: %v", err)
+	}
+}
+
+// TestEtcdPasswordFile: a missing or empty password_file stops the start
+// with a message naming the key.
+func TestEtcdPasswordFile(t *testing.T) {
+	srv := etcdtest.Start(t)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []string{filepath.Join(dir, "missing"), empty} {
+		cfg := testConfig(t)
+		cfg.ConfigPath = filepath.Join(t.TempDir(), "imds.yaml")
+		doc := fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    username: imds\n    password_file: %s\n", srv.ClientURL, pw)
+		if err := os.WriteFile(cfg.ConfigPath, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "store.etcd.password_file") {
+			t.Errorf("Open with password_file %s: %v; want an error naming store.etcd.password_file", pw, err)
+		}
+	}
+}

@@ -2,14 +2,18 @@
 // binary as a separate process, on loopback ports chosen at random, with a
 // data directory under the test's temporary directory. The server is
 // stopped (killed by its PID) when the test ends, and never outlives it.
+// StartCluster runs several members; StartTLS one that requires client
+// certificates, made by NewCerts.
 package etcdtest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +38,7 @@ type Server struct {
 
 	t       testing.TB
 	cluster string // the initial cluster, name=peer-url,...
+	certs   *Certs // nil: plain http
 	state   string // "new" or "existing"
 
 	mu     sync.Mutex
@@ -58,12 +63,24 @@ func Available() error {
 // skips the test with the reason when etcd cannot run here.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return StartCluster(t, 1)[0]
+	return start(t, 1, nil)[0]
+}
+
+// StartTLS runs one member whose client URL is https and that requires a
+// client certificate signed by certs.CA.
+func StartTLS(t testing.TB, certs *Certs) *Server {
+	t.Helper()
+	return start(t, 1, certs)[0]
 }
 
 // StartCluster runs an n-member etcd cluster on loopback and returns its
 // members once every one answers.
 func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	return start(t, n, nil)
+}
+
+func start(t testing.TB, n int, certs *Certs) []*Server {
 	t.Helper()
 	if err := Available(); err != nil {
 		t.Skipf("no etcd server to test against: %v", err)
@@ -72,13 +89,18 @@ func StartCluster(t testing.TB, n int) []*Server {
 	members := make([]*Server, n)
 	var cluster string
 	for i := range n {
+		scheme := "http://"
+		if certs != nil {
+			scheme = "https://"
+		}
 		s := &Server{
 			Name:      "m" + strconv.Itoa(i),
 			DataDir:   t.TempDir(),
-			ClientURL: "http://127.0.0.1:" + strconv.Itoa(ports[2*i]),
+			ClientURL: scheme + "127.0.0.1:" + strconv.Itoa(ports[2*i]),
 			PeerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[2*i+1]),
 			t:         t,
 			state:     "new",
+			certs:     certs,
 		}
 		if cluster != "" {
 			cluster += ","
@@ -117,7 +139,7 @@ func (s *Server) launch() {
 	if s.cmd != nil {
 		s.t.Fatalf("etcd %s is already running", s.Name)
 	}
-	cmd := exec.Command(Binary,
+	args := []string{
 		"--name", s.Name,
 		"--data-dir", s.DataDir,
 		"--listen-client-urls", s.ClientURL,
@@ -132,7 +154,12 @@ func (s *Server) launch() {
 		"--heartbeat-interval", "50",
 		"--election-timeout", "500",
 		"--log-level", "warn",
-	)
+	}
+	if s.certs != nil {
+		args = append(args, "--cert-file", s.certs.ServerCert, "--key-file", s.certs.ServerKey,
+			"--trusted-ca-file", s.certs.CA, "--client-cert-auth")
+	}
+	cmd := exec.Command(Binary, args...)
 	out := &lockedWriter{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -147,7 +174,7 @@ func (s *Server) launch() {
 func (s *Server) waitReady() {
 	s.t.Helper()
 	deadline := time.Now().Add(startTimeout)
-	host := s.ClientURL[len("http://"):]
+	host := strings.TrimPrefix(strings.TrimPrefix(s.ClientURL, "http://"), "https://")
 	for {
 		s.mu.Lock()
 		exited, out := s.exited, s.out
@@ -157,7 +184,7 @@ func (s *Server) waitReady() {
 			s.t.Fatalf("etcd %s exited at start-up:\n%s", s.Name, out.String())
 		default:
 		}
-		if healthy(host) {
+		if healthy(host, s.certs) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -169,8 +196,15 @@ func (s *Server) waitReady() {
 
 // healthy asks GET /health over a plain connection, to stay independent of
 // the client under test.
-func healthy(host string) bool {
-	c, err := net.DialTimeout("tcp", host, time.Second)
+func healthy(host string, certs *Certs) bool {
+	d := &net.Dialer{Timeout: time.Second}
+	var c net.Conn
+	var err error
+	if certs != nil {
+		c, err = tls.DialWithDialer(d, "tcp", host, certs.clientTLS())
+	} else {
+		c, err = d.Dial("tcp", host)
+	}
 	if err != nil {
 		return false
 	}

@@ -18,7 +18,7 @@ func TestStopKillsTheProcess(t *testing.T) {
 	if err := syscall.Kill(pid, 0); err == nil {
 		t.Fatalf("etcd (pid %d) still runs after Stop", pid)
 	}
-	if healthy(strings.TrimPrefix(s.ClientURL, "http://")) {
+	if healthy(strings.TrimPrefix(s.ClientURL, "http://"), nil) {
 		t.Fatal("the client URL still answers after Stop")
 	}
 	s.Start()

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -92,14 +94,56 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Context:              context.WithoutCancel(ctx),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd at %s: %v", s.endpoints, err)
+		// A refused login ends here: the client logs in as it connects.
+		return nil, s.fail(ctx, "the login of user "+cfg.Username, err)
 	}
 	s.instances = &InstanceStore{s: s, dir: s.prefix + "instances/"}
 	if err := s.Ping(ctx); err != nil {
 		s.client.Close()
+		if why := diagnose(cfg.Endpoints, tlsConfig, s.timeout); why != "" && ec2.ErrorCode(err) == ec2.EUNAVAILABLE {
+			return nil, ec2.Errorf(ec2.EUNAVAILABLE, "%s (%s)", ec2.ErrorMessage(err), why)
+		}
 		return nil, err
 	}
 	return s, nil
+}
+
+// diagnose says why the endpoints cannot be reached, as far as a plain
+// connection (and a TLS handshake) tells: the client's own error is only
+// a deadline, which hides a refused connection or a certificate problem.
+func diagnose(endpoints []string, tc *tls.Config, timeout time.Duration) string {
+	var why []string
+	for _, ep := range endpoints {
+		host := strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://")
+		d := &net.Dialer{Timeout: min(timeout, 2*time.Second)}
+		c, err := d.Dial("tcp", host)
+		if err == nil && strings.HasPrefix(ep, "https://") && tc != nil {
+			cc := tc.Clone()
+			if cc.ServerName == "" {
+				cc.ServerName, _, _ = net.SplitHostPort(host)
+			}
+			tconn := tls.Client(c, cc)
+			tconn.SetDeadline(time.Now().Add(d.Timeout))
+			err = tconn.Handshake()
+			if err == nil {
+				// TLS 1.3 servers refuse a client certificate after the
+				// handshake: the alert comes with the first read.
+				var b [1]byte
+				_, err = tconn.Read(b[:])
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					err = nil
+				}
+			}
+			c = tconn
+		}
+		if c != nil {
+			c.Close()
+		}
+		if err != nil {
+			why = append(why, ep+": "+err.Error())
+		}
+	}
+	return strings.Join(why, "; ")
 }
 
 // tlsConfig builds the client's TLS settings: nil for plain http endpoints.
@@ -170,6 +214,11 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		case codes.DeadlineExceeded:
 			cause = fmt.Sprintf("no answer within %s", s.timeout)
 		}
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrPermissionDenied),
+		errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrInvalidAuthToken):
+		code = ec2.EFORBIDDEN
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		cause = fmt.Sprintf("no answer within %s", s.timeout)
