@@ -5,8 +5,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,5 +175,66 @@ func TestEtcdOutage(t *testing.T) {
 	}
 	if n := strings.Count(log, "etcd answers again"); n != 1 {
 		t.Errorf("host B said etcd answers again %d times, want once:\n%s", n, log)
+	}
+}
+
+// TestHostsShareAddresses: two hosts with one vm_network on one etcd
+// register VMs by MAC at the same time; no address is handed out twice,
+// and a VM removed on one host and registered on the other keeps its
+// address.
+func TestHostsShareAddresses(t *testing.T) {
+	srv := etcdtest.Start(t)
+	vmConfig := func() Config {
+		cfg := etcdConfig(t, "/vms/", srv.ClientURL)
+		doc, err := os.ReadFile(cfg.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc = append(doc, "vm_network:\n  bridge: imdsbr-test\n  subnet: 192.168.77.0/24\n  gateway: 192.168.77.1\n  dnsmasq: config-only\n"...)
+		if err := os.WriteFile(cfg.ConfigPath, doc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	a, b := mustOpen(t, vmConfig()), mustOpen(t, vmConfig())
+	const each = 40
+	addrs := make([][]string, 2)
+	var wg sync.WaitGroup
+	for h, d := range []*Daemon{a, b} {
+		addrs[h] = make([]string, each)
+		wg.Go(func() {
+			for i := range each {
+				inst, err := d.Registry.AddInstance(t.Context(), &ec2.Instance{Name: fmt.Sprintf("vm-%d-%02d", h, i),
+					Interfaces: []ec2.NetworkInterface{{MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", h, i)}}})
+				if err != nil {
+					t.Errorf("host %d: AddInstance: %v", h, err)
+					return
+				}
+				addrs[h][i] = inst.SourceAddrs[0]
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[string]string{}
+	for h := range addrs {
+		for i, addr := range addrs[h] {
+			name := fmt.Sprintf("vm-%d-%02d", h, i)
+			if other, dup := seen[addr]; dup {
+				t.Errorf("address %s given to %s and %s", addr, other, name)
+			}
+			seen[addr] = name
+		}
+	}
+	if err := a.Registry.RemoveInstance(t.Context(), "vm-0-00"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "host B to drop vm-0-00", func() bool { return !b.Registry.Has("vm-0-00") })
+	inst, err := b.Registry.AddInstance(t.Context(), &ec2.Instance{Name: "vm-0-00",
+		Interfaces: []ec2.NetworkInterface{{MAC: "52:54:00:00:00:00"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.SourceAddrs[0] != addrs[0][0] {
+		t.Errorf("vm-0-00 registered again on host B got %s, had %s on host A", inst.SourceAddrs[0], addrs[0][0])
 	}
 }

@@ -159,7 +159,9 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	if err := d.openRegistry(o); err != nil {
 		return nil, err
 	}
-	d.followStore(o)
+	if err := d.shareStore(o); err != nil {
+		return nil, err
+	}
 	srv, creds, err := d.newMetadata(o)
 	if err != nil {
 		return nil, err

@@ -25,6 +25,11 @@ func (d *Daemon) openStore(o *opening) (ec2.InstanceStore, error) {
 		d.onClose(func(context.Context) error { return db.Close() })
 		return db.Instances(), nil
 	}
+	// The bolt file no longer creates the data directory, which still holds
+	// the signing key and the VM network's files.
+	if err := os.MkdirAll(d.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", d.DataDir, err)
+	}
 	cfg := etcd.Config{Endpoints: e.Endpoints, Prefix: e.Prefix, CAFile: e.CA, CertFile: e.Cert, KeyFile: e.Key,
 		Username: e.Username, Timeout: e.DialTimeout, Logger: d.Logger}
 	if e.PasswordFile != "" {
@@ -46,13 +51,22 @@ func (d *Daemon) openStore(o *opening) (ec2.InstanceStore, error) {
 	return s.Instances(), nil
 }
 
-// followStore keeps the registry in step with store.etcd, where other
-// hosts register too; nothing with the bolt store, which only this
-// daemon writes.
-func (d *Daemon) followStore(o *opening) {
+// shareStore makes the registry share store.etcd with the other hosts:
+// it follows the changes they make, and, with a vm_network, allocates its
+// addresses in etcd too, so that no two hosts hand out one address. With
+// the bolt store, which only this daemon writes, it does nothing.
+func (d *Daemon) shareStore(o *opening) error {
 	if o.etcd == nil {
-		return
+		return nil
+	}
+	if n := o.file.VMNetwork; n != nil {
+		addrs, err := o.etcd.Addresses(o.ctx, n.Subnet, n.Gateway)
+		if err != nil {
+			return fmt.Errorf("vm_network: %w", err)
+		}
+		d.Registry.Addresses = addrs
 	}
 	d.Follower = &etcd.Follower{Store: o.etcd, Reload: d.Registry.Reload, Clock: o.clk, Logger: d.Logger}
 	d.background(o.ctx, d.Follower.Start, d.Follower.Wait)
+	return nil
 }
