@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -62,6 +63,7 @@ type Server struct {
 
 	handlerOnce sync.Once
 	handler     http.Handler
+	hosts       atomic.Pointer[hostsBox] // see SetHosts
 
 	http     *http.Server
 	unixLn   net.Listener
@@ -211,6 +213,7 @@ func (s *Server) Handler() http.Handler {
 				}
 			}))
 		}
+		route("GET /v1/hosts", s.handleHosts)
 		route("GET /v1/health", s.handleHealth)
 		route("GET /v1/instances", s.handleInstanceList)
 		route("POST /v1/instances", s.handleInstanceCreate)

@@ -38,6 +38,9 @@ type EtcdStore struct {
 	Username, PasswordFile string
 	// DialTimeout bounds connecting and each request.
 	DialTimeout time.Duration
+	// Host names this imds among the hosts sharing the store (imds host
+	// list); empty means the machine's host name.
+	Host string
 }
 
 // store decodes store:, either the word bolt or a mapping with one of
@@ -126,6 +129,16 @@ func (d *decoder) etcd(path string, line int, v *yaml.Node) *EtcdStore {
 				"cert": file(&e.Cert),
 				"key":  file(&e.Key),
 			})
+		},
+		"host": func(p string, l int, v *yaml.Node) {
+			if s, ok := d.str(p, l, v); ok {
+				if s == "" || len(s) > 253 || strings.ContainsAny(s, "/ \t\n") {
+					d.errorf(l, p, "must be a host name without / or spaces, got %q", s)
+					valid = false
+					return
+				}
+				e.Host = s
+			}
 		},
 		"username":      d.into(&e.Username),
 		"password_file": file(&e.PasswordFile),

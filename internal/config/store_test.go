@@ -28,7 +28,8 @@ func TestStore(t *testing.T) {
     username: imds
     password_file: etcd-password
     dial_timeout: 2s
-`, Store{Etcd: &EtcdStore{Endpoints: []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}, Prefix: "/cluster-a/",
+    host: hv-1
+`, Store{Etcd: &EtcdStore{Host: "hv-1", Endpoints: []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}, Prefix: "/cluster-a/",
 			CA: "/conf/ca.pem", Cert: "/etc/imds/client.pem", Key: "/conf/client-key.pem",
 			Username: "imds", PasswordFile: "/conf/etcd-password", DialTimeout: 2 * time.Second}}},
 	} {
@@ -62,6 +63,7 @@ func TestStoreErrors(t *testing.T) {
 		{"username without password", "store:\n  etcd:\n    endpoints: [http://127.0.0.1:2379]\n    username: imds\n", "t.yaml:2: store.etcd.password_file: is required with username"},
 		{"password without username", "store:\n  etcd:\n    endpoints: [http://127.0.0.1:2379]\n    password_file: p\n", "t.yaml:2: store.etcd.username: is required with password_file"},
 		{"password inline", "store:\n  etcd:\n    endpoints: [http://127.0.0.1:2379]\n    password: hunter2\n", "t.yaml:4: store.etcd.password: unknown key"},
+		{"host with a slash", "store:\n  etcd:\n    endpoints: [http://127.0.0.1:2379]\n    host: a/b\n", `t.yaml:4: store.etcd.host: must be a host name without / or spaces, got "a/b"`},
 		{"short dial timeout", "store:\n  etcd:\n    endpoints: [http://127.0.0.1:2379]\n    dial_timeout: 1ms\n", "t.yaml:4: store.etcd.dial_timeout:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -189,6 +189,9 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	}
 	d.Metadata = srv
 	d.onClose(srv.Close)
+	if err := d.announce(o); err != nil {
+		return nil, err
+	}
 	d.logStart(o)
 	d.startWatchers(o)
 	return d, nil

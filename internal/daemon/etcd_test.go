@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,13 +20,16 @@ func etcdConfig(t *testing.T, prefix string, endpoints ...string) Config {
 	t.Helper()
 	cfg := testConfig(t)
 	path := filepath.Join(t.TempDir(), "imds.yaml")
-	doc := fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    prefix: %s\n    dial_timeout: 2s\n", strings.Join(endpoints, ", "), prefix)
+	doc := fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    prefix: %s\n    dial_timeout: 2s\n    host: h%d\n", strings.Join(endpoints, ", "), prefix, hostNumber.Add(1))
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg.ConfigPath = path
 	return cfg
 }
+
+// hostNumber gives each daemon of the tests a host name of its own.
+var hostNumber atomic.Int64
 
 func mustOpen(t *testing.T, cfg Config) *Daemon {
 	t.Helper()

@@ -70,3 +70,30 @@ func (d *Daemon) shareStore(o *opening) error {
 	d.background(o.ctx, d.Follower.Start, d.Follower.Wait)
 	return nil
 }
+
+// announce lists this daemon among the hosts of store.etcd, once its
+// metadata server listens, and serves the list on the admin API.
+func (d *Daemon) announce(o *opening) error {
+	if o.etcd == nil {
+		return nil
+	}
+	name := o.file.Store.Etcd.Host
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("store.etcd.host is not set and the host name is unknown: %v", err)
+		}
+		name = h
+	}
+	var listen []string
+	for _, a := range d.Metadata.Addrs() {
+		listen = append(listen, a.String())
+	}
+	p, err := o.etcd.Announce(o.ctx, ec2.Host{Name: name, Listen: listen, Version: o.cfg.Version, Started: o.clk.Now()}, 0, o.clk)
+	if err != nil {
+		return fmt.Errorf("store.etcd: %s", ec2.ErrorMessage(err))
+	}
+	d.onClose(p.Close)
+	d.Admin.SetHosts(etcd.Hosts{Store: o.etcd, Self: p})
+	return nil
+}
