@@ -238,3 +238,100 @@ func TestHostsShareAddresses(t *testing.T) {
 		t.Errorf("vm-0-00 registered again on host B got %s, had %s on host A", inst.SourceAddrs[0], addrs[0][0])
 	}
 }
+
+// addRetrying registers spec on d, retrying while etcd elects a leader: a
+// write caught by an election may time out with its outcome unknown, and
+// is then found already there.
+func addRetrying(t *testing.T, d *Daemon, spec *ec2.Instance) *ec2.Instance {
+	t.Helper()
+	deadline := time.Now().Add(3 * pollDeadline)
+	for {
+		inst, err := d.Registry.AddInstance(t.Context(), spec)
+		if err == nil {
+			return inst
+		}
+		if ec2.ErrorCode(err) == ec2.ECONFLICT {
+			if inst, gerr := d.Registry.GetInstance(t.Context(), spec.Name); gerr == nil {
+				return inst
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("AddInstance(%s) still fails: %v", spec.Name, err)
+		}
+		t.Logf("AddInstance(%s), retried: %s", spec.Name, ec2.ErrorMessage(err))
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestHostCutOff runs a three-member etcd with host B talking only to
+// member 0 and host A to the two others. Member 0 stopped cuts B off: B
+// keeps serving what it had while A goes on registering, and B catches up
+// with what it missed when member 0 returns. Then two members of three
+// stopped: no quorum, both hosts still serve, writes fail naming the
+// endpoints; once they return nothing acknowledged is lost.
+func TestHostCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-member etcd, stopped and started")
+	}
+	m := etcdtest.StartCluster(t, 3)
+	a := mustOpen(t, etcdConfig(t, "/cut/", m[1].ClientURL, m[2].ClientURL))
+	cfgB := etcdConfig(t, "/cut/", m[0].ClientURL)
+	b := mustOpen(t, cfgB)
+
+	vm1 := addRetrying(t, a, &ec2.Instance{Name: "vm-1", SourceAddrs: []string{"127.0.3.1"}})
+	c1, c2 := sourceClient("127.0.3.1"), sourceClient("127.0.3.2")
+	defer c1.CloseIdleConnections()
+	defer c2.CloseIdleConnections()
+	waitServed(t, c1, b, vm1.ID)
+
+	m[0].Stop()
+	waitFor(t, "host B to notice it is cut off", func() bool { return !b.Follower.Online() })
+	vm2 := addRetrying(t, a, &ec2.Instance{Name: "vm-2", SourceAddrs: []string{"127.0.3.2"}})
+	waitServed(t, c2, a, vm2.ID)
+	if got := instanceID(c1, b); got != vm1.ID {
+		t.Errorf("cut off, host B serves vm-1 as %q, want %s", got, vm1.ID)
+	}
+	if got := instanceID(c2, b); got == vm2.ID {
+		t.Error("cut off, host B serves vm-2, registered after it was cut off")
+	}
+
+	m[0].Start()
+	start := time.Now()
+	waitServed(t, c2, b, vm2.ID)
+	t.Logf("host B caught up %s after its etcd member answered again", time.Since(start).Round(time.Millisecond))
+
+	// Two of three down: no quorum anywhere.
+	m[1].Stop()
+	m[2].Stop()
+	waitFor(t, "host B to notice the quorum is gone", func() bool { return !b.Follower.Online() })
+	for _, h := range []*Daemon{a, b} {
+		if got := instanceID(c1, h); got != vm1.ID {
+			t.Errorf("without quorum host %s serves vm-1 as %q", h.URL(), got)
+		}
+		if got := instanceID(c2, h); got != vm2.ID {
+			t.Errorf("without quorum host %s serves vm-2 as %q", h.URL(), got)
+		}
+	}
+	_, err := a.Registry.AddInstance(t.Context(), &ec2.Instance{Name: "vm-3", SourceAddrs: []string{"127.0.3.3"}})
+	if ec2.ErrorCode(err) != ec2.EUNAVAILABLE || !strings.Contains(ec2.ErrorMessage(err), m[1].ClientURL) {
+		t.Errorf("AddInstance without quorum: %v; want EUNAVAILABLE naming the endpoints", err)
+	}
+	t.Logf("a write without quorum: %s", ec2.ErrorMessage(err))
+
+	m[1].Launch()
+	m[2].Launch()
+	m[1].WaitReady()
+	m[2].WaitReady()
+	waitFor(t, "both hosts to follow again", func() bool { return a.Follower.Online() && b.Follower.Online() })
+	vm3 := addRetrying(t, a, &ec2.Instance{Name: "vm-3", SourceAddrs: []string{"127.0.3.3"}})
+	c3 := sourceClient("127.0.3.3")
+	defer c3.CloseIdleConnections()
+	waitServed(t, c3, b, vm3.ID)
+	for _, h := range []*Daemon{a, b} {
+		for _, name := range []string{"vm-1", "vm-2", "vm-3"} {
+			if !h.Registry.Has(name) {
+				t.Errorf("after the outage host %s lost %s", h.URL(), name)
+			}
+		}
+	}
+}
