@@ -219,7 +219,7 @@ func TestEnvironmentPrecedence(t *testing.T) {
 // (YAML blocks that start with "# imds.yaml") with the real parser.
 func TestDocsConfigExamples(t *testing.T) {
 	var b []byte
-	for _, doc := range []string{"networking.md", "libvirt.md", "metrics.md"} {
+	for _, doc := range []string{"networking.md", "libvirt.md", "metrics.md", "cluster.md"} {
 		d, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
 		if err != nil {
 			t.Fatal(err)

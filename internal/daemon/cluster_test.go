@@ -159,7 +159,7 @@ func TestEtcdOutage(t *testing.T) {
 	}
 
 	srv.Start()
-	waitFor(t, "host B to resync", func() bool { return b.Follower.Online() })
+	waitFor(t, "both hosts to resync", func() bool { return a.Follower.Online() && b.Follower.Online() })
 	inst2, err := a.Registry.AddInstance(t.Context(), &ec2.Instance{Name: "vm-2", SourceAddrs: []string{"127.0.2.2"}})
 	if err != nil {
 		t.Fatalf("AddInstance after etcd returned: %v", err)

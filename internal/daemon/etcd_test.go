@@ -126,3 +126,15 @@ func TestEtcdPasswordFile(t *testing.T) {
 		}
 	}
 }
+
+// TestEtcdClusterSeed: hosts on one etcd derive stored instances from the
+// cluster's seed, not their machine's, so an instance registered without
+// an ID has one ID everywhere.
+func TestEtcdClusterSeed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := mustOpen(t, etcdConfig(t, "/seed/", srv.ClientURL))
+	b := mustOpen(t, etcdConfig(t, "/seed/", srv.ClientURL))
+	if string(a.Registry.Derive.Seed) != string(b.Registry.Derive.Seed) || string(a.Registry.Derive.Seed) == string(machineSeed()) {
+		t.Fatalf("seeds %q and %q, machine %q: want one cluster seed, not the machine's", a.Registry.Derive.Seed, b.Registry.Derive.Seed, machineSeed())
+	}
+}

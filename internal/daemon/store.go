@@ -59,6 +59,17 @@ func (d *Daemon) shareStore(o *opening) error {
 	if o.etcd == nil {
 		return nil
 	}
+	// Stored instances derive from the cluster's seed, so that one gets
+	// the same ID, MAC and names on every host; instances of this host's
+	// config file keep the machine's. Nothing is served or written yet.
+	seed, err := o.etcd.ClusterSeed(o.ctx)
+	if err != nil {
+		return fmt.Errorf("store.etcd: %s", ec2.ErrorMessage(err))
+	}
+	d.Registry.Derive.Seed = seed
+	if err := d.Registry.Reload(o.ctx); err != nil {
+		return fmt.Errorf("loading instances from etcd at %s: %s", o.etcd.Endpoints(), ec2.ErrorMessage(err))
+	}
 	if n := o.file.VMNetwork; n != nil {
 		addrs, err := o.etcd.Addresses(o.ctx, n.Subnet, n.Gateway)
 		if err != nil {

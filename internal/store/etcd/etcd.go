@@ -2,8 +2,10 @@ package etcd
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +18,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -92,6 +96,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
 		Context:              context.WithoutCancel(ctx),
+		// gRPC's reconnection backoff grows to two minutes: writes would
+		// fail that long after etcd came back. A second at most.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: s.timeout,
+		})},
 	})
 	if err != nil {
 		// A refused login ends here: the client logs in as it connects.
@@ -389,4 +399,32 @@ func (is *InstanceStore) decode(name string, v []byte) (*ec2.Instance, error) {
 		return nil, ec2.Errorf(ec2.EINTERNAL, "instance %q: the record in etcd (%s at %s) is corrupt: %v", name, is.key(name), is.s.endpoints, err)
 	}
 	return inst, nil
+}
+
+// ClusterSeed returns the seed every host sharing the prefix derives the
+// values of stored instances from (IDs, MACs, host names left to derive),
+// creating it on first use: a machine's own seed would give one instance
+// another ID on each host. It is no secret: it only keeps derived values
+// the same everywhere.
+func (s *Store) ClusterSeed(ctx context.Context) ([]byte, error) {
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	key := s.prefix + "seed"
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, hex.EncodeToString(seed))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return nil, s.fail(cctx, "the cluster seed", err)
+	}
+	if resp.Succeeded {
+		return []byte(hex.EncodeToString(seed)), nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 || len(kvs[0].Value) == 0 {
+		return nil, ec2.Errorf(ec2.EINTERNAL, "the cluster seed %s in etcd at %s is empty", key, s.endpoints)
+	}
+	return kvs[0].Value, nil
 }

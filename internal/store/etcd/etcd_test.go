@@ -130,3 +130,21 @@ func TestUnreachable(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestClusterSeed: every store on a prefix gets the same seed, made once;
+// another prefix has its own.
+func TestClusterSeed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b, other := openStore(t, "/seed/", srv), openStore(t, "/seed/", srv), openStore(t, "/seed2/", srv)
+	sa, err := a.ClusterSeed(t.Context())
+	if err != nil || len(sa) < 32 {
+		t.Fatalf("ClusterSeed = %q, %v", sa, err)
+	}
+	sb, err := b.ClusterSeed(t.Context())
+	if err != nil || string(sb) != string(sa) {
+		t.Errorf("the second store's seed %q, %v; want %q", sb, err, sa)
+	}
+	if so, _ := other.ClusterSeed(t.Context()); string(so) == string(sa) {
+		t.Error("another prefix has the same seed")
+	}
+}
