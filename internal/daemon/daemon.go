@@ -155,7 +155,8 @@ func Open(cfg Config) (_ *Daemon, err error) {
 		}
 	}
 	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
-	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, logger); err != nil {
+	v := &views{srv: srv, roles: creds, reg: d.Registry, file: o.file, clk: o.clk, dataDir: d.DataDir, cfgPath: cfg.ConfigPath}
+	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, logger, v.attach); err != nil {
 		return nil, err
 	}
 	d.onClose(d.Admin.Close)
@@ -164,6 +165,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	}
 	d.Metadata = srv
 	d.onClose(srv.Close)
+	v.opened(srv)
 	d.logStart(o)
 	d.startWatchers(o)
 	return d, nil
@@ -359,7 +361,8 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, *fastlog.Writer
 
 // openAdmin opens the admin API on its Unix socket and, when the config
 // asks, on TCP with the bearer token read from admin.token_file.
-func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, logger *slog.Logger) (*admin.Server, error) {
+// attach sets the remaining fields (views, dashboard) before it opens.
+func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, logger *slog.Logger, attach func(*admin.Server)) (*admin.Server, error) {
 	a := admin.NewServer()
 	a.Service, a.Credentials, a.Events, a.Faults, a.Requests, a.Logger = reg, rot, reg, reg, requests, logger
 	a.SocketPath = firstNonEmpty(cfg.AdminSocket, file.Admin.Socket, admin.DefaultSocket())
@@ -374,6 +377,7 @@ func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.Cr
 		}
 		a.TCPAddr, a.Token = file.Admin.Listen, token
 	}
+	attach(a)
 	if err := a.Open(); err != nil {
 		return nil, err
 	}
