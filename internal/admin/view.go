@@ -30,7 +30,7 @@ const Masked = "********"
 
 // secretFields are the keys of credential documents whose values are never
 // shown.
-var secretFields = []string{"SecretAccessKey", "Token", "SessionToken"}
+func secretFields() []string { return []string{"SecretAccessKey", "Token", "SessionToken"} }
 
 // MetadataDocument is the answer of GET /v1/instances/{name}/metadata.
 type MetadataDocument struct {
@@ -100,7 +100,7 @@ func MaskSecrets(body []byte) (string, bool) {
 		return string(body), false
 	}
 	masked := false
-	for _, k := range secretFields {
+	for _, k := range secretFields() {
 		if _, ok := obj[k]; ok {
 			obj[k] = json.RawMessage(`"` + Masked + `"`)
 			masked = true
@@ -340,3 +340,4 @@ func (s *Server) viewRoutes(route func(string, handlerFunc)) {
 		})
 	}
 }
+

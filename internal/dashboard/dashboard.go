@@ -103,7 +103,9 @@ func (d *Dashboard) init() {
 	mux.Handle("GET /api/session", d.authed(d.serveSession))
 	mux.Handle("GET /api/overview", d.authed(d.serveOverview))
 	mux.Handle("GET /api/stream", d.authed(d.serveStream))
-	for _, p := range forwarded {
+	mux.Handle("POST /api/instances", d.authed(d.serveAdd))
+	mux.Handle("PATCH /api/instances/{name}", d.authed(d.serveEdit))
+	for _, p := range forwarded() {
 		mux.Handle(p, d.authed(d.forward))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -125,24 +127,24 @@ func (d *Dashboard) init() {
 }
 
 // forwarded are the admin API routes the pages use, under /api.
-var forwarded = []string{
-	"GET /api/v1/instances",
-	"POST /api/v1/instances",
-	"GET /api/v1/instances/{name}",
-	"PATCH /api/v1/instances/{name}",
-	"DELETE /api/v1/instances/{name}",
-	"GET /api/v1/instances/{name}/report",
-	"GET /api/v1/instances/{name}/metadata",
-	"POST /api/v1/instances/{name}/events",
-	"GET /api/v1/instances/{name}/faults",
-	"PUT /api/v1/instances/{name}/faults",
-	"DELETE /api/v1/instances/{name}/faults",
-	"GET /api/v1/faults",
-	"PUT /api/v1/faults",
-	"DELETE /api/v1/faults",
-	"GET /api/v1/requests",
-	"GET /api/v1/server",
-	"POST /api/v1/credentials/rotate",
+func forwarded() []string {
+	return []string{
+		"GET /api/v1/instances",
+			"GET /api/v1/instances/{name}",
+			"DELETE /api/v1/instances/{name}",
+		"GET /api/v1/instances/{name}/report",
+		"GET /api/v1/instances/{name}/metadata",
+		"POST /api/v1/instances/{name}/events",
+		"GET /api/v1/instances/{name}/faults",
+		"PUT /api/v1/instances/{name}/faults",
+		"DELETE /api/v1/instances/{name}/faults",
+		"GET /api/v1/faults",
+		"PUT /api/v1/faults",
+		"DELETE /api/v1/faults",
+		"GET /api/v1/requests",
+		"GET /api/v1/server",
+		"POST /api/v1/credentials/rotate",
+	}
 }
 
 // checkRequest refuses Host names other than localhost and addresses (DNS
