@@ -78,6 +78,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) error {
 		doc.Hidden = true
 	default:
 		doc.Body, doc.Masked = MaskSecrets(body)
+		doc.Size = len(doc.Body)
 	}
 	out, err := encodeJSON(doc)
 	if err != nil {
