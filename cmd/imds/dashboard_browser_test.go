@@ -118,7 +118,7 @@ func browser(t *testing.T) context.Context {
 
 func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100 is PNG, less is JPEG
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -135,6 +135,7 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) {
 	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](`(() => { const e = document.querySelector(`+jsString(sel)+`); return !!e && e.textContent.includes(`+jsString(want)+`); })()`,
 		chromedp.WithPollingTimeout(15*time.Second)))
 	if err != nil {
+		screenshot(t, context.WithoutCancel(ctx), artifactDir(t), "failure")
 		got, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const e = document.querySelector(`+jsString(sel)+`); return e ? e.textContent : "(no element)"; })()`))
 		t.Fatalf("%s does not show %q (%v); it shows %q", sel, want, err, got)
 	}
@@ -181,15 +182,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	if shown != 1 {
 		t.Errorf("filter 10.0.0 shows %d instances, want 1 (db-1)", shown)
 	}
-	chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#filter"), ""))
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`(() => { const f = document.getElementById("filter"); f.value = ""; f.dispatchEvent(new Event("input")); })()`)); err != nil {
+		t.Fatal(err)
+	}
 	// A request of web-1 makes its IMDSv1 readiness known.
 	poll(t, sdk, "instance-id")
 	screenshot(t, ctx, art, "instances")
 
 	// Open one.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href="#/i/web-1"]`)), chromedp.WaitVisible(chromedp.CSS(`#spot`))); err != nil {
+	if err := chromedp.Do(ctx, clickLink("#instances-body", "web-1")); err != nil {
 		t.Fatalf("open web-1: %v", err)
 	}
+	waitText(t, ctx, "#actions", "Spot interruption")
 	waitText(t, ctx, "#tree-body", "instance-id")
 	waitText(t, ctx, "#live", "live")
 

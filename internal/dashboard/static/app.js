@@ -161,7 +161,7 @@
     if (!inst) field("Name", "name", "", "", { required: true });
     field("IP addresses (--ip)", "ip", inst ? (inst.source_addresses || []).join(", ") : "", "source addresses of its requests, comma separated");
     field("MAC (--mac)", "mac", inst && inst.network_interfaces ? inst.network_interfaces[0].mac : "");
-    field("Role (--role)", "role", inst && inst.role ? inst.role.name : "", "empty for no instance profile");
+    field("Role (--role)", "role", inst && inst.role ? inst.role.name : "", inst ? "empty for no instance profile" : "empty for the default role");
     f.append(el("label", { for: "f-imdsv2" }, "IMDSv2 (--imdsv2)"),
       el("select", { id: "f-imdsv2", name: "imdsv2" }, ["optional", "required"].map((v) => el("option", { value: v, selected: inst && inst.imdsv2 === v }, v))));
     field("Instance type", "instance_type", inst ? inst.instance_type : "");
