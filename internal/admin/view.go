@@ -341,4 +341,3 @@ func (s *Server) viewRoutes(route func(string, handlerFunc)) {
 		})
 	}
 }
-

@@ -130,8 +130,8 @@ func (d *Dashboard) init() {
 func forwarded() []string {
 	return []string{
 		"GET /api/v1/instances",
-			"GET /api/v1/instances/{name}",
-			"DELETE /api/v1/instances/{name}",
+		"GET /api/v1/instances/{name}",
+		"DELETE /api/v1/instances/{name}",
 		"GET /api/v1/instances/{name}/report",
 		"GET /api/v1/instances/{name}/metadata",
 		"POST /api/v1/instances/{name}/events",
@@ -399,6 +399,9 @@ func hideUserData(doc []byte) ([]byte, error) {
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the JSON document")
 	}
 	v = walkUserData(v)
 	return json.Marshal(v)
