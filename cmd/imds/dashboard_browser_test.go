@@ -159,6 +159,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	ctx := browser(t)
 	sdk := sdkimds.New(sdkimds.Options{Endpoint: srv.URL})
 
+	// web-1 has asked for metadata with IMDSv2 (the SDK) and with IMDSv1.
+	poll(t, sdk, "instance-id")
+	if resp, err := http.Get(srv.URL + "/latest/meta-data/ami-id"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("IMDSv1 GET ami-id: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
 	// Log in with the printed URL: the token leaves the address bar.
 	if err := chromedp.Do(ctx, chromedp.Navigate(login), chromedp.WaitVisible(chromedp.CSS(`#instances-body tr`))); err != nil {
 		t.Fatalf("log in: %v", err)
@@ -185,8 +193,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`(() => { const f = document.getElementById("filter"); f.value = ""; f.dispatchEvent(new Event("input")); })()`)); err != nil {
 		t.Fatal(err)
 	}
-	// A request of web-1 makes its IMDSv1 readiness known.
-	poll(t, sdk, "instance-id")
+	waitText(t, ctx, `tr[data-name="web-1"]`, "uses IMDSv1 (1 of 3)")
+	waitText(t, ctx, `tr[data-name="db-1"]`, "no requests yet")
 	screenshot(t, ctx, art, "instances")
 
 	// Open one.

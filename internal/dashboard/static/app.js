@@ -7,6 +7,7 @@
 (function () {
   let csrf = "", csrfHeader = "X-Imds-Csrf";
   let stream = null; // the EventSource of the instance page
+  let timer = null; // the refresh of the instances page
   const main = document.getElementById("main");
   const statusLine = document.getElementById("status");
 
@@ -147,6 +148,7 @@
     }
     filter.addEventListener("input", render);
     await load();
+    timer = setInterval(load, 5000);
   }
 
   // instanceForm adds (inst null) or edits an instance through the admin
@@ -410,6 +412,7 @@
 
   async function route() {
     if (stream) { stream.close(); stream = null; }
+    if (timer) { clearInterval(timer); timer = null; }
     const h = location.hash.replace(/^#/, "") || "/";
     try {
       if (h.startsWith("/i/")) await instancePage(decodeURIComponent(h.slice(3)));
