@@ -264,7 +264,11 @@ func (s *Server) Handler() http.Handler {
 			dashboard = http.StripPrefix("/dashboard", s.Dashboard)
 		}
 		s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if dashboard != nil && !viaUnix(r) && (r.URL.Path == "/dashboard" || strings.HasPrefix(r.URL.Path, "/dashboard/")) {
+			if dashboard != nil && !viaUnix(r) && r.URL.Path == "/dashboard" {
+				http.Redirect(w, r, "/dashboard/", http.StatusMovedPermanently)
+				return
+			}
+			if dashboard != nil && !viaUnix(r) && strings.HasPrefix(r.URL.Path, "/dashboard/") {
 				dashboard.ServeHTTP(w, r)
 				return
 			}

@@ -88,6 +88,28 @@ func TestDashboardOnAdminTCP(t *testing.T) {
 	if inst, err := d.Registry.GetInstance(context.Background(), "web-1"); err != nil || inst.Faults.Latency != 10*time.Millisecond {
 		t.Errorf("web-1 after the dashboard set a 10ms latency: %+v, %v", inst, err)
 	}
+	// A live stream of requests does not hold up Close.
+	req, _ := http.NewRequest("GET", base+"/dashboard/api/stream?instance=web-1", nil)
+	resp, err := c.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("GET /dashboard/api/stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	t.Cleanup(func() {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		defer cancel()
+		if err := d.Close(ctx); err != nil {
+			t.Errorf("Close with a dashboard stream open: %v", err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("Close with a dashboard stream open took %v", took)
+		}
+	})
+	if code, _ := do(anon, "GET", "/dashboard", nil, ""); code != http.StatusOK {
+		t.Errorf("GET /dashboard = %d, want the page after a redirect", code)
+	}
+
 	// The admin API on the same listener: still token only, no browsers.
 	if code, _ := do(c, "GET", "/v1/instances", map[string]string{"Origin": base}, ""); code != http.StatusForbidden {
 		t.Errorf("GET /v1/instances with Origin (and the dashboard's cookie) = %d, want 403", code)
