@@ -438,6 +438,10 @@ func base64Len(s string) int {
 	return len(s) * 6 / 8
 }
 
+// maxReports bounds the request reports the instances page fetches, one
+// admin call each: past it the page lists instances without them.
+const maxReports = 2000
+
 // overviewEntry is one instance of the instances page.
 type overviewEntry struct {
 	Instance json.RawMessage       `json:"instance"`
@@ -471,13 +475,19 @@ func (d *Dashboard) serveOverview(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		Instances []overviewEntry `json:"instances"`
-	}{Instances: make([]overviewEntry, 0, len(list.Instances))}
-	for _, doc := range list.Instances {
+		// ReportsCut says the reports stop at maxReports instances.
+		ReportsCut bool `json:"reports_cut,omitempty"`
+	}{Instances: make([]overviewEntry, 0, len(list.Instances)), ReportsCut: len(list.Instances) > maxReports}
+	for n, doc := range list.Instances {
 		var meta struct {
 			Name string `json:"name"`
 		}
 		json.Unmarshal(doc, &meta)
 		e := overviewEntry{Instance: doc}
+		if n >= maxReports {
+			out.Instances = append(out.Instances, e)
+			continue
+		}
 		if rep, err := d.Admin.Report(r.Context(), meta.Name); err == nil {
 			rd := admin.NewReportDocument(rep)
 			e.Report = &rd

@@ -142,7 +142,7 @@
           return { tr, text };
         });
         body.replaceChildren(...rows.map((r) => r.tr));
-        flash(msg, "");
+        flash(msg, data.reports_cut ? "Requests are shown for the first 2000 instances only; use imds report NAME for the others." : "", data.reports_cut);
         render();
       } catch (e) { flash(msg, e.message); }
     }
