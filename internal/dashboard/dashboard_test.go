@@ -3,10 +3,13 @@ package dashboard
 import (
 	"bytes"
 	"crypto/rand"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
@@ -137,5 +140,46 @@ func TestInstanceForm(t *testing.T) {
 				t.Errorf("update = %+v", u)
 			}
 		})
+	}
+}
+
+func TestSessionExpires(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	d := New(nil, clk, rand.Reader)
+	d.Login = TokenLogin("login-token")
+	srv := httptest.NewServer(d)
+	defer srv.Close()
+	c := srv.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Get(srv.URL + "/login?token=login-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther || len(cookies) != 1 {
+		t.Fatalf("login = %d with %d cookies", resp.StatusCode, len(cookies))
+	}
+	session := func() int {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/session", nil)
+		req.AddCookie(cookies[0])
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := session(); got != http.StatusOK {
+		t.Fatalf("api/session = %d, want 200", got)
+	}
+	// Used within the TTL, it lasts; unused past it, it is gone.
+	clk.Advance(DefaultSessionTTL - time.Minute)
+	if got := session(); got != http.StatusOK {
+		t.Errorf("api/session after %v = %d, want 200", DefaultSessionTTL-time.Minute, got)
+	}
+	clk.Advance(DefaultSessionTTL + time.Second)
+	if got := session(); got != http.StatusUnauthorized {
+		t.Errorf("api/session after %v unused = %d, want 401", DefaultSessionTTL+time.Second, got)
 	}
 }
