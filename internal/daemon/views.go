@@ -22,7 +22,8 @@ type views struct {
 	srv     *imds.Server
 	roles   *creds.Roles
 	reg     *registry.Registry
-	file    *config.File
+	file    atomic.Pointer[config.File] // the config in force
+	vmnet   *config.VMNetwork           // as started: changing it takes a restart
 	clk     clock.Clock
 	dataDir string
 	cfgPath string
@@ -68,7 +69,8 @@ func (v *views) status(ctx context.Context) (admin.StatusDocument, error) {
 	}
 	doc.Instances = len(list)
 	sources := map[string]string{}
-	for _, r := range v.file.Roles {
+	file := v.file.Load()
+	for _, r := range file.Roles {
 		sources[r.Name] = r.Source
 	}
 	// One instance per role is enough to ask for its credentials.
@@ -118,7 +120,7 @@ func (v *views) status(ctx context.Context) (admin.StatusDocument, error) {
 		}
 		doc.Roles = append(doc.Roles, rs)
 	}
-	if n := v.file.VMNetwork; n != nil {
+	if n := v.vmnet; n != nil {
 		doc.VMNetwork = &admin.VMNetworkStatus{Bridge: n.Bridge, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(), Domain: n.Domain, Managed: n.Managed}
 	}
 	return doc, nil

@@ -36,7 +36,7 @@ func (s *Server) Resolve(ctx context.Context, inst *ec2.Instance, path string) (
 	if inst.Metadata.HTTPEndpoint == ec2.EndpointDisabled {
 		return Resolved{}, ec2.Errorf(ec2.EFORBIDDEN, "the instance metadata endpoint of %s is disabled", inst.Name)
 	}
-	c, err := s.compile(inst)
+	c, err := s.compile(inst, s.current())
 	if err != nil {
 		return Resolved{}, err
 	}
