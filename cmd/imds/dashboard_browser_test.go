@@ -16,6 +16,8 @@ import (
 
 	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/chromedp/chromedp"
+
+	"github.com/imdsdev/imds/internal/ec2"
 )
 
 // dashboardConfig has the instance the tests' own requests come from
@@ -275,6 +277,34 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("web-2 after adding it from the page: %v, %v", inst, err)
 	}
 
+	// Edit it: only what changed is sent, as imds instance set does.
+	if err := chromedp.Do(ctx, clickLink("#instances-body", "web-2"), chromedp.WaitVisible(chromedp.CSS(`#edit`)),
+		chromedp.Click(chromedp.CSS(`#edit`)), chromedp.WaitVisible(chromedp.CSS(`#edit-form`)),
+		chromedp.SetValue(chromedp.CSS(`#f-tags`), "env=prod, team=web"), chromedp.Click(chromedp.CSS(`#form-submit`))); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#details", "team=web")
+	if inst, err := srv.d.Registry.GetInstance(context.Background(), "web-2"); err != nil || len(inst.Tags) != 2 || len(inst.SourceAddrs) != 1 {
+		t.Errorf("web-2 after the edit: %+v, %v; want two tags and its address kept", inst, err)
+	}
+	// Remove it (the page asks first; the test says yes).
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`), chromedp.Click(chromedp.CSS(`#remove`))); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#instances-count", "of 2 instances")
+	if _, err := srv.d.Registry.GetInstance(context.Background(), "web-2"); ec2.ErrorCode(err) != ec2.ENOTFOUND {
+		t.Errorf("web-2 after Remove: %v, want ENOTFOUND", err)
+	}
+	// A config instance is read-only through the API: the page says so.
+	if err := chromedp.Do(ctx, clickLink("#instances-body", "web-1"), chromedp.WaitVisible(chromedp.CSS(`#edit`)),
+		chromedp.Click(chromedp.CSS(`#edit`)), chromedp.WaitVisible(chromedp.CSS(`#edit-form`)),
+		chromedp.SetValue(chromedp.CSS(`#f-region`), "eu-west-1"), chromedp.Click(chromedp.CSS(`#form-submit`))); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#form-msg .error", "web-1")
+	msg, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#form-msg .error")))
+	t.Logf("editing a config instance: %s", msg)
+
 	// The server page: roles without secrets.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"#/server"), chromedp.WaitVisible(chromedp.CSS(`#roles`))); err != nil {
 		t.Fatal(err)
@@ -288,6 +318,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if strings.Contains(html, "SecretAccessKey") {
 		t.Errorf("the server page holds SecretAccessKey")
+	}
+	if status, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#status"))); strings.Contains(status, "page error") {
+		t.Errorf("the page failed: %s", status)
 	}
 }
 

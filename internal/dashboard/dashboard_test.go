@@ -183,3 +183,18 @@ func TestSessionExpires(t *testing.T) {
 		t.Errorf("api/session after %v unused = %d, want 401", DefaultSessionTTL+time.Second, got)
 	}
 }
+
+// TestOffline checks that the pages load nothing from elsewhere.
+func TestOffline(t *testing.T) {
+	for _, name := range []string{"index.html", "login.html", "app.js", "style.css"} {
+		b, err := staticFiles.ReadFile("static/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"http://", "https://", "//cdn", "@import", "url("} {
+			if bytes.Contains(b, []byte(bad)) {
+				t.Errorf("%s contains %q: the dashboard must work without a network", name, bad)
+			}
+		}
+	}
+}

@@ -424,6 +424,12 @@
     }
   }
 
+  // A failure of the page itself shows in the status line rather than only
+  // in the console.
+  const pageError = (msg) => { statusLine.textContent = "page error: " + msg; statusLine.classList.add("bad"); };
+  window.addEventListener("error", (e) => pageError(e.message));
+  window.addEventListener("unhandledrejection", (e) => pageError(e.reason && e.reason.message ? e.reason.message : String(e.reason)));
+
   document.getElementById("logout").addEventListener("click", async () => {
     try { await api("POST", "logout"); } catch (e) { /* reloads below */ }
     location.reload();
