@@ -154,6 +154,9 @@ func Open(cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
+	if err := d.startDiscovery(o); err != nil {
+		return nil, err
+	}
 	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
 	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, logger); err != nil {
 		return nil, err
@@ -176,6 +179,7 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err != nil {
 		return err
 	}
+	insts, def = withoutImplicitDefault(o.file, insts, def, d.Logger)
 	o.def = def
 	d.DataDir = firstNonEmpty(o.cfg.DataDir, o.file.DataDir, DefaultDataDir())
 	if err := checkDataDir(d.DataDir); err != nil {
@@ -306,6 +310,7 @@ func (d *Daemon) startWatchers(o *opening) {
 				if err != nil {
 					return 0, err
 				}
+				insts, def = withoutImplicitDefault(file, insts, def, d.Logger)
 				return len(insts), reg.SetConfig(ctx, insts, def)
 			}}
 		d.background(o.ctx, w.Start, w.Wait)

@@ -58,19 +58,19 @@ type Registry struct {
 	mu sync.Mutex // serialises changes
 	// writeMu serialises the writers of specs, so that UpdateInstance's
 	// read, change and write sees no other writer in between.
-	writeMu   sync.Mutex
-	idx       atomic.Pointer[index]
-	config    []*ec2.Instance
+	writeMu sync.Mutex
+	idx     atomic.Pointer[index]
+	config  []*ec2.Instance
 	// discovered are the instances each discovery source (by origin)
 	// found, derived; see SetDiscovered.
 	discovered map[string][]*ec2.Instance
 	def        Default
-	answering bool                // the implicit default answered unknown requesters at the last change
-	built     bool                // the index was built at least once
-	overlays  map[string]*overlay // run-time events and faults per instance name
-	allFaults ec2.Faults          // faults of every instance
-	done      chan struct{}
-	closeOnce sync.Once
+	answering  bool                // the implicit default answered unknown requesters at the last change
+	built      bool                // the index was built at least once
+	overlays   map[string]*overlay // run-time events and faults per instance name
+	allFaults  ec2.Faults          // faults of every instance
+	done       chan struct{}
+	closeOnce  sync.Once
 
 	neigh       atomic.Pointer[neighCache]
 	neighMu     sync.Mutex
