@@ -1,0 +1,284 @@
+//go:build linux
+
+package docker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imdsdev/imds/internal/admin"
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// The engine tests run a real imds in a container at 169.254.169.254 on a
+// Docker network of their own (169.254.169.0/24, as the ECS local endpoints
+// use 169.254.170.0/24), with the engine's socket mounted, and application
+// containers beside it that ask with the AWS SDK's IMDS client. Every
+// image is built FROM scratch with static binaries: the engine has no
+// registry to pull from.
+
+var repoRoot = func() string { r, _ := filepath.Abs("../../.."); return r }()
+
+// e2e holds what one test run created, named with the test's pid.
+type e2e struct {
+	t                     *testing.T
+	prefix                string
+	imdsImage, probeImage string
+	network               string
+	dataDir, confDir      string
+	imdsName              string
+	admin                 *admin.Client
+}
+
+func needDocker(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the Docker engine tests build images and run containers")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the Docker engine tests need root (the engine's socket)")
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("docker not installed: no Docker engine to discover containers from")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		t.Skipf("no Docker engine answers (docker info: %v: %s)", err, bytes.TrimSpace(out))
+	}
+}
+
+func tryRun(dir string, env []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func (e *e2e) run(args ...string) string {
+	e.t.Helper()
+	out, err := tryRun("", nil, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// poll calls f until it says done or 10 s pass, and returns how long it took.
+func (e *e2e) poll(what string, f func() (bool, string)) time.Duration {
+	e.t.Helper()
+	start := time.Now()
+	var last string
+	for deadline := start.Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		if ok, last = f(); ok {
+			return time.Since(start)
+		}
+	}
+	e.t.Fatalf("%s: not after 10 s; last: %s", what, last)
+	return 0
+}
+
+func setup(t *testing.T) *e2e {
+	needDocker(t)
+	pid := os.Getpid()
+	e := &e2e{t: t, prefix: fmt.Sprintf("imds-e2e-%d", pid)}
+	e.imdsImage, e.probeImage = e.prefix+"-imds:test", e.prefix+"-probe:test"
+	e.network, e.imdsName = e.prefix+"-net", e.prefix+"-imds"
+	t.Cleanup(func() {
+		ids, _ := tryRun("", nil, "docker", "ps", "-aq", "--filter", "name=^"+e.prefix)
+		if ids != "" {
+			tryRun("", nil, append([]string{"docker", "rm", "-f"}, strings.Fields(ids)...)...)
+		}
+		tryRun("", nil, "docker", "network", "rm", e.network)
+		tryRun("", nil, "docker", "image", "rm", "-f", e.imdsImage, e.probeImage)
+	})
+	start := time.Now()
+	for _, img := range []struct{ name, pkg, bin string }{
+		{e.imdsImage, "./cmd/imds", "imds"},
+		{e.probeImage, "./internal/discovery/docker/testdata/probe", "probe"},
+	} {
+		ctx := t.TempDir()
+		if _, err := tryRun(repoRoot, []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-o", filepath.Join(ctx, img.bin), img.pkg); err != nil {
+			t.Fatal(err)
+		}
+		df := fmt.Sprintf("FROM scratch\nCOPY %s /%s\nENTRYPOINT [\"/%s\"]\n", img.bin, img.bin, img.bin)
+		if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.run("docker", "build", "-q", "-t", img.name, ctx)
+	}
+	t.Logf("images built in %v", time.Since(start).Round(time.Second))
+	e.run("docker", "network", "create", "--subnet", "169.254.169.0/24", "--gateway", "169.254.169.1", e.network)
+	e.dataDir, e.confDir = t.TempDir(), t.TempDir()
+	conf := fmt.Sprintf(`listen: ["0.0.0.0:80"]
+roles:
+  role-a: {source: fake}
+  role-b: {source: fake}
+discovery:
+  docker:
+    networks: [%s]
+`, e.network)
+	if err := os.WriteFile(filepath.Join(e.confDir, "imds.yaml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.run("docker", "run", "-d", "--name", e.imdsName, "--network", e.network, "--ip", "169.254.169.254",
+		"-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", e.confDir+":/etc/imds:ro", "-v", e.dataDir+":/data",
+		e.imdsImage, "serve", "--config", "/etc/imds/imds.yaml", "--data-dir", "/data", "--admin-socket", "/data/admin.sock")
+	e.admin = admin.NewClient(filepath.Join(e.dataDir, "admin.sock"))
+	e.waitServing()
+	return e
+}
+
+// waitServing waits until the imds container has synchronised and listens.
+func (e *e2e) waitServing() {
+	e.t.Helper()
+	e.poll("imds serving", func() (bool, string) {
+		logs, _ := tryRun("", nil, "docker", "logs", e.imdsName)
+		_, err := e.admin.ListInstances(context.Background())
+		return err == nil && strings.Contains(logs, "serving instance metadata"), logs
+	})
+}
+
+// app starts a probe container with labels and returns its ID and address.
+func (e *e2e) app(name string, labels ...string) (id, ip string) {
+	e.t.Helper()
+	args := []string{"docker", "run", "-d", "--name", e.prefix + "-" + name, "--network", e.network}
+	for _, l := range labels {
+		args = append(args, "--label", l)
+	}
+	id = e.run(append(args, e.probeImage)...)
+	ip = e.run("docker", "inspect", "--format", "{{(index .NetworkSettings.Networks \""+e.network+"\").IPAddress}}", id)
+	return id, ip
+}
+
+type probeResult struct {
+	InstanceID  string `json:"instance_id"`
+	Role        string `json:"role"`
+	AccessKeyID string `json:"access_key_id"`
+	Status      int    `json:"status"`
+	Error       string `json:"error"`
+}
+
+// probe asks the probe container at ip what it gets from 169.254.169.254.
+func probe(ip string) (probeResult, error) {
+	var r probeResult
+	c := http.Client{Timeout: 8 * time.Second}
+	resp, err := c.Get("http://" + ip + ":8080/probe")
+	if err != nil {
+		return r, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	return r, err
+}
+
+// served waits until the probe at ip gets the instance of container id.
+func (e *e2e) served(ip, id, role string) (probeResult, time.Duration) {
+	e.t.Helper()
+	var got probeResult
+	took := e.poll("container "+id[:12]+" served", func() (bool, string) {
+		var err error
+		got, err = probe(ip)
+		return err == nil && got.InstanceID == "i-0"+id[:16] && got.Role == role && got.AccessKeyID != "", fmt.Sprintf("%+v %v", got, err)
+	})
+	return got, took
+}
+
+// dockerInstances are the names of the registry's docker instances.
+func (e *e2e) dockerInstances() []string {
+	list, err := e.admin.ListInstances(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var names []string
+	for _, inst := range list {
+		if inst.Origin == ec2.OriginDocker {
+			names = append(names, inst.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// labelled are the names docker ps shows of running labelled containers.
+func (e *e2e) labelled() []string {
+	out := e.run("docker", "ps", "--filter", "label=imds.enable=true", "--filter", "network="+e.network, "--format", "{{.Names}}")
+	names := strings.Fields(out)
+	slices.Sort(names)
+	return names
+}
+
+func TestEngine(t *testing.T) {
+	e := setup(t)
+	idA, ipA := e.app("a", "imds.enable=true", "imds.role=role-a", "imds.tag.team=blue")
+	idB, ipB := e.app("b", "imds.enable=true", "imds.role=role-b")
+	_, ipC := e.app("c")
+
+	gotA, tookA := e.served(ipA, idA, "role-a")
+	gotB, _ := e.served(ipB, idB, "role-b")
+	t.Logf("a served %v after docker run returned", tookA)
+	if gotA.AccessKeyID == gotB.AccessKeyID {
+		t.Errorf("a and b got the same access key %s, want each its own role's", gotA.AccessKeyID)
+	}
+	e.poll("unlabelled container answered 404", func() (bool, string) {
+		got, err := probe(ipC)
+		return err == nil && got.Status == http.StatusNotFound && got.InstanceID == "", fmt.Sprintf("%+v %v", got, err)
+	})
+
+	t.Run("rm refused", func(t *testing.T) {
+		err := e.admin.RemoveInstance(context.Background(), e.prefix+"-a")
+		if ec2.ErrorCode(err) != ec2.EFORBIDDEN || !strings.Contains(err.Error(), "Docker engine") {
+			t.Errorf("instance rm of a container: err=%v, want EFORBIDDEN saying the Docker engine owns it", err)
+		}
+	})
+
+	t.Run("stop removes within 1 s", func(t *testing.T) {
+		e.run("docker", "stop", "-t", "1", idB)
+		took := e.poll("b's instance gone", func() (bool, string) {
+			names := e.dockerInstances()
+			return !slices.Contains(names, e.prefix+"-b"), strings.Join(names, " ")
+		})
+		t.Logf("instance gone %v after docker stop returned", took)
+		if took > time.Second {
+			t.Errorf("instance gone after %v, want within 1 s", took)
+		}
+	})
+
+	t.Run("new container served within 1 s", func(t *testing.T) {
+		idD, ipD := e.app("d", "imds.enable=true", "imds.role=role-a")
+		_, took := e.served(ipD, idD, "role-a")
+		t.Logf("d served %v after docker run returned", took)
+		if took > time.Second {
+			t.Errorf("new container served after %v, want within 1 s", took)
+		}
+	})
+
+	t.Run("restart matches docker ps", func(t *testing.T) {
+		e.run("docker", "stop", "-t", "5", e.imdsName)
+		e.run("docker", "stop", "-t", "1", idA)
+		e.run("docker", "start", idB)
+		idE, ipE := e.app("e", "imds.enable=true", "imds.role=role-b")
+		e.run("docker", "start", e.imdsName)
+		e.waitServing()
+		if got, want := e.dockerInstances(), e.labelled(); !slices.Equal(got, want) {
+			t.Errorf("after restart the registry has %v, docker ps shows %v", got, want)
+		}
+		e.served(ipE, idE, "role-b")
+	})
+}
