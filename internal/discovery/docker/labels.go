@@ -30,7 +30,10 @@ const (
 	composeService = "com.docker.compose.service"
 )
 
-var knownLabels = []string{LabelEnable, LabelName, LabelRole, LabelInstanceType, LabelUserData, LabelIMDSv2, LabelTagPrefix + "<key>"}
+// knownLabels lists the labels, for messages about unknown ones.
+func knownLabels() []string {
+	return []string{LabelEnable, LabelName, LabelRole, LabelInstanceType, LabelUserData, LabelIMDSv2, LabelTagPrefix + "<key>"}
+}
 
 var (
 	reInstanceType = regexp.MustCompile(`^[a-z0-9-]+\.[a-z0-9-]+$`)
@@ -113,7 +116,7 @@ func ParseLabels(labels map[string]string) (Labels, error) {
 			key, ok := strings.CutPrefix(k, LabelTagPrefix)
 			switch {
 			case !ok:
-				bad(k, "unknown label%s (imds reads %s)", suggest(k), strings.Join(knownLabels, ", "))
+				bad(k, "unknown label%s (imds reads %s)", suggest(k), strings.Join(knownLabels(), ", "))
 			case key == "":
 				bad(k, "needs a tag key after %s", LabelTagPrefix)
 			default:
@@ -133,7 +136,7 @@ func ParseLabels(labels map[string]string) (Labels, error) {
 // suggest names the known label closest to an unknown one.
 func suggest(label string) string {
 	best, bestD := "", 3
-	for _, k := range knownLabels {
+	for _, k := range knownLabels() {
 		if d := distance(label, k); d < bestD {
 			best, bestD = k, d
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -194,7 +195,7 @@ func (s *Source) resync(ctx context.Context) error {
 	specs := map[string]*ec2.Instance{}
 	for _, c := range list {
 		info, err := s.inspect(ctx, c.ID)
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			continue // gone since the list: its destroy event follows
 		}
 		if err != nil {
@@ -222,7 +223,7 @@ func (s *Source) inspect(ctx context.Context, id string) (container.InspectRespo
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	info, err := s.Engine.ContainerInspect(ctx, id)
-	if err != nil && !client.IsErrNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return info, fmt.Errorf("inspecting container %s: %w", shortID(id), err)
 	}
 	return info, err
@@ -248,7 +249,7 @@ func (s *Source) handle(ctx context.Context, m events.Message) {
 	case "start", "restart", "unpause", "rename", "connect", "disconnect":
 		info, err := s.inspect(ctx, id)
 		switch {
-		case client.IsErrNotFound(err):
+		case cerrdefs.IsNotFound(err):
 			s.forget(ctx, id)
 		case err != nil:
 			// The next resynchronisation corrects what this misses.
