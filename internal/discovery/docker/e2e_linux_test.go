@@ -38,6 +38,7 @@ type e2e struct {
 	dataDir, confDir      string
 	imdsName              string
 	admin                 *admin.Client
+	imdsBin               string // the static imds, also run on the host as the CLI
 }
 
 func needDocker(t *testing.T) {
@@ -122,6 +123,9 @@ func setup(t *testing.T) *e2e {
 			t.Fatal(err)
 		}
 		e.run("docker", "build", "-q", "-t", img.name, ctx)
+		if img.bin == "imds" {
+			e.imdsBin = filepath.Join(ctx, img.bin)
+		}
 	}
 	t.Logf("images built in %v", time.Since(start).Round(time.Second))
 	e.run("docker", "network", "create", "--subnet", "169.254.169.0/24", "--gateway", "169.254.169.1", e.network)
@@ -157,8 +161,12 @@ func (e *e2e) waitServing() {
 
 // app starts a probe container with labels and returns its ID and address.
 func (e *e2e) app(name string, labels ...string) (id, ip string) {
+	return e.appWith(name, nil, labels...)
+}
+
+func (e *e2e) appWith(name string, opts []string, labels ...string) (id, ip string) {
 	e.t.Helper()
-	args := []string{"docker", "run", "-d", "--name", e.prefix + "-" + name, "--network", e.network}
+	args := append([]string{"docker", "run", "-d", "--name", e.prefix + "-" + name, "--network", e.network}, opts...)
 	for _, l := range labels {
 		args = append(args, "--label", l)
 	}
@@ -176,10 +184,10 @@ type probeResult struct {
 }
 
 // probe asks the probe container at ip what it gets from 169.254.169.254.
-func probe(ip string) (probeResult, error) {
+func probe(ip string, query ...string) (probeResult, error) {
 	var r probeResult
 	c := http.Client{Timeout: 8 * time.Second}
-	resp, err := c.Get("http://" + ip + ":8080/probe")
+	resp, err := c.Get("http://" + ip + ":8080/probe?" + strings.Join(query, "&"))
 	if err != nil {
 		return r, err
 	}
@@ -241,6 +249,32 @@ func TestEngine(t *testing.T) {
 		return err == nil && got.Status == http.StatusNotFound && got.InstanceID == "", fmt.Sprintf("%+v %v", got, err)
 	})
 
+	t.Run("proxy headers give nothing", func(t *testing.T) {
+		// Unsigned identity headers and X-Forwarded-For from a container
+		// are no identity: the unlabelled one stays unknown, a labelled one
+		// stays itself.
+		headers := []string{"xff=" + ipA, "instance=" + e.prefix + "-a"}
+		if got, err := probe(ipC, headers...); err != nil || got.InstanceID != "" || (got.Status != http.StatusNotFound && got.Status != http.StatusForbidden) {
+			t.Errorf("unlabelled container claiming a: %+v, %v; want 404 or 403 and no instance", got, err)
+		}
+		if got, err := probe(ipB, headers...); err != nil || (got.InstanceID != "" && got.InstanceID != "i-0"+idB[:16]) || got.AccessKeyID == gotA.AccessKeyID {
+			t.Errorf("b claiming a: %+v, %v; want b's own instance or nothing", got, err)
+		}
+	})
+
+	t.Run("CLI shows the origin", func(t *testing.T) {
+		sock := filepath.Join(e.dataDir, "admin.sock")
+		out := e.run(e.imdsBin, "instance", "list", "--admin-socket", sock)
+		if !strings.Contains(out, e.prefix+"-a") || !strings.Contains(out, "docker") || !strings.Contains(out, ipA) {
+			t.Errorf("imds instance list shows no docker instance a at %s:\n%s", ipA, out)
+		}
+		out, err := tryRun("", nil, e.imdsBin, "instance", "rm", e.prefix+"-a", "--admin-socket", sock)
+		if err == nil || !strings.Contains(out, "the Docker engine") {
+			t.Errorf("imds instance rm of a container: %v\n%s\nwant a refusal saying the Docker engine owns it", err, out)
+		}
+		t.Logf("imds instance rm says: %s", out)
+	})
+
 	t.Run("rm refused", func(t *testing.T) {
 		err := e.admin.RemoveInstance(context.Background(), e.prefix+"-a")
 		if ec2.ErrorCode(err) != ec2.EFORBIDDEN || !strings.Contains(err.Error(), "Docker engine") {
@@ -279,6 +313,31 @@ func TestEngine(t *testing.T) {
 		if got, want := e.dockerInstances(), e.labelled(); !slices.Equal(got, want) {
 			t.Errorf("after restart the registry has %v, docker ps shows %v", got, want)
 		}
-		e.served(ipE, idE, "role-b")
+		gotE, _ := e.served(ipE, idE, "role-b")
+
+		t.Run("stolen address refused", func(t *testing.T) {
+			// A container with NET_ADMIN takes e's address and announces it
+			// by ARP: imds sees e's address from another MAC and refuses.
+			_, ipT := e.appWith("thief", []string{"--cap-add", "NET_ADMIN"})
+			e.poll("thief's probe up", func() (bool, string) { _, err := probe(ipT); return err == nil, fmt.Sprint(err) })
+			resp, err := http.Post("http://"+ipT+":8080/steal?addr="+ipE, "", nil)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("steal: %v %v", resp, err)
+			}
+			resp.Body.Close()
+			var got probeResult
+			e.poll("the thief refused with e's address", func() (bool, string) {
+				got, err = probe(ipT, "from="+ipE)
+				if got.InstanceID == "i-0"+idE[:16] || (got.AccessKeyID != "" && got.AccessKeyID == gotE.AccessKeyID) {
+					t.Fatalf("the thief got e's instance: %+v", got)
+				}
+				return err == nil && got.Status == http.StatusNotFound, fmt.Sprintf("%+v %v", got, err)
+			})
+			t.Logf("the thief gets: %s", got.Error)
+			logs, _ := tryRun("", nil, "docker", "logs", e.imdsName)
+			if !strings.Contains(logs, "but the request came from MAC") {
+				t.Errorf("imds logged no MAC mismatch:\n%s", logs)
+			}
+		})
 	})
 }
