@@ -95,39 +95,45 @@ func (e *e2e) poll(what string, f func() (bool, string)) time.Duration {
 	return 0
 }
 
+// images builds the imds image (the static binary as /usr/bin/imds, as in
+// the release image) and the probe's, FROM scratch, removed at the end.
+func (e *e2e) images() {
+	t := e.t
+	e.imdsImage, e.probeImage = e.prefix+"-imds:test", e.prefix+"-probe:test"
+	t.Cleanup(func() { tryRun("", nil, "docker", "image", "rm", "-f", e.imdsImage, e.probeImage) })
+	start := time.Now()
+	for _, img := range []struct{ name, pkg, bin string }{
+		{e.imdsImage, "./cmd/imds", "usr/bin/imds"},
+		{e.probeImage, "./internal/discovery/docker/testdata/probe", "probe"},
+	} {
+		ctx := t.TempDir()
+		if _, err := tryRun(repoRoot, []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-o", filepath.Join(ctx, filepath.Base(img.bin)), img.pkg); err != nil {
+			t.Fatal(err)
+		}
+		df := fmt.Sprintf("FROM scratch\nCOPY %s /%s\nENTRYPOINT [\"/%s\"]\n", filepath.Base(img.bin), img.bin, img.bin)
+		if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.run("docker", "build", "-q", "-t", img.name, ctx)
+		if img.pkg == "./cmd/imds" {
+			e.imdsBin = filepath.Join(ctx, "imds")
+		}
+	}
+	t.Logf("images built in %v", time.Since(start).Round(time.Second))
+}
+
 func setup(t *testing.T) *e2e {
 	needDocker(t)
-	pid := os.Getpid()
-	e := &e2e{t: t, prefix: fmt.Sprintf("imds-e2e-%d", pid)}
-	e.imdsImage, e.probeImage = e.prefix+"-imds:test", e.prefix+"-probe:test"
+	e := &e2e{t: t, prefix: fmt.Sprintf("imds-e2e-%d", os.Getpid())}
 	e.network, e.imdsName = e.prefix+"-net", e.prefix+"-imds"
+	e.images()
 	t.Cleanup(func() {
 		ids, _ := tryRun("", nil, "docker", "ps", "-aq", "--filter", "name=^"+e.prefix)
 		if ids != "" {
 			tryRun("", nil, append([]string{"docker", "rm", "-f"}, strings.Fields(ids)...)...)
 		}
 		tryRun("", nil, "docker", "network", "rm", e.network)
-		tryRun("", nil, "docker", "image", "rm", "-f", e.imdsImage, e.probeImage)
 	})
-	start := time.Now()
-	for _, img := range []struct{ name, pkg, bin string }{
-		{e.imdsImage, "./cmd/imds", "imds"},
-		{e.probeImage, "./internal/discovery/docker/testdata/probe", "probe"},
-	} {
-		ctx := t.TempDir()
-		if _, err := tryRun(repoRoot, []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-o", filepath.Join(ctx, img.bin), img.pkg); err != nil {
-			t.Fatal(err)
-		}
-		df := fmt.Sprintf("FROM scratch\nCOPY %s /%s\nENTRYPOINT [\"/%s\"]\n", img.bin, img.bin, img.bin)
-		if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.run("docker", "build", "-q", "-t", img.name, ctx)
-		if img.bin == "imds" {
-			e.imdsBin = filepath.Join(ctx, img.bin)
-		}
-	}
-	t.Logf("images built in %v", time.Since(start).Round(time.Second))
 	e.run("docker", "network", "create", "--subnet", "169.254.169.0/24", "--gateway", "169.254.169.1", e.network)
 	e.dataDir, e.confDir = t.TempDir(), t.TempDir()
 	conf := fmt.Sprintf(`listen: ["0.0.0.0:80"]
@@ -339,5 +345,57 @@ func TestEngine(t *testing.T) {
 				t.Errorf("imds logged no MAC mismatch:\n%s", logs)
 			}
 		})
+	})
+}
+
+// TestCompose runs examples/docker-discovery as docs/containers.md says,
+// with the probe as the application image.
+func TestCompose(t *testing.T) {
+	needDocker(t)
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Skip("docker-compose not installed: the compose recipe is not run")
+	}
+	e := &e2e{t: t, prefix: fmt.Sprintf("imds-e2e-%d-compose", os.Getpid())}
+	e.images()
+	dir := t.TempDir()
+	for _, f := range []string{"docker-compose.yml", "imds.yaml"} {
+		b, err := os.ReadFile(filepath.Join(repoRoot, "examples", "docker-discovery", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The network is the test's own, so that it removes only its own.
+		b = bytes.ReplaceAll(b, []byte("networks: [imds-apps]"), []byte("networks: ["+e.prefix+"]"))
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"IMDS_IMAGE=" + e.imdsImage, "APP_IMAGE=" + e.probeImage, "IMDS_NETWORK=" + e.prefix}
+	project := strings.ReplaceAll(e.prefix, "-", "")
+	compose := func(args ...string) (string, error) {
+		return tryRun(dir, env, append([]string{"docker-compose", "-p", project}, args...)...)
+	}
+	t.Cleanup(func() { compose("down", "-t", "1") })
+	if out, err := compose("up", "-d"); err != nil {
+		logs, _ := compose("logs", "imds")
+		t.Fatalf("%v\n%s\n%s", err, out, logs)
+	}
+	service := func(name string) (id, ip string) {
+		id, err := compose("ps", "-q", name)
+		if err != nil || id == "" {
+			t.Fatalf("compose ps %s: %q %v", name, id, err)
+		}
+		return id, e.run("docker", "inspect", "--format", "{{(index .NetworkSettings.Networks \""+e.prefix+"\").IPAddress}}", id)
+	}
+	idW, ipW := service("web")
+	idK, ipK := service("worker")
+	_, ipO := service("other")
+	gotW, _ := e.served(ipW, idW, "web-role")
+	gotK, _ := e.served(ipK, idK, "worker-role")
+	if gotW.AccessKeyID == gotK.AccessKeyID {
+		t.Errorf("web and worker share the access key %s", gotW.AccessKeyID)
+	}
+	e.poll("other answered 404", func() (bool, string) {
+		got, err := probe(ipO)
+		return err == nil && got.Status == http.StatusNotFound, fmt.Sprintf("%+v %v", got, err)
 	})
 }
