@@ -14,7 +14,7 @@ import (
 // syncWait bounds how long Open waits for the first list of containers
 // before serving: long enough for an engine that answers, short enough
 // that an engine away does not hold up the rest of the server.
-const syncWait = 5 * time.Second
+const syncWait = 3 * time.Second
 
 // withoutImplicitDefault keeps the implicit default instance from
 // answering requesters that no instance matches while a discovery source
