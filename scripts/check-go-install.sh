@@ -4,6 +4,8 @@
 # a tag, to a file:// proxy of its own (module zip made by git archive), and
 # installed from a clean GOPATH and module cache; every dependency comes from
 # the configured proxy, checked against go.sum. Nothing may need a replace.
+# Then a module of a user's own requires it at that version and runs a test
+# with the imdstest package, as docs/testing-library.md says.
 #
 #   ./scripts/check-go-install.sh [VERSION]     # default v0.0.1
 set -euo pipefail
@@ -39,6 +41,45 @@ main() {
   "$tmp/bin/imds" version
   "$tmp/bin/imds" version | grep -qx "imds $version" || die "the installed imds does not report $version"
   echo "go install works"
+
+  # The test library, as a Go user gets it: a module of their own requiring
+  # this one at the version, a test that imports imdstest, go test.
+  section "imdstest from another module, at $version"
+  local sdkconfig
+  # The SDK at the version this module is tested with, not whatever is newest.
+  sdkconfig="$(go list -m -f '{{.Version}}' github.com/aws/aws-sdk-go-v2/config)"
+  mkdir -p "$tmp/user"
+  printf 'module example.com/user\n\ngo %s\n' "$(go list -m -f '{{.GoVersion}}')" >"$tmp/user/go.mod"
+  cat >"$tmp/user/user_test.go" <<'GO'
+package user
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/imdsdev/imds/imdstest"
+)
+
+func TestCredentialsFromImdstest(t *testing.T) {
+	srv := imdstest.NewServer(t, imdstest.WithInstance(imdstest.Instance{Name: "app", Role: "app-role", IMDSv2Required: true}))
+	srv.Setenv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion("us-east-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := cfg.Credentials.Retrieve(ctx); err != nil || c.Source != "EC2RoleProvider" {
+		t.Fatalf("credentials from %q: %v", c.Source, err)
+	}
+}
+GO
+  env -u GOFLAGS GOPATH="$tmp/gopath" GOMODCACHE="$tmp/gopath/pkg/mod" \
+    GOPROXY="file://$tmp/proxy,$(go env GOPROXY)" GONOSUMDB="$module" GOFLAGS=-modcacherw \
+    bash -c "cd '$tmp/user' && go get '$module@$version' 'github.com/aws/aws-sdk-go-v2/config@$sdkconfig' && go mod tidy && go test -count=1 ./..."
+  echo "imdstest works from another module"
 }
 
 main "$@"

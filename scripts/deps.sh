@@ -66,6 +66,31 @@ install_go_tools() {
   fi
 }
 
+# install_promtool puts Debian's promtool (from the prometheus package) in
+# /usr/local/bin for the metrics tests' `promtool check metrics`, without
+# installing the package: that would start a Prometheus server.
+install_promtool() {
+  section "promtool"
+  if command -v promtool >/dev/null 2>&1; then
+    echo "promtool already installed: $(command -v promtool)"
+    return
+  fi
+  local dir=/var/cache/imds-ci/promtool tmp
+  if [[ ! -x $dir/usr/bin/promtool ]]; then
+    tmp="$(mktemp -d)"
+    chmod 755 "$tmp" # apt-get download drops to the _apt user
+    if ! (cd "$tmp" && apt-get download -q -o Acquire::Retries=3 prometheus); then
+      apt-get update -q -o Acquire::Retries=3
+      (cd "$tmp" && apt-get download -q -o Acquire::Retries=3 prometheus) || die "apt-get download prometheus failed"
+    fi
+    rm -rf "$dir" && mkdir -p "$dir"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$dir"
+    rm -rf "$tmp"
+  fi
+  ln -sf "$dir/usr/bin/promtool" /usr/local/bin/promtool
+  echo "installed $(/usr/local/bin/promtool --version 2>&1 | head -1)"
+}
+
 download_modules() {
   section "Go modules"
   (cd "$REPO_ROOT" && go mod download)
@@ -78,6 +103,7 @@ main() {
   set_goflags
   echo "$(go version); GOFLAGS=$GOFLAGS"
   install_apt_packages
+  install_promtool
   install_go_tools
   download_modules
 }

@@ -46,7 +46,7 @@ func newEventCommand(clk clock.Clock) *cobra.Command {
 		return printEvents(cmd.OutOrStdout(), output, name, ev)
 	}
 	check := func() error { return outputFormat(output) }
-	c.AddCommand(newEventSpotCommand(check, send), newEventRebalanceCommand(check, send),
+	c.AddCommand(newEventSpotCommand(check, send, clk.Now), newEventRebalanceCommand(check, send),
 		newEventMaintenanceCommand(check, send, clk.Now), newEventASGCommand(check, send), newEventClearCommand(check, send))
 	return c
 }
@@ -55,7 +55,7 @@ func newEventCommand(clk clock.Clock) *cobra.Command {
 // result.
 type eventSender func(cmd *cobra.Command, name string, req ec2.EventRequest) error
 
-func newEventSpotCommand(check func() error, send eventSender) *cobra.Command {
+func newEventSpotCommand(check func() error, send eventSender, now func() time.Time) *cobra.Command {
 	var (
 		action string
 		in     time.Duration
@@ -64,7 +64,17 @@ func newEventSpotCommand(check func() error, send eventSender) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "spot NAME [--action terminate|stop|hibernate] [--in 2m | --at TIME]",
 		Short: "Issue a spot interruption notice: spot/instance-action appears now, the action happens --in later (or --at)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Issue a spot interruption notice.
+
+With --in (default 2m), spot/instance-action (and, for terminate,
+spot/termination-time) shows the notice at once, for an action --in from now.
+With --at, the action happens at that time and, as on EC2, the notice appears
+two minutes before it: until then the instance sees nothing (404) and the
+output shows the notice as scheduled. A time in the past is refused.
+
+A new notice replaces the instance's earlier one at once, shown or scheduled;
+the output says which it replaced. imds event clear withdraws it.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if err := check(); err != nil {
@@ -81,6 +91,10 @@ func newEventSpotCommand(check func() error, send eventSender) *cobra.Command {
 				t, err := parseFlagTime("at", at)
 				if err != nil {
 					return err
+				}
+				if n := now().UTC().Truncate(time.Second); t.Before(n) {
+					return fmt.Errorf("--at: %s is in the past (now is %s); give a later time, or --in for an action that near",
+						t.UTC().Format(time.RFC3339), n.Format(time.RFC3339))
 				}
 				req.At = t
 			} else {
@@ -211,8 +225,14 @@ func newEventASGCommand(check func() error, send eventSender) *cobra.Command {
 func newEventClearCommand(check func() error, send eventSender) *cobra.Command {
 	return &cobra.Command{
 		Use:   "clear NAME",
-		Short: "Withdraw every event of an instance: spot notice, rebalance recommendation and maintenance events",
-		Args:  cobra.ExactArgs(1),
+		Short: "Withdraw every event of an instance: spot notice, rebalance, maintenance with its history, Auto Scaling state",
+		Long: `Withdraw every event of an instance: the spot notice (shown or scheduled),
+the rebalance recommendation, the maintenance events together with their
+history (events/maintenance/history is empty afterwards), and the Auto
+Scaling target lifecycle state an asg event set (the instance's own from the
+config comes back). The instance stays a spot instance only if it was one.
+Faults are not events: imds fault clear removes those.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := check(); err != nil {
 				return err
@@ -244,9 +264,21 @@ func printEvents(w io.Writer, format, name string, ev ec2.Events) error {
 	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "events of %s:\n", ec2.Printable(name))
-	if ev.Spot != nil {
-		fmt.Fprintf(&b, "spot interruption:        %s at %s\n", ev.Spot.Action, stamp(ev.Spot.Time))
-	} else {
+	if r := ev.SpotReplaced; r != nil {
+		fmt.Fprintf(&b, "replaced spot notice:     %s at %s\n", r.Action, stamp(r.Time))
+	}
+	switch sp := ev.Spot; {
+	case sp != nil:
+		fmt.Fprintf(&b, "spot interruption:        %s at %s, shown now at %s\n", sp.Action, stamp(sp.Time), strings.Join(sp.Paths(), " and "))
+	case ev.SpotScheduled != nil:
+		sp := ev.SpotScheduled
+		verb := "answers"
+		if len(sp.Paths()) > 1 {
+			verb = "answer"
+		}
+		fmt.Fprintf(&b, "spot interruption:        scheduled: %s at %s; %s %s 404 until %s, then show it\n",
+			sp.Action, stamp(sp.Time), strings.Join(sp.Paths(), " and "), verb, stamp(sp.Notice))
+	default:
 		fmt.Fprintf(&b, "spot interruption:        none\n")
 	}
 	if !ev.Rebalance.IsZero() {
@@ -266,6 +298,11 @@ func printEvents(w io.Writer, format, name string, ev ec2.Events) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	if ev.AutoscalingState != "" {
+		fmt.Fprintf(&b, "auto scaling state:       %s\n", ev.AutoscalingState)
+	} else {
+		fmt.Fprintf(&b, "auto scaling state:       none\n")
 	}
 	_, err := w.Write(b.Bytes())
 	return err

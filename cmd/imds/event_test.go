@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -55,8 +56,10 @@ func TestEventCommands(t *testing.T) {
 	}{
 		{[]string{"spot", "web-1"}, ec2.EventRequest{Type: "spot", Action: "terminate", Lead: 2 * time.Minute}},
 		{[]string{"spot", "web-1", "--action", "hibernate", "--in", "30s"}, ec2.EventRequest{Type: "spot", Action: "hibernate", Lead: 30 * time.Second}},
-		{[]string{"spot", "web-1", "--action=stop", "--at", "2026-01-02T05:00:00+02:00"},
-			ec2.EventRequest{Type: "spot", Action: "stop", At: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)}}, // fixed instant: parsed and echoed, compared with no clock
+		{[]string{"spot", "web-1", "--action=stop", "--at", "2026-01-02T07:00:00+02:00"},
+			ec2.EventRequest{Type: "spot", Action: "stop", At: time.Date(2026, 1, 2, 5, 0, 0, 0, time.UTC)}}, // fixed instant: parsed and echoed, compared with the fake clock only
+		{[]string{"spot", "web-1", "--at", "2026-01-02T03:04:05Z"}, // the fake clock's second: not in the past
+			ec2.EventRequest{Type: "spot", Action: "terminate", At: eventT0}},
 		{[]string{"rebalance", "web-1"}, ec2.EventRequest{Type: "rebalance"}},
 		{[]string{"maintenance", "web-1"}, ec2.EventRequest{Type: "maintenance", Code: "system-reboot", Duration: 20 * time.Minute}},
 		{[]string{"maintenance", "web-1", "--code", "instance-retirement", "--description", "old hardware", "--in", "2h", "--duration", "1h"},
@@ -102,50 +105,71 @@ func normalize(r ec2.EventRequest) ec2.EventRequest {
 	return r
 }
 
+// TestEventOutput: what `imds event` prints for each state of the events,
+// in the table and in the JSON document.
 func TestEventOutput(t *testing.T) {
 	fake := &eventService{}
 	srv := admintest.MustOpenServer(t, admintest.NewService(testConfigInstance()), nil, func(s *admin.Server) { s.Events = fake })
 	sock := "--admin-socket=" + srv.SocketPath
+	maint := []ec2.MaintenanceEvent{{ID: "instance-event-0123456789abcdef0", Code: "system-reboot", Description: "scheduled reboot",
+		State: "active", NotBefore: eventT0.Add(time.Hour), NotAfter: eventT0.Add(80 * time.Minute)}}
+	const none = "rebalance recommendation: none\nmaintenance events:       none\n"
 
-	out, errOut, code := runArgs("event", "clear", "web-1", sock)
-	if want := "events of web-1:\nspot interruption:        none\nrebalance recommendation: none\nmaintenance events:       none\n"; code != 0 || out != want {
-		t.Errorf("clear: exit %d, %s\nstdout:\n%s\nwant:\n%s", code, errOut, out, want)
+	tests := []struct {
+		name   string
+		events ec2.Events
+		want   string // the table after "events of web-1:\n"
+		json   []string
+	}{
+		{name: "nothing", want: "spot interruption:        none\n" + none + "auto scaling state:       none\n",
+			json: []string{`"spot":null`, `"spot_scheduled":null`, `"autoscaling_state":""`}},
+		{name: "shown spot notice, rebalance, maintenance", events: ec2.Events{
+			Spot:      &ec2.SpotNotice{Action: "terminate", Time: eventT0.Add(2 * time.Minute), Notice: eventT0},
+			Rebalance: eventT0, Maintenance: maint},
+			want: "spot interruption:        terminate at 2026-01-02T03:06:05Z, shown now at spot/instance-action and spot/termination-time\n" +
+				"rebalance recommendation: since 2026-01-02T03:04:05Z\n" +
+				"maintenance events:\n" +
+				"EVENT-ID                          CODE           STATE   NOT-BEFORE            NOT-AFTER\n" +
+				"instance-event-0123456789abcdef0  system-reboot  active  2026-01-02T04:04:05Z  2026-01-02T04:24:05Z\n" +
+				"auto scaling state:       none\n",
+			json: []string{`"spot":{"action":"terminate","time":"2026-01-02T03:06:05Z","notice_time":"2026-01-02T03:04:05Z"}`, `"event_id":"instance-event-0123456789abcdef0"`}},
+		{name: "scheduled spot notice", events: ec2.Events{
+			SpotScheduled: &ec2.SpotNotice{Action: "stop", Time: eventT0.Add(time.Hour), Notice: eventT0.Add(58 * time.Minute)}},
+			want: "spot interruption:        scheduled: stop at 2026-01-02T04:04:05Z; spot/instance-action answers 404 until 2026-01-02T04:02:05Z, then show it\n" +
+				none + "auto scaling state:       none\n",
+			json: []string{`"spot":null`, `"spot_scheduled":{"action":"stop","time":"2026-01-02T04:04:05Z","notice_time":"2026-01-02T04:02:05Z"}`}},
+		{name: "replaced spot notice", events: ec2.Events{
+			SpotReplaced:  &ec2.SpotNotice{Action: "terminate", Time: eventT0.Add(2 * time.Minute), Notice: eventT0},
+			SpotScheduled: &ec2.SpotNotice{Action: "terminate", Time: eventT0.Add(time.Hour), Notice: eventT0.Add(58 * time.Minute)}},
+			want: "replaced spot notice:     terminate at 2026-01-02T03:06:05Z\n" +
+				"spot interruption:        scheduled: terminate at 2026-01-02T04:04:05Z; spot/instance-action and spot/termination-time answer 404 until 2026-01-02T04:02:05Z, then show it\n" +
+				none + "auto scaling state:       none\n",
+			json: []string{`"spot_replaced":{"action":"terminate","time":"2026-01-02T03:06:05Z"`}},
+		{name: "auto scaling state", events: ec2.Events{AutoscalingState: "Terminated"},
+			want: "spot interruption:        none\n" + none + "auto scaling state:       Terminated\n",
+			json: []string{`"autoscaling_state":"Terminated"`}},
 	}
-
-	fake.events = ec2.Events{
-		Spot:      &ec2.SpotNotice{Action: "terminate", Time: eventT0.Add(2 * time.Minute)},
-		Rebalance: eventT0,
-		Maintenance: []ec2.MaintenanceEvent{{ID: "instance-event-0123456789abcdef0", Code: "system-reboot", Description: "scheduled reboot",
-			State: "active", NotBefore: eventT0.Add(time.Hour), NotAfter: eventT0.Add(80 * time.Minute)}},
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake.events = tt.events
+			out, errOut, code := runArgs("event", "rebalance", "web-1", sock)
+			if want := "events of web-1:\n" + tt.want; code != 0 || out != want {
+				t.Errorf("table: exit %d, %s\nstdout:\n%s\nwant:\n%s", code, errOut, out, want)
+			}
+			out, errOut, code = runArgs("event", "rebalance", "web-1", "-o", "json", sock)
+			var compact bytes.Buffer
+			if code != 0 || json.Compact(&compact, []byte(out)) != nil || !strings.HasSuffix(out, "}\n") {
+				t.Fatalf("-o json: exit %d, %s\n%s", code, errOut, out)
+			}
+			for _, w := range tt.json {
+				if !strings.Contains(compact.String(), w) {
+					t.Errorf("-o json lacks %s:\n%s", w, out)
+				}
+			}
+		})
 	}
-	out, errOut, code = runArgs("event", "spot", "web-1", sock)
-	want := "events of web-1:\n" +
-		"spot interruption:        terminate at 2026-01-02T03:06:05Z\n" +
-		"rebalance recommendation: since 2026-01-02T03:04:05Z\n" +
-		"maintenance events:\n" +
-		"EVENT-ID                          CODE           STATE   NOT-BEFORE            NOT-AFTER\n" +
-		"instance-event-0123456789abcdef0  system-reboot  active  2026-01-02T04:04:05Z  2026-01-02T04:24:05Z\n"
-	if code != 0 || out != want {
-		t.Errorf("spot: exit %d, %s\nstdout:\n%s\nwant:\n%s", code, errOut, out, want)
-	}
-
-	out, errOut, code = runArgs("event", "rebalance", "web-1", "-o", "json", sock)
-	var doc struct {
-		Spot struct {
-			Action string    `json:"action"`
-			Time   time.Time `json:"time"`
-		} `json:"spot"`
-		Rebalance   time.Time `json:"rebalance"`
-		Maintenance []struct {
-			EventID   string    `json:"event_id"`
-			NotBefore time.Time `json:"not_before"`
-		} `json:"maintenance"`
-	}
-	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || doc.Spot.Action != "terminate" || !doc.Rebalance.Equal(eventT0) ||
-		len(doc.Maintenance) != 1 || doc.Maintenance[0].EventID != "instance-event-0123456789abcdef0" || !strings.HasSuffix(out, "}\n") {
-		t.Errorf("-o json: exit %d, %s\n%s", code, errOut, out)
-	}
-	out, _, code = runArgs("event", "rebalance", "web-1", "-o", "yaml", sock)
+	fake.events = ec2.Events{Maintenance: maint}
+	out, _, code := runArgs("event", "rebalance", "web-1", "-o", "yaml", sock)
 	if code != 0 || !strings.Contains(out, "event_id: instance-event-0123456789abcdef0\n") {
 		t.Errorf("-o yaml: exit %d\n%s", code, out)
 	}
@@ -163,6 +187,7 @@ func TestEventFlagValidation(t *testing.T) {
 		{[]string{"spot", "web-1", "--in", "0s"}, "--in: must be positive"},
 		{[]string{"spot", "web-1", "--at", "tomorrow"}, `--at: must be an RFC 3339 time like 2026-01-02T15:04:05Z, got "tomorrow"`},
 		{[]string{"spot", "web-1", "--in", "1m", "--at", "2026-01-02T15:04:05Z"}, "--in and --at: give one of them"},
+		{[]string{"spot", "web-1", "--at", "2020-01-02T15:04:05+01:00"}, "--at: 2020-01-02T14:04:05Z is in the past (now is "},
 		{[]string{"spot"}, "accepts 1 arg(s), received 0"},
 		{[]string{"maintenance", "web-1", "--code", "reboot"}, `--code: must be one of instance-reboot, system-reboot,`},
 		{[]string{"maintenance", "web-1", "--duration", "20"}, `"--duration"`},

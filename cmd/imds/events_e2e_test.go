@@ -154,7 +154,37 @@ func TestEventCLIAgainstServer(t *testing.T) {
 	if got := poll(t, c, "spot/instance-action"); got != "" {
 		t.Errorf("after clear: %q", got)
 	}
+
+	// A notice for later: shown as scheduled, 404 at the instance until its
+	// notice time; a new notice replaces it, and a past --at is refused.
+	at := time.Now().UTC().Add(time.Hour).Truncate(time.Second).Format(time.RFC3339)
+	out = cli("event", "spot", "default", "--action", "stop", "--at", at)
+	if want := "spot interruption:        scheduled: stop at " + at + "; spot/instance-action answers 404 until "; !strings.Contains(out, want) {
+		t.Errorf("imds event spot --at %s printed\n%s\nwant a line with %q", at, out, want)
+	}
+	if got := poll(t, c, "spot/instance-action"); got != "" {
+		t.Errorf("an hour before the action, spot/instance-action = %q, want 404", got)
+	}
+	if got := poll(t, c, "instance-life-cycle"); got != "spot" {
+		t.Errorf("instance-life-cycle with a scheduled notice = %q, want spot", got)
+	}
+	out = cli("event", "spot", "default")
+	if !strings.Contains(out, "replaced spot notice:     stop at "+at) || !strings.Contains(out, "spot interruption:        terminate at ") {
+		t.Errorf("the second notice printed\n%s\nwant it to replace the first", out)
+	}
+	if got := poll(t, c, "spot/instance-action"); !strings.Contains(got, `"action": "terminate"`) {
+		t.Errorf("after the second notice: %q", got)
+	}
+	out = cli("event", "asg", "default", "Terminated", "-o", "json")
+	if !strings.Contains(out, `"autoscaling_state": "Terminated"`) {
+		t.Errorf("imds event asg -o json lacks the state:\n%s", out)
+	}
 	var errOut strings.Builder
+	if code := run(context.Background(), []string{"event", "spot", "default", "--at", "2020-01-01T00:00:00Z", "--admin-socket", sock}, io.Discard, &errOut); code == 0 ||
+		!strings.HasPrefix(errOut.String(), "imds: --at: 2020-01-01T00:00:00Z is in the past") {
+		t.Errorf("past --at: exit %d, %q", code, errOut.String())
+	}
+	errOut.Reset()
 	if code := run(context.Background(), []string{"event", "spot", "nope", "--admin-socket", sock}, io.Discard, &errOut); code == 0 ||
 		!strings.Contains(errOut.String(), `no instance named "nope"`) {
 		t.Errorf("unknown instance: exit %d, %q", code, errOut.String())

@@ -219,7 +219,7 @@ func TestEnvironmentPrecedence(t *testing.T) {
 // (YAML blocks that start with "# imds.yaml") with the real parser.
 func TestDocsConfigExamples(t *testing.T) {
 	var b []byte
-	for _, doc := range []string{"networking.md", "libvirt.md"} {
+	for _, doc := range []string{"networking.md", "libvirt.md", "metrics.md"} {
 		d, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
 		if err != nil {
 			t.Fatal(err)
@@ -241,7 +241,7 @@ func TestDocsConfigExamples(t *testing.T) {
 			t.Errorf("docs example %d: %v", n, err)
 		}
 	}
-	if n < 2 {
-		t.Errorf("found %d imds config examples in docs/, want the ones of networking.md and libvirt.md", n)
+	if n < 3 {
+		t.Errorf("found %d imds config examples in docs/, want the ones of networking.md, libvirt.md and metrics.md", n)
 	}
 }

@@ -30,6 +30,8 @@ func newServeCommand() *cobra.Command {
 				return err
 			}
 			cfg.Stderr = cmd.ErrOrStderr()
+			b := currentBuild()
+			cfg.Version, cfg.Commit = b.Version, b.Commit
 			d, err := daemon.Open(cfg)
 			if err != nil {
 				return err

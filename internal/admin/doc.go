@@ -35,6 +35,16 @@
 // line of the body; without ?file= as "line LINE: field: problem", and as
 // "field: problem" when the body is one line (a generated JSON document).
 //
+// The events document (the answer of POST .../events) holds spot (the
+// notice the instance shows: action, time, notice_time), spot_scheduled (a
+// notice issued for later, which the instance sees nothing of until its
+// notice_time), rebalance, maintenance (scheduled events and their history)
+// and autoscaling_state (autoscaling/target-lifecycle-state, "" for none);
+// the answer to a spot request adds spot_replaced, the notice it replaced.
+// A spot request's at must not be in the past. The clear request withdraws
+// all of it, maintenance history and the Auto Scaling state an asg request
+// set included, and leaves faults alone.
+//
 // POST adds the instances one by one: when one fails, the error names it and
 // the instances before it stay added (the message lists them); nothing after
 // it is attempted.

@@ -28,14 +28,36 @@ type eventRequestBody struct {
 // eventsBody is the response of POST /v1/instances/{name}/events: the
 // instance's events afterwards.
 type eventsBody struct {
-	Spot        *spotBody         `json:"spot"`
-	Rebalance   *time.Time        `json:"rebalance"`
-	Maintenance []maintenanceBody `json:"maintenance"`
+	// Spot is the notice the instance shows, SpotScheduled one it will
+	// show from its notice_time.
+	Spot          *spotBody         `json:"spot"`
+	SpotScheduled *spotBody         `json:"spot_scheduled"`
+	Rebalance     *time.Time        `json:"rebalance"`
+	Maintenance   []maintenanceBody `json:"maintenance"`
+	// AutoscalingState is autoscaling/target-lifecycle-state, "" for none.
+	AutoscalingState string `json:"autoscaling_state"`
+	// SpotReplaced is the notice a spot request replaced.
+	SpotReplaced *spotBody `json:"spot_replaced,omitempty"`
 }
 
 type spotBody struct {
-	Action string    `json:"action"`
-	Time   time.Time `json:"time"`
+	Action     string    `json:"action"`
+	Time       time.Time `json:"time"`
+	NoticeTime time.Time `json:"notice_time"`
+}
+
+func spotDocument(n *ec2.SpotNotice) *spotBody {
+	if n == nil {
+		return nil
+	}
+	return &spotBody{Action: n.Action, Time: n.Time.UTC(), NoticeTime: n.Notice.UTC()}
+}
+
+func (b *spotBody) notice() *ec2.SpotNotice {
+	if b == nil {
+		return nil
+	}
+	return &ec2.SpotNotice{Action: b.Action, Time: b.Time, Notice: b.NoticeTime}
 }
 
 type maintenanceBody struct {
@@ -54,10 +76,9 @@ func MarshalEvents(ev ec2.Events) ([]byte, error) {
 }
 
 func eventsDocument(ev ec2.Events) eventsBody {
-	body := eventsBody{Maintenance: make([]maintenanceBody, 0, len(ev.Maintenance))}
-	if ev.Spot != nil {
-		body.Spot = &spotBody{Action: ev.Spot.Action, Time: ev.Spot.Time.UTC()}
-	}
+	body := eventsBody{Maintenance: make([]maintenanceBody, 0, len(ev.Maintenance)),
+		Spot: spotDocument(ev.Spot), SpotScheduled: spotDocument(ev.SpotScheduled), AutoscalingState: ev.AutoscalingState,
+		SpotReplaced: spotDocument(ev.SpotReplaced)}
 	if !ev.Rebalance.IsZero() {
 		t := ev.Rebalance.UTC()
 		body.Rebalance = &t
@@ -72,10 +93,8 @@ func eventsDocument(ev ec2.Events) eventsBody {
 }
 
 func (b *eventsBody) events() ec2.Events {
-	var ev ec2.Events
-	if b.Spot != nil {
-		ev.Spot = &ec2.SpotNotice{Action: b.Spot.Action, Time: b.Spot.Time}
-	}
+	ev := ec2.Events{Spot: b.Spot.notice(), SpotScheduled: b.SpotScheduled.notice(), AutoscalingState: b.AutoscalingState,
+		SpotReplaced: b.SpotReplaced.notice()}
 	if b.Rebalance != nil {
 		ev.Rebalance = *b.Rebalance
 	}

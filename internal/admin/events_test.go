@@ -53,8 +53,10 @@ var (
 	evT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) // fixed instant: events passed through a fake service
 	// cannedEvents has every kind of event, its times in another zone.
 	cannedEvents = ec2.Events{
-		Spot:      &ec2.SpotNotice{Action: ec2.SpotStop, Time: evT0.Add(2 * time.Minute).In(time.FixedZone("X", 3600))},
-		Rebalance: evT0,
+		Spot:             &ec2.SpotNotice{Action: ec2.SpotStop, Time: evT0.Add(2 * time.Minute).In(time.FixedZone("X", 3600)), Notice: evT0},
+		SpotScheduled:    &ec2.SpotNotice{Action: ec2.SpotTerminate, Time: evT0.Add(time.Hour), Notice: evT0.Add(58 * time.Minute)},
+		Rebalance:        evT0,
+		AutoscalingState: "Terminated",
 		Maintenance: []ec2.MaintenanceEvent{
 			{ID: "instance-event-0123456789abcdef0", Code: "system-reboot", Description: "scheduled reboot", State: ec2.MaintenanceActive,
 				NotBefore: evT0.Add(time.Hour), NotAfter: evT0.Add(time.Hour + 20*time.Minute)},
@@ -125,11 +127,14 @@ func TestClient_TriggerEvent(t *testing.T) {
 
 // eventsEqual compares events by instant.
 func eventsEqual(a, b ec2.Events) bool {
-	if (a.Spot == nil) != (b.Spot == nil) || !a.Rebalance.Equal(b.Rebalance) || len(a.Maintenance) != len(b.Maintenance) {
+	if !a.Rebalance.Equal(b.Rebalance) || len(a.Maintenance) != len(b.Maintenance) || a.AutoscalingState != b.AutoscalingState {
 		return false
 	}
-	if a.Spot != nil && (a.Spot.Action != b.Spot.Action || !a.Spot.Time.Equal(b.Spot.Time)) {
-		return false
+	for _, sp := range [][2]*ec2.SpotNotice{{a.Spot, b.Spot}, {a.SpotScheduled, b.SpotScheduled}} {
+		x, y := sp[0], sp[1]
+		if (x == nil) != (y == nil) || x != nil && (x.Action != y.Action || !x.Time.Equal(y.Time) || !x.Notice.Equal(y.Notice)) {
+			return false
+		}
 	}
 	for i, m := range a.Maintenance {
 		n := b.Maintenance[i]
@@ -156,14 +161,15 @@ func TestServer_EventBodies(t *testing.T) {
 	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("POST events: %d %s", r.status, r.body)
 	}
-	want := `{"spot":{"action":"stop","time":"2026-01-02T03:06:05Z"},"rebalance":"2026-01-02T03:04:05Z","maintenance":[` +
+	want := `{"spot":{"action":"stop","time":"2026-01-02T03:06:05Z","notice_time":"2026-01-02T03:04:05Z"},` +
+		`"spot_scheduled":{"action":"terminate","time":"2026-01-02T04:04:05Z","notice_time":"2026-01-02T04:02:05Z"},"rebalance":"2026-01-02T03:04:05Z","maintenance":[` +
 		`{"event_id":"instance-event-0123456789abcdef0","code":"system-reboot","description":"scheduled reboot","state":"active","not_before":"2026-01-02T04:04:05Z","not_after":"2026-01-02T04:24:05Z"},` +
-		`{"event_id":"instance-event-0123456789abcdef1","code":"instance-stop","description":"[Canceled] stop","state":"canceled","not_before":"2026-01-02T02:04:05Z","not_after":"2026-01-02T02:24:05Z"}]}` + "\n"
+		`{"event_id":"instance-event-0123456789abcdef1","code":"instance-stop","description":"[Canceled] stop","state":"canceled","not_before":"2026-01-02T02:04:05Z","not_after":"2026-01-02T02:24:05Z"}],"autoscaling_state":"Terminated"}` + "\n"
 	if r.body != want {
 		t.Errorf("body =\n%s\nwant\n%s", r.body, want)
 	}
 	fake.events = ec2.Events{}
-	if r := do(t, hc, http.MethodPost, url, nil, `{"type":"clear"}`); r.body != `{"spot":null,"rebalance":null,"maintenance":[]}`+"\n" {
+	if r := do(t, hc, http.MethodPost, url, nil, `{"type":"clear"}`); r.body != `{"spot":null,"spot_scheduled":null,"rebalance":null,"maintenance":[],"autoscaling_state":""}`+"\n" {
 		t.Errorf("empty events: %d %s", r.status, r.body)
 	}
 

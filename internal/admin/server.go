@@ -56,6 +56,9 @@ type Server struct {
 	Token string
 	// MaxBody limits request bodies; 0 means DefaultMaxBody.
 	MaxBody int64
+	// Metrics, if set, serves GET /metrics (the Prometheus exposition),
+	// behind the same checks as the rest of the API.
+	Metrics http.Handler
 
 	handlerOnce sync.Once
 	handler     http.Handler
@@ -226,6 +229,13 @@ func (s *Server) Handler() http.Handler {
 		route("PUT /v1/faults", s.handleFaultsSet)
 		route("GET /v1/faults", s.handleFaultsGet)
 		route("DELETE /v1/faults", s.handleFaultsClear)
+		if s.Metrics != nil {
+			mux.Handle("GET /metrics", s.Metrics)
+			route("/metrics", func(w http.ResponseWriter, r *http.Request) error {
+				w.Header().Set("Allow", "GET, HEAD")
+				return ec2.Errorf(ec2.EMETHOD, "method %s is not allowed on /metrics (allowed: GET, HEAD)", r.Method)
+			})
+		}
 		// The same paths without a method answer 405 through the error table
 		// (the mux's own 405 is plain text); anything else is 404.
 		for path, allow := range map[string]string{

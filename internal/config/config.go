@@ -64,6 +64,7 @@ type File struct {
 	Templates   *Templates
 	Identity    Identity
 	Admin       Admin
+	Metrics     Metrics
 	Log         Log
 	Credentials Credentials
 	// Limits bound what clients may hold on the metadata listener; zero
@@ -88,6 +89,17 @@ type Identity struct {
 	// NeighbourTable is accepted for old config files. The kernel
 	// neighbour table is read whenever an instance is matched by MAC.
 	NeighbourTable bool
+}
+
+// Metrics configures the Prometheus metrics. They are always served on
+// the admin API (/metrics); Listen adds an address of their own.
+type Metrics struct {
+	// Listen is an optional host:port serving /metrics without a token:
+	// metrics hold no secrets, addresses or user-data.
+	Listen string
+	// InstanceSeries bounds how many instances get request series of
+	// their own (0: the default, 1000).
+	InstanceSeries int
 }
 
 // Admin configures the admin API.

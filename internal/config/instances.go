@@ -289,11 +289,20 @@ func instanceDoc(inst *ec2.Instance) *ordered {
 // eventsDoc summarises issued events; nil when there are none.
 func eventsDoc(ev ec2.Events) *ordered {
 	o := &ordered{}
-	if ev.Spot != nil {
+	for _, n := range []struct {
+		key string
+		sp  *ec2.SpotNotice
+	}{{"spot", ev.Spot}, {"spot_scheduled", ev.SpotScheduled}} {
+		if n.sp == nil {
+			continue
+		}
 		sp := &ordered{}
-		sp.set("action", ev.Spot.Action)
-		sp.set("time", ev.Spot.Time.UTC().Format(time.RFC3339))
-		o.set("spot", sp)
+		sp.set("action", n.sp.Action)
+		sp.set("time", n.sp.Time.UTC().Format(time.RFC3339))
+		if !n.sp.Notice.IsZero() {
+			sp.set("notice_time", n.sp.Notice.UTC().Format(time.RFC3339))
+		}
+		o.set(n.key, sp)
 	}
 	if !ev.Rebalance.IsZero() {
 		o.set("rebalance", ev.Rebalance.UTC().Format(time.RFC3339))

@@ -185,6 +185,20 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 			})
 		},
 		"hop_distances": func(p string, l int, v *yaml.Node) { f.HopDistances = d.hopDistances(p, l, v) },
+		"metrics": func(p string, line int, v *yaml.Node) {
+			d.mapping(p, line, v, schema{
+				"listen": func(p string, l int, v *yaml.Node) {
+					if s, ok := d.str(p, l, v); ok && d.hostPort(p, l, s) {
+						f.Metrics.Listen = s
+					}
+				},
+				"instance_series": func(p string, l int, v *yaml.Node) {
+					if n, ok := d.integer(p, l, v, 1, 1<<20); ok {
+						f.Metrics.InstanceSeries = n
+					}
+				},
+			})
+		},
 		"admin": func(p string, line int, v *yaml.Node) {
 			d.mapping(p, line, v, schema{
 				"socket": func(p string, l int, v *yaml.Node) {

@@ -33,6 +33,8 @@ const (
 type Refresher struct {
 	Role   string
 	Source ec2.CredentialSource
+	// Kind names the kind of source (static, aws, process) for Status.
+	Kind   string
 	Clock  clock.Clock
 	Logger *slog.Logger
 
@@ -49,10 +51,11 @@ type Refresher struct {
 	// source delays serving by at most this, then keeps trying in the background.
 	StartTimeout time.Duration
 
-	cur     atomic.Pointer[snapshot]
-	kick    chan struct{}
-	fetches atomic.Int64
-	done    chan struct{}
+	cur      atomic.Pointer[snapshot]
+	kick     chan struct{}
+	fetches  atomic.Int64
+	failures atomic.Int64
+	done     chan struct{}
 }
 
 // snapshot is what requests read: the last good credentials and, if the
@@ -96,6 +99,24 @@ func (r *Refresher) Rotate() {
 
 // Fetches returns how many times the source has been called.
 func (r *Refresher) Fetches() int64 { return r.fetches.Load() }
+
+// Status is the state of the role's credentials, without the secrets.
+func (r *Refresher) Status() ec2.RoleStatus {
+	st := ec2.RoleStatus{Role: r.Role, Kind: r.Kind, Source: fmt.Sprint(r.Source), Failures: r.failures.Load()}
+	st.Refreshes = r.fetches.Load() - st.Failures
+	s := r.cur.Load()
+	if s == nil {
+		return st
+	}
+	if s.valid {
+		st.LastUpdated, st.Expiration, st.Sets = s.creds.LastUpdated, s.creds.Expiration, 1
+		st.Valid = r.Clock.Now().Before(s.creds.Expiration)
+	}
+	if s.lastErr != nil {
+		st.LastError = s.lastErr.Error()
+	}
+	return st
+}
 
 // Current returns the credentials to serve now, or a *ec2.RoleError when no
 // valid credentials are left.
@@ -154,6 +175,7 @@ func (r *Refresher) refresh(ctx context.Context, failures int, timeout time.Dura
 	}
 	prev := r.cur.Load()
 	if err != nil {
+		r.failures.Add(1)
 		next := &snapshot{lastErr: err}
 		if prev != nil && prev.valid && now.Before(prev.creds.Expiration) {
 			next.creds, next.valid = prev.creds, true

@@ -167,10 +167,17 @@ func TestOutageKeepsServingThenRoleError(t *testing.T) {
 	if strings.Contains(h.log.String(), good.SecretAccessKey) || strings.Contains(h.log.String(), good.SessionToken) {
 		t.Errorf("the log contains a secret:\n%s", h.log.String())
 	}
+	st := h.r.Status()
+	if st.Valid || st.Failures != h.r.Fetches()-1 || st.Refreshes != 1 || !strings.Contains(st.LastError, "connection refused") {
+		t.Errorf("Status during the outage = %+v", st)
+	}
 	h.src.recover()
 	h.advance(t, DefaultMaxBackoff)
 	if c := h.current(t); c.AccessKeyID == good.AccessKeyID {
 		t.Errorf("still no new credentials after the source recovered")
+	}
+	if st := h.r.Status(); !st.Valid || st.Refreshes != 2 || st.LastError != "" {
+		t.Errorf("Status after recovery = %+v", st)
 	}
 }
 

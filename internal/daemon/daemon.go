@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imdsdev/imds/internal/admin"
@@ -25,11 +26,13 @@ import (
 	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/creds"
 	"github.com/imdsdev/imds/internal/creds/fake"
+	"github.com/imdsdev/imds/internal/discovery/docker"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/fastlog"
 	"github.com/imdsdev/imds/internal/identity"
 	"github.com/imdsdev/imds/internal/imds"
 	"github.com/imdsdev/imds/internal/libvirt"
+	"github.com/imdsdev/imds/internal/metrics"
 	"github.com/imdsdev/imds/internal/neigh"
 	"github.com/imdsdev/imds/internal/registry"
 	"github.com/imdsdev/imds/internal/reload"
@@ -63,6 +66,8 @@ type Config struct {
 	Clock clock.Clock
 	// Stderr receives the log; io.Discard when nil.
 	Stderr io.Writer
+	// Version and Commit identify the build in imds_build_info.
+	Version, Commit string
 }
 
 // Daemon is a running `imds serve`.
@@ -74,6 +79,10 @@ type Daemon struct {
 	// Metadata is the metadata server, Admin the admin API.
 	Metadata *imds.Server
 	Admin    *admin.Server
+	// Metrics counts what the daemon does; MetricsEndpoint is the listener
+	// of metrics.listen (nil without one).
+	Metrics         *metrics.Metrics
+	MetricsEndpoint *metrics.Endpoint
 	// DataDir and ConfigPath are the directory and file in use.
 	DataDir, ConfigPath string
 
@@ -107,6 +116,12 @@ type opening struct {
 	vms    *vmnet.Network // nil without a vm_network
 	// requests is the request record behind imds logs and imds report.
 	requests *audit.Log
+	// roles serve the role credentials (reloads replace them).
+	roles *creds.Roles
+	// docker follows the Docker engine (nil without discovery.docker);
+	// rolesFile is the file whose roles its labels may name.
+	docker    *docker.Source
+	rolesFile atomic.Pointer[config.File]
 }
 
 // Open loads the configuration, opens the data directory and starts the
@@ -149,6 +164,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	o.roles = creds
 	if o.vms != nil {
 		if err := o.vms.Start(ctx); err != nil {
 			return nil, err
@@ -157,11 +173,18 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	if err := d.startDiscovery(o); err != nil {
 		return nil, err
 	}
+	d.newMetrics(o, srv, creds)
 	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
-	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, logger); err != nil {
+	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger); err != nil {
 		return nil, err
 	}
 	d.onClose(d.Admin.Close)
+	if addr := o.file.Metrics.Listen; addr != "" {
+		if d.MetricsEndpoint, err = d.Metrics.Listen(addr, logger); err != nil {
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		d.onClose(d.MetricsEndpoint.Close)
+	}
 	if err := srv.Open(); err != nil {
 		return nil, err
 	}
@@ -179,7 +202,7 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err != nil {
 		return err
 	}
-	insts, def = withoutImplicitDefault(o.file, insts, def, d.Logger)
+	insts, def = withoutImplicitDefault(o.file.Discovery.Docker != nil, o.file, insts, def, d.Logger)
 	o.def = def
 	d.DataDir = firstNonEmpty(o.cfg.DataDir, o.file.DataDir, DefaultDataDir())
 	if err := checkDataDir(d.DataDir); err != nil {
@@ -194,7 +217,7 @@ func (d *Daemon) openRegistry(o *opening) error {
 	reg.Logger, reg.Clock = d.Logger, o.clk
 	d.Registry = reg
 	d.onClose(func(context.Context) error { reg.Close(); return nil })
-	reg.TrustedProxies, reg.ProxySecret = o.file.Identity.TrustedProxies, []byte(o.file.Identity.ProxySecret)
+	reg.SetProxies(o.file.Identity.TrustedProxies, []byte(o.file.Identity.ProxySecret))
 	// Read only when an instance is matched by MAC (match_mac, libvirt
 	// VMs) and a requester's address is unknown: an instance that can only
 	// be recognised by its MAC must be, whatever identity.neighbour_table says.
@@ -259,29 +282,69 @@ func (d *Daemon) newMetadata(o *opening) (*imds.Server, *creds.Roles, error) {
 		}
 		return libvirt.Register(ctx, reg, dom)
 	}
-	if t := file.Templates; t != nil {
-		r := &userdata.Renderer{Dir: t.Dir, Default: t.Default, SSHKeys: t.SSHKeys, Data: t.Data}
-		if err := r.Check(); err != nil {
-			return nil, nil, err
-		}
-		if t.Default != "" && t.Default != "-" {
-			b, err := os.ReadFile(t.Default)
-			if err != nil {
-				return nil, nil, fmt.Errorf("user_data_templates.default: %w", err)
-			}
-			r.Default = string(b)
-		}
-		srv.UserData = r.Render
+	if srv.UserData, err = userDataRenderer(file); err != nil {
+		return nil, nil, err
 	}
-	for _, h := range file.HopDistances {
-		srv.HopDistances = append(srv.HopDistances, imds.HopDistance(h))
-	}
+	srv.HopDistances = hopDistances(file)
 	if file.Log.AccessLog != nil {
 		srv.AccessLog = *file.Log.AccessLog
 	}
 	o.requests = audit.New(0)
 	srv.Recorder = o.requests
 	return srv, rs, nil
+}
+
+// userDataRenderer renders user-data from the file's templates; nil
+// without user_data_templates.
+func userDataRenderer(file *config.File) (func(*ec2.Instance) ([]byte, error), error) {
+	t := file.Templates
+	if t == nil {
+		return nil, nil
+	}
+	r := &userdata.Renderer{Dir: t.Dir, Default: t.Default, SSHKeys: t.SSHKeys, Data: t.Data}
+	if err := r.Check(); err != nil {
+		return nil, err
+	}
+	if t.Default != "" && t.Default != "-" {
+		b, err := os.ReadFile(t.Default)
+		if err != nil {
+			return nil, fmt.Errorf("user_data_templates.default: %w", err)
+		}
+		r.Default = string(b)
+	}
+	return r.Render, nil
+}
+
+func hopDistances(file *config.File) []imds.HopDistance {
+	var out []imds.HopDistance
+	for _, h := range file.HopDistances {
+		out = append(out, imds.HopDistance(h))
+	}
+	return out
+}
+
+// newMetrics creates the daemon's metrics and makes the metadata server
+// count its requests into them, besides the request record.
+func (d *Daemon) newMetrics(o *opening, srv *imds.Server, rs *creds.Roles) {
+	opt := metrics.Options{
+		MaxInstances: o.file.Metrics.InstanceSeries, Version: o.cfg.Version, Commit: o.cfg.Commit,
+		Now: o.clk.Now, Instances: d.Registry.CountByOrigin, Served: d.Registry.Has, Roles: rs.Status,
+		Logger: d.Logger,
+	}
+	if o.vms != nil {
+		opt.DNSMasq = o.vms.DNS().Restarts
+	}
+	d.Metrics = metrics.New(opt)
+	srv.Recorder = recorders{srv.Recorder, d.Metrics}
+}
+
+// recorders hands every request record to each of them, in order.
+type recorders []interface{ Record(ec2.RequestRecord) }
+
+func (rs recorders) Record(rec ec2.RequestRecord) {
+	for _, r := range rs {
+		r.Record(rec)
+	}
 }
 
 // logStart says where the daemon listens.
@@ -297,27 +360,59 @@ func (d *Daemon) logStart(o *opening) {
 		"imdsv2", firstNonEmpty(o.cfg.IMDSv2, "per instance"), "data_dir", d.DataDir)
 }
 
-// startWatchers starts the config watcher (with a config file) and the
-// schedules of the config.
+// startWatchers starts the schedules of the config and, with a config
+// file, the watcher that reloads it.
 func (d *Daemon) startWatchers(o *opening) {
-	reg := d.Registry
-	if o.cfg.ConfigPath != "" {
-		// Other settings than the instances (listen addresses, roles,
-		// identity) take a restart.
-		w := &reload.Watcher{Path: o.cfg.ConfigPath, Clock: o.clk, Logger: d.Logger,
-			Apply: func(ctx context.Context, file *config.File) (int, error) {
-				insts, def, err := reload.Instances(file, o.derive, o.cfg.IMDSv2)
-				if err != nil {
-					return 0, err
-				}
-				insts, def = withoutImplicitDefault(file, insts, def, d.Logger)
-				return len(insts), reg.SetConfig(ctx, insts, def)
-			}}
-		d.background(o.ctx, w.Start, w.Wait)
-	}
-	sched := &schedule.Runner{Clock: o.clk, Trigger: reg.TriggerEvent, Logger: d.Logger}
+	sched := &schedule.Runner{Clock: o.clk, Trigger: d.Registry.TriggerEvent, Logger: d.Logger}
 	schedules := o.file.Schedules()
 	d.background(o.ctx, func(ctx context.Context) { sched.Start(ctx, schedules) }, sched.Wait)
+	if o.cfg.ConfigPath == "" {
+		return
+	}
+	prev := o.file
+	w := &reload.Watcher{Path: o.cfg.ConfigPath, Clock: o.clk, Logger: d.Logger,
+		Apply: func(ctx context.Context, next *config.File) (reload.Outcome, error) {
+			out, err := d.reload(ctx, o, prev, next, sched)
+			if err == nil {
+				prev = next
+			}
+			return out, err
+		}}
+	d.background(o.ctx, w.Start, w.Wait)
+}
+
+// reload puts in force what a reloaded file changes: instances, roles,
+// identity, hop distances, allowed hosts, templates and schedules. All of
+// it is checked first; a file with one bad part changes nothing.
+// Listeners, directories, logging, limits and the VM network take a
+// restart: the outcome names those that changed.
+func (d *Daemon) reload(ctx context.Context, o *opening, prev, next *config.File, sched *schedule.Runner) (reload.Outcome, error) {
+	insts, def, err := reload.Instances(next, o.derive, o.cfg.IMDSv2)
+	if err != nil {
+		return reload.Outcome{}, err
+	}
+	// Discovery itself takes a restart: what runs is the start-up file's.
+	insts, def = withoutImplicitDefault(o.file.Discovery.Docker != nil, next, insts, def, d.Logger)
+	userData, err := userDataRenderer(next)
+	if err != nil {
+		return reload.Outcome{}, err
+	}
+	plan, err := roles.Reload(ctx, o.roles, prev, next, d.Logger, o.clk)
+	if err != nil {
+		return reload.Outcome{}, err
+	}
+	// The roles' new credentials are fetched before the instances that use
+	// them are served; if the registry refuses the instances, the roles
+	// stay as they were.
+	if err := plan.Apply(func() error { return d.Registry.SetConfig(ctx, insts, def) }); err != nil {
+		return reload.Outcome{}, err
+	}
+	d.Registry.SetProxies(next.Identity.TrustedProxies, []byte(next.Identity.ProxySecret))
+	d.Metadata.Reconfigure(imds.Settings{AllowedHosts: next.AllowedHosts, HopDistances: hopDistances(next), UserData: userData})
+	sched.Update(next.Schedules())
+	d.discoveryRoles(o, next)
+	changed, restart := reload.Diff(prev, next)
+	return reload.Outcome{Instances: len(insts), Changed: changed, NeedRestart: restart}, nil
 }
 
 // Close stops the daemon, waiting for requests in flight until ctx is done,
@@ -364,9 +459,10 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, *fastlog.Writer
 
 // openAdmin opens the admin API on its Unix socket and, when the config
 // asks, on TCP with the bearer token read from admin.token_file.
-func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, logger *slog.Logger) (*admin.Server, error) {
+func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, m *metrics.Metrics, logger *slog.Logger) (*admin.Server, error) {
 	a := admin.NewServer()
 	a.Service, a.Credentials, a.Events, a.Faults, a.Requests, a.Logger = reg, rot, reg, reg, requests, logger
+	a.Metrics = m.Handler()
 	a.SocketPath = firstNonEmpty(cfg.AdminSocket, file.Admin.Socket, admin.DefaultSocket())
 	a.SocketGroup = file.Admin.SocketGroup
 	if file.Admin.Listen != "" {

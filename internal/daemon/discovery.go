@@ -22,8 +22,8 @@ const syncWait = 3 * time.Second
 // would otherwise get the default's metadata and credentials. The
 // zero-configuration instance is not served at all then; one written
 // under instance: stays, reachable by its own addresses.
-func withoutImplicitDefault(file *config.File, insts []*ec2.Instance, def registry.Default, logger *slog.Logger) ([]*ec2.Instance, registry.Default) {
-	if file.Discovery.Docker == nil || !def.Implicit {
+func withoutImplicitDefault(discovering bool, file *config.File, insts []*ec2.Instance, def registry.Default, logger *slog.Logger) ([]*ec2.Instance, registry.Default) {
+	if !discovering || !def.Implicit {
 		return insts, def
 	}
 	if file.Instance == nil {
@@ -46,16 +46,17 @@ func (d *Daemon) startDiscovery(o *opening) error {
 		return err
 	}
 	d.onClose(func(context.Context) error { return engine.Close() })
-	file := o.file
+	o.rolesFile.Store(o.file)
 	src := &docker.Source{Engine: engine, Registry: d.Registry, Networks: dc.Networks, All: dc.All,
 		Clock: o.clk, Logger: d.Logger.With("source", "docker"),
 		Role: func(name string) (*ec2.Role, bool) {
-			r, ok := file.RoleNamed(name)
+			r, ok := o.rolesFile.Load().RoleNamed(name)
 			if !ok {
 				return nil, false
 			}
 			return &ec2.Role{Name: r.Name, InstanceProfileName: r.InstanceProfileName, InstanceProfileID: r.InstanceProfileID}, true
 		}}
+	o.docker = src
 	d.background(o.ctx, src.Start, src.Wait)
 	t := o.clk.NewTimer(syncWait)
 	defer t.Stop()
@@ -65,4 +66,14 @@ func (d *Daemon) startDiscovery(o *opening) error {
 		d.Logger.Warn("the Docker engine has not answered yet; serving without its containers until it does", "host", engine.DaemonHost())
 	}
 	return nil
+}
+
+// discoveryRoles gives the containers the roles of a reloaded file: each
+// is looked at again, so that a role added or removed takes effect.
+func (d *Daemon) discoveryRoles(o *opening, next *config.File) {
+	if o.docker == nil {
+		return
+	}
+	o.rolesFile.Store(next)
+	o.docker.Resync()
 }

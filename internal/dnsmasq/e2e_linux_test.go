@@ -349,6 +349,9 @@ func TestSupervisionRestarts(t *testing.T) {
 	if vars := dhcp(t, vm1, dir); vars["ip"] != "10.217.0.10" {
 		t.Errorf("after restart DHCP gave %q", vars["ip"])
 	}
+	if crashes, requested := s.Restarts(); crashes != 1 || requested != 0 {
+		t.Errorf("Restarts() = %d crashes, %d requested; want 1, 0", crashes, requested)
+	}
 	newPID := s.PID()
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,14 @@ type Server struct {
 	stop    chan struct{}
 	done    chan struct{}
 	restart chan chan error // a restart request and where to answer it
+
+	crashes, restarts atomic.Int64 // see Restarts
+}
+
+// Restarts tells how many times dnsmasq was started again: after it
+// exited on its own (crashes), and on request, when a host was removed.
+func (s *Server) Restarts() (crashes, requested int64) {
+	return s.crashes.Load(), s.restarts.Load()
 }
 
 type process struct {
@@ -261,6 +270,7 @@ func (s *Server) supervise(ctx context.Context, p *process, stop, done chan stru
 			terminate(p, s.logger)
 			return
 		case reply := <-s.restart:
+			s.restarts.Add(1)
 			terminate(p, s.logger)
 			s.mu.Lock()
 			np, err := s.spawnLocked()
@@ -276,6 +286,7 @@ func (s *Server) supervise(ctx context.Context, p *process, stop, done chan stru
 				p = exitedProcess()
 			}
 		case <-p.exit:
+			s.crashes.Add(1)
 			up := time.Since(p.start)
 			if up >= stableAfter {
 				backoff = minBackoff

@@ -43,6 +43,24 @@ type RequestRecord struct {
 	UserAgent string
 	// Fault names the fault injected into this request, if any.
 	Fault string
+	// Category is what was asked for: one of the Category constants.
+	Category string
+}
+
+// Categories of metadata requests, for metrics: what an application asked
+// for, in the few classes an operator cares about.
+const (
+	CategoryCredentials = "credentials" // a role's (or the instance identity's) credentials
+	CategoryIdentity    = "identity"    // the identity document and its signatures
+	CategoryUserData    = "user-data"
+	CategoryListing     = "listing" // a directory listing, the version list included
+	CategoryToken       = "token"   // PUT /latest/api/token
+	CategoryOther       = "other"
+)
+
+// Categories lists the categories in a fixed order.
+func Categories() []string {
+	return []string{CategoryCredentials, CategoryIdentity, CategoryUserData, CategoryListing, CategoryToken, CategoryOther}
 }
 
 // RequestReport summarises what an application asked an instance for.

@@ -73,3 +73,26 @@ type CredentialRotator interface {
 	// role when role is empty. Returns ENOTFOUND if no instance has the role.
 	RotateCredentials(ctx context.Context, role string) error
 }
+
+// RoleStatus is the state of one role's credentials as operators see it
+// (metrics, the dashboard): never the secrets.
+type RoleStatus struct {
+	Role string
+	// Kind is the kind of source: fake, static, aws or process.
+	Kind string
+	// Source describes where the credentials come from ("static keys
+	// AKIA…XYZ1", ...), without secrets.
+	Source string
+	// Valid says credentials can be served now.
+	Valid bool
+	// LastUpdated and Expiration are those of the set served now. Fake
+	// roles hold one set per instance: then those of the newest, and Sets
+	// says how many.
+	LastUpdated, Expiration time.Time
+	Sets                    int
+	// Refreshes and Failures count the source's successful and failed
+	// fetches (fake roles: sets generated, never a failure).
+	Refreshes, Failures int64
+	// LastError is why the last fetch failed, if it did.
+	LastError string
+}

@@ -64,20 +64,46 @@ const (
 // events/recommendations/ and events/maintenance/ show. Times are fixed when
 // an event is issued, so they do not move between polls.
 type Events struct {
-	// Spot is the spot interruption notice; nil until one is issued.
+	// Spot is the spot interruption notice the instance shows at
+	// spot/instance-action; nil until one is issued and its notice time has
+	// come.
 	Spot *SpotNotice
+	// SpotScheduled is a notice issued for later. As on EC2, the instance
+	// sees nothing of it (spot/ answers 404) until its Notice time, when it
+	// becomes Spot. A new spot notice replaces both.
+	SpotScheduled *SpotNotice
 	// Rebalance is the noticeTime of the rebalance recommendation; zero
 	// until one is issued.
 	Rebalance time.Time
 	// Maintenance holds scheduled events (State active) and past ones
 	// (completed or canceled), which events/maintenance/history shows.
 	Maintenance []MaintenanceEvent
+	// AutoscalingState is what autoscaling/target-lifecycle-state shows
+	// ("" for nothing): the state an asg event set, else the instance's
+	// own. EventService fills it in its answer, so that the event output
+	// shows it; on an Instance, Instance.AutoscalingState is the one to read.
+	AutoscalingState string
+	// SpotReplaced is, in EventService's answer to a spot request, the
+	// notice (shown or scheduled) that the new one replaced; nil otherwise.
+	SpotReplaced *SpotNotice
 }
 
 // SpotNotice is an issued spot interruption.
 type SpotNotice struct {
 	Action string    // terminate, stop or hibernate
 	Time   time.Time // when the action happens
+	// Notice is when spot/instance-action starts to show it: Time minus
+	// the lead.
+	Notice time.Time
+}
+
+// Paths are the metadata paths that show the notice: spot/instance-action,
+// and spot/termination-time too for a termination.
+func (n SpotNotice) Paths() []string {
+	if n.Action == SpotTerminate {
+		return []string{"spot/instance-action", "spot/termination-time"}
+	}
+	return []string{"spot/instance-action"}
 }
 
 // MaintenanceEvent is one scheduled maintenance event.
@@ -97,7 +123,8 @@ type EventRequest struct {
 	// maintenance-cancel, asg or clear.
 	Type string
 	// Spot: Action, and when the action happens (At, or now + Lead; Lead
-	// defaults to two minutes). The notice appears Lead before the action.
+	// defaults to two minutes). The notice appears Lead before the action,
+	// and replaces any earlier one at once. At must not be in the past.
 	Action string
 	At     time.Time
 	Lead   time.Duration

@@ -50,3 +50,18 @@ func TestEventRequestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestSpotNoticePaths(t *testing.T) {
+	for _, tt := range []struct {
+		action string
+		want   string
+	}{
+		{SpotTerminate, "spot/instance-action spot/termination-time"},
+		{SpotStop, "spot/instance-action"},
+		{SpotHibernate, "spot/instance-action"},
+	} {
+		if got := strings.Join(SpotNotice{Action: tt.action}.Paths(), " "); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.action, got, tt.want)
+		}
+	}
+}

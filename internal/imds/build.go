@@ -20,14 +20,15 @@ const ec2Time = "2006-01-02T15:04:05Z"
 // alongside it.
 type compiled struct {
 	inst         *ec2.Instance
-	root         *node // children: dynamic, meta-data, user-data
+	settings     *settings // those it was compiled with
+	root         *node     // children: dynamic, meta-data, user-data
 	scope        string
 	lastModified []string
 }
 
 // compile builds the metadata tree of inst. Static values are rendered once;
 // credentials stay dynamic because they rotate without the instance changing.
-func (s *Server) compile(inst *ec2.Instance) (*compiled, error) {
+func (s *Server) compile(inst *ec2.Instance, st *settings) (*compiled, error) {
 	doc := identityDocument(inst)
 	var sigs struct{ signature, pkcs7, rsa2048 string }
 	if s.Signer != nil {
@@ -55,8 +56,8 @@ func (s *Server) compile(inst *ec2.Instance) (*compiled, error) {
 	)
 	var userData *node
 	ud, udErr := inst.UserData, error(nil)
-	if s.UserData != nil {
-		ud, udErr = s.UserData(inst)
+	if st.userData != nil {
+		ud, udErr = st.userData(inst)
 	}
 	switch {
 	case udErr != nil:
@@ -75,6 +76,7 @@ func (s *Server) compile(inst *ec2.Instance) (*compiled, error) {
 	root := dir("", "", dynamic, md, userData)
 	return &compiled{
 		inst:         inst,
+		settings:     st,
 		root:         root,
 		scope:        inst.Name + "\x00" + inst.ID,
 		lastModified: []string{s.now().UTC().Format(httpTime)},

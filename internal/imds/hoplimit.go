@@ -25,7 +25,7 @@ type HopDistance struct {
 func (s *Server) HopDistance(addr netip.Addr) int {
 	addr = addr.Unmap()
 	best, hops := -1, 1
-	for _, d := range s.HopDistances {
+	for _, d := range s.current().hops {
 		if d.CIDR.Bits() > best && d.CIDR.Contains(addr) {
 			best, hops = d.CIDR.Bits(), max(d.Hops, 1)
 		}

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -679,5 +680,44 @@ func TestInstanceUploadOnlyFromTheHost(t *testing.T) {
 	}
 	if called != 2 {
 		t.Errorf("Upload called %d times, want 2", called)
+	}
+}
+
+// TestReconfigure: allowed hosts, hop distances and user-data change for
+// the requests that follow, without a new server.
+func TestReconfigure(t *testing.T) {
+	f := newFixture(t, defaultInstance())
+	hostStatus := func(host string) int {
+		req, _ := http.NewRequest("GET", f.url+"/latest/meta-data/instance-id", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := hostStatus("metadata.internal"); got != 403 {
+		t.Fatalf("before: %d, want 403", got)
+	}
+	f.srv.Reconfigure(imds.Settings{
+		AllowedHosts: []string{"metadata.internal"},
+		HopDistances: []imds.HopDistance{{CIDR: netip.MustParsePrefix("10.0.0.0/8"), Hops: 3}},
+		UserData: func(inst *ec2.Instance) ([]byte, error) {
+			return []byte("#cloud-config\nhostname: " + inst.Name + "\n"), nil
+		},
+	})
+	if got := hostStatus("metadata.internal"); got != 200 {
+		t.Errorf("after allowing metadata.internal: %d, want 200", got)
+	}
+	if got := f.srv.HopDistance(netip.MustParseAddr("10.1.2.3")); got != 3 {
+		t.Errorf("HopDistance(10.1.2.3) = %d, want 3", got)
+	}
+	if _, body := f.do(t, "GET", "/latest/user-data"); !strings.Contains(body, "hostname: "+f.inst.Name) {
+		t.Errorf("user-data after the new renderer: %q", body)
+	}
+	f.srv.Reconfigure(imds.Settings{})
+	if got := hostStatus("metadata.internal"); got != 403 {
+		t.Errorf("after removing it again: %d, want 403", got)
 	}
 }

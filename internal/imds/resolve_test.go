@@ -15,7 +15,7 @@ func testTree(t testing.TB) *node {
 	inst.UserData = []byte("hi")
 	ec2.Derive(inst, ec2.DeriveOptions{Seed: []byte("fuzz")})
 	s := NewServer()
-	c, err := s.compile(inst)
+	c, err := s.compile(inst, newSettings(Settings{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imdsdev/imds/internal/ec2"
@@ -91,18 +93,18 @@ type Server struct {
 	// Now is the clock used for Last-Modified and error timestamps.
 	Now func() time.Time
 
-	versions     map[string]bool
-	versionList  []byte
-	allowedHosts map[string]bool
-	trees        sync.Map // instance name → *compiled
-	buckets      sync.Map // instance name → *bucket, for the rate-limit fault
-	refusals     refusalLog
-	logHandler   slog.Handler
-	limits       Limits // Limits with the defaults filled in
-	conns        *connLimiter
-	listeners    []net.Listener
-	http         *http.Server
-	wg           sync.WaitGroup
+	versions    map[string]bool
+	versionList []byte
+	settings    atomic.Pointer[settings] // AllowedHosts, HopDistances, UserData as in force
+	trees       sync.Map                 // instance name → *compiled
+	buckets     sync.Map                 // instance name → *bucket, for the rate-limit fault
+	refusals    refusalLog
+	logHandler  slog.Handler
+	limits      Limits // Limits with the defaults filled in
+	conns       *connLimiter
+	listeners   []net.Listener
+	http        *http.Server
+	wg          sync.WaitGroup
 }
 
 // NewServer returns a Server with safe defaults; the caller sets the
@@ -134,11 +136,51 @@ func (s *Server) init() error {
 	s.versionList = []byte(strings.Join(s.Versions, "\n"))
 	s.logHandler = s.Logger.Handler()
 	s.limits = s.Limits.withDefaults()
-	s.allowedHosts = map[string]bool{"localhost": true, "instance-data": true, "instance-data.ec2.internal": true}
-	for _, h := range s.AllowedHosts {
-		s.allowedHosts[strings.ToLower(h)] = true
-	}
+	s.settings.Store(s.fieldSettings())
 	return nil
+}
+
+func (s *Server) fieldSettings() *settings {
+	return newSettings(Settings{AllowedHosts: s.AllowedHosts, HopDistances: s.HopDistances, UserData: s.UserData})
+}
+
+// current returns the settings in force: the fields' until Open or
+// Handler, then those of the last Reconfigure.
+func (s *Server) current() *settings {
+	if st := s.settings.Load(); st != nil {
+		return st
+	}
+	return s.fieldSettings()
+}
+
+// Settings are what a config reload may change while the server runs.
+type Settings struct {
+	AllowedHosts []string
+	HopDistances []HopDistance
+	UserData     func(*ec2.Instance) ([]byte, error)
+}
+
+// settings are Settings ready for the request path.
+type settings struct {
+	allowedHosts map[string]bool
+	hops         []HopDistance
+	userData     func(*ec2.Instance) ([]byte, error)
+}
+
+func newSettings(st Settings) *settings {
+	out := &settings{allowedHosts: map[string]bool{"localhost": true, "instance-data": true, "instance-data.ec2.internal": true},
+		hops: slices.Clone(st.HopDistances), userData: st.UserData}
+	for _, h := range st.AllowedHosts {
+		out.allowedHosts[strings.ToLower(h)] = true
+	}
+	return out
+}
+
+// Reconfigure puts new settings in force for the requests that follow
+// (after Open or Handler). Trees are compiled again, so that new user-data
+// templates take effect.
+func (s *Server) Reconfigure(st Settings) {
+	s.settings.Store(newSettings(st))
 }
 
 // Handler returns the metadata API as an http.Handler without listening,
@@ -265,12 +307,13 @@ func (s *Server) Close(ctx context.Context) error {
 // tree returns the compiled tree of inst, compiling it when inst is new or
 // has changed (a changed instance is a new pointer).
 func (s *Server) tree(inst *ec2.Instance) (*compiled, error) {
+	cur := s.current()
 	if v, ok := s.trees.Load(inst.Name); ok {
-		if c := v.(*compiled); c.inst == inst {
+		if c := v.(*compiled); c.inst == inst && c.settings == cur {
 			return c, nil
 		}
 	}
-	c, err := s.compile(inst)
+	c, err := s.compile(inst, cur)
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +327,7 @@ type request struct {
 	api      string // v1 or v2
 	instance string
 	fault    string // the fault injected, if any
+	listing  bool   // the answer was a directory listing
 	err      error
 }
 
@@ -340,7 +384,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Recorder != nil {
 		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: r.RemoteAddr, Method: method,
-			Path: path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: ua, Fault: req.fault})
+			Path: path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: ua, Fault: req.fault,
+			Category: category(r.URL.Path, req.listing)})
 	}
 	if s.AccessLog && s.logHandler.Enabled(r.Context(), slog.LevelInfo) {
 		// Built by hand rather than through Logger.LogAttrs, which would pay
@@ -429,6 +474,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 		return err
 	}
 	if version == "" {
+		req.listing = true
 		s.write(w, req, textPlain, s.versionList, c)
 		return nil
 	}
@@ -441,6 +487,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 	}
 	switch {
 	case n.isDir():
+		req.listing = true
 		s.write(w, req, textPlain, n.listFor(version), c)
 	case n.dyn != nil:
 		body, err := n.dyn(r.Context())
@@ -513,6 +560,28 @@ func (s *Server) ignoreBody(w http.ResponseWriter, r *http.Request) error {
 	return ec2.Errorf(ec2.EINVALID, "request bodies over %d bytes are refused on the metadata API", MaxIgnoredBody)
 }
 
+// category classifies a request path for metrics (see ec2.Categories);
+// listing says the answer was a directory, which the path alone cannot
+// tell (a refused request asked for one if its path ends with a slash).
+func category(path string, listing bool) string {
+	_, rest, _ := strings.Cut(strings.TrimLeft(path, "/"), "/")
+	rest = strings.TrimLeft(rest, "/")
+	switch {
+	case isTokenPath(rest):
+		return ec2.CategoryToken
+	case listing, strings.HasSuffix(path, "/"):
+		return ec2.CategoryListing
+	case strings.HasPrefix(rest, "meta-data/iam/security-credentials/"),
+		strings.HasPrefix(rest, "meta-data/identity-credentials/"):
+		return ec2.CategoryCredentials
+	case strings.HasPrefix(rest, "dynamic/instance-identity/"):
+		return ec2.CategoryIdentity
+	case rest == "user-data":
+		return ec2.CategoryUserData
+	}
+	return ec2.CategoryOther
+}
+
 func isTokenPath(rest string) bool {
 	return strings.TrimRight(rest, "/") == "api/token"
 }
@@ -583,7 +652,8 @@ func (s *Server) checkOrigin(r *http.Request) error {
 	if _, ok := r.Header["Sec-Fetch-Site"]; ok {
 		return ec2.Errorf(ec2.EFORBIDDEN, "requests with a Sec-Fetch-Site header are refused: browsers send it, and imds refuses them so that web pages cannot read credentials")
 	}
-	if s.allowedHosts["*"] || r.Host == "" {
+	allowed := s.current().allowedHosts
+	if allowed["*"] || r.Host == "" {
 		return nil
 	}
 	host := r.Host
@@ -594,7 +664,7 @@ func (s *Server) checkOrigin(r *http.Request) error {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return nil
 	}
-	if s.allowedHosts[strings.ToLower(strings.TrimSuffix(host, "."))] {
+	if allowed[strings.ToLower(strings.TrimSuffix(host, "."))] {
 		return nil
 	}
 	return ec2.Errorf(ec2.EFORBIDDEN, "Host %q is not allowed: add it to allowed_hosts in the config file (IP addresses, localhost and instance-data always are)", host)

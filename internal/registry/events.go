@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -37,17 +38,23 @@ func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
 	c.Faults = mergeFaults(r.allFaults, ov.faults)
 	c.Events = ov.events
 	c.Events.Maintenance = slices.Clone(ov.events.Maintenance)
-	if ov.events.Spot != nil {
-		sp := *ov.events.Spot
-		c.Events.Spot = &sp
-	}
+	c.Events.Spot, c.Events.SpotScheduled = copyNotice(ov.events.Spot), copyNotice(ov.events.SpotScheduled)
 	if ov.asg != "" {
 		c.AutoscalingState = ov.asg
 	}
+	c.Events.AutoscalingState = c.AutoscalingState
 	if ov.spot {
 		c.LifeCycle = "spot"
 	}
 	return c
+}
+
+func copyNotice(n *ec2.SpotNotice) *ec2.SpotNotice {
+	if n == nil {
+		return nil
+	}
+	c := *n
+	return &c
 }
 
 // maintenanceDescriptions are EC2's descriptions per event code.
@@ -66,10 +73,10 @@ const (
 	DefaultMaintenanceDuration = 20 * time.Minute
 )
 
-// TriggerEvent implements ec2.EventService. Spot notices and rebalance
-// recommendations whose notice time is in the future are scheduled and
-// appear then; everything else applies at once. Times are fixed when an
-// event is issued, so pollers never see them move.
+// TriggerEvent implements ec2.EventService. A spot notice whose notice
+// time is in the future is kept as SpotScheduled and shown then; everything
+// else applies at once. Times are fixed when an event is issued, so pollers
+// never see them move.
 func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventRequest) (ec2.Events, error) {
 	if err := req.Validate(); err != nil {
 		return ec2.Events{}, err
@@ -86,7 +93,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	}
 	next := *ov
 	next.events.Maintenance = slices.Clone(ov.events.Maintenance)
-	var notice time.Time // when a scheduled event is to appear
+	var pending, replaced *ec2.SpotNotice // a spot notice to show later, and the one a new notice replaces
 	switch req.Type {
 	case ec2.EventSpot:
 		action := req.Action
@@ -100,10 +107,27 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 		at := req.At.UTC().Truncate(time.Second)
 		if at.IsZero() {
 			at = now.Add(lead)
+		} else if at.Before(now) {
+			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "at: %s is in the past (the server's time is %s); give a later time, or a lead alone",
+				at.Format(time.RFC3339), now.Format(time.RFC3339))
 		}
-		next.events.Spot = &ec2.SpotNotice{Action: action, Time: at}
+		n := &ec2.SpotNotice{Action: action, Time: at, Notice: at.Add(-lead)}
+		if n.Notice.Before(now) {
+			// An action due sooner than the lead: the notice shows at once.
+			n.Notice = now
+		}
+		// The new notice replaces the old one at once, shown or scheduled:
+		// an instance never shows a notice its operator has replaced.
+		replaced = copyNotice(cmp.Or(ov.events.SpotScheduled, ov.events.Spot))
+		next.events.Spot, next.events.SpotScheduled = nil, nil
+		if n.Notice.After(now) {
+			next.events.SpotScheduled, pending = n, n
+		} else {
+			next.events.Spot = n
+		}
+		// A spot instance from the moment it is to be interrupted, as
+		// instance-life-cycle says of it on EC2 all along.
 		next.spot = true
-		notice = at.Add(-lead)
 	case ec2.EventRebalance:
 		next.events.Rebalance = now
 	case ec2.EventMaintenance:
@@ -148,22 +172,28 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	case ec2.EventClear:
 		next = overlay{faults: ov.faults} // clear ends events, not faults
 	}
-	if notice.After(now) {
-		r.schedule(name, notice, next)
-		r.Logger.Info("event scheduled", "instance", name, "type", req.Type, "appears", notice.Format(time.RFC3339))
-		return ov.events, nil
-	}
 	if err := r.apply(ctx, name, &next); err != nil {
 		return ec2.Events{}, err
 	}
-	r.Logger.Info("event issued", "instance", name, "type", req.Type)
-	return next.events, nil
+	if pending != nil {
+		r.schedule(name, pending)
+		r.Logger.Info("event scheduled", "instance", name, "type", req.Type, "appears", pending.Notice.Format(time.RFC3339))
+	} else {
+		r.Logger.Info("event issued", "instance", name, "type", req.Type)
+	}
+	inst := r.idx.Load().byName[name]
+	ev := inst.Events
+	ev.Maintenance = slices.Clone(ev.Maintenance)
+	ev.Spot, ev.SpotScheduled = copyNotice(ev.Spot), copyNotice(ev.SpotScheduled)
+	ev.AutoscalingState, ev.SpotReplaced = inst.AutoscalingState, replaced
+	return ev, nil
 }
 
 // apply installs an overlay and rebuilds the index. r.mu is held.
 func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 	prev := r.overlays[name]
-	if ov.events.Spot == nil && ov.events.Rebalance.IsZero() && len(ov.events.Maintenance) == 0 && ov.asg == "" && !ov.faults.Active() {
+	if ov.events.Spot == nil && ov.events.SpotScheduled == nil && !ov.spot && ov.events.Rebalance.IsZero() &&
+		len(ov.events.Maintenance) == 0 && ov.asg == "" && !ov.faults.Active() {
 		delete(r.overlays, name)
 	} else {
 		r.overlays[name] = ov
@@ -179,11 +209,11 @@ func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 	return nil
 }
 
-// schedule applies ov to the instance when the clock reaches at, unless the
-// registry is closed first. The overlay is recomputed from the current one
-// for the event's own fields, so events issued meanwhile are kept.
-func (r *Registry) schedule(name string, at time.Time, ov overlay) {
-	t := r.Clock.NewTimer(at.Sub(r.Clock.Now()))
+// schedule shows the scheduled spot notice n when the clock reaches its
+// notice time, unless it was replaced or cleared meanwhile (the overlay then
+// no longer holds n itself) or the registry is closed first.
+func (r *Registry) schedule(name string, n *ec2.SpotNotice) {
+	t := r.Clock.NewTimer(n.Notice.Sub(r.Clock.Now()))
 	go func() {
 		select {
 		case <-r.done:
@@ -194,16 +224,14 @@ func (r *Registry) schedule(name string, at time.Time, ov overlay) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		cur := r.overlays[name]
-		next := overlay{}
-		if cur != nil {
-			next = *cur
+		if cur == nil || cur.events.SpotScheduled != n {
+			r.Logger.Info("scheduled spot notice not shown: replaced or cleared since", "instance", name, "action", n.Action,
+				"time", n.Time.Format(time.RFC3339))
+			return
 		}
-		if ov.events.Spot != nil {
-			next.events.Spot, next.spot = ov.events.Spot, true
-		}
-		if !ov.events.Rebalance.IsZero() {
-			next.events.Rebalance = ov.events.Rebalance
-		}
+		next := *cur
+		next.events.Maintenance = slices.Clone(cur.events.Maintenance)
+		next.events.Spot, next.events.SpotScheduled = n, nil
 		if err := r.apply(context.Background(), name, &next); err != nil {
 			r.Logger.Warn("scheduled event not issued", "instance", name, "err", ec2.ErrorMessage(err))
 			return

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,10 +39,6 @@ type Registry struct {
 	// Neighbours returns the kernel neighbour table (address → MAC); nil
 	// disables matching by MAC.
 	Neighbours func(ctx context.Context) (map[netip.Addr]string, error)
-	// TrustedProxies may name the instance with signed identity headers.
-	TrustedProxies []netip.Prefix
-	// ProxySecret keys the HMAC-SHA256 of X-Instance-ID.
-	ProxySecret []byte
 
 	// Clock tells the time (launch times, event times) and drives scheduled
 	// events.
@@ -72,6 +69,7 @@ type Registry struct {
 	done       chan struct{}
 	closeOnce  sync.Once
 
+	proxies     atomic.Pointer[proxyTrust] // see SetProxies
 	neigh       atomic.Pointer[neighCache]
 	neighMu     sync.Mutex
 	unknownSeen sync.Map // netip.Addr → time.Time of the last log line
@@ -288,14 +286,16 @@ func Sign(secret []byte, name string) string {
 // default instance.
 func (r *Registry) LocateInstance(ctx context.Context, req ec2.Requester) (*ec2.Instance, error) {
 	x := r.idx.Load()
-	if (req.ProxiedInstance != "" || req.ProxiedSignature != "") && r.trusted(req.Addr) {
-		if len(r.ProxySecret) == 0 || !hmac.Equal([]byte(Sign(r.ProxySecret, req.ProxiedInstance)), []byte(req.ProxiedSignature)) {
-			return nil, ec2.Errorf(ec2.EFORBIDDEN, "identity headers from proxy %s are unsigned or badly signed", req.Addr)
+	if req.ProxiedInstance != "" || req.ProxiedSignature != "" {
+		if pt := r.trusted(req.Addr); pt != nil {
+			if len(pt.secret) == 0 || !hmac.Equal([]byte(Sign(pt.secret, req.ProxiedInstance)), []byte(req.ProxiedSignature)) {
+				return nil, ec2.Errorf(ec2.EFORBIDDEN, "identity headers from proxy %s are unsigned or badly signed", req.Addr)
+			}
+			if inst := x.byName[req.ProxiedInstance]; inst != nil {
+				return inst, nil
+			}
+			return nil, r.unknown(req.Addr, "proxy "+req.Addr.String()+" named unknown instance "+req.ProxiedInstance)
 		}
-		if inst := x.byName[req.ProxiedInstance]; inst != nil {
-			return inst, nil
-		}
-		return nil, r.unknown(req.Addr, "proxy "+req.Addr.String()+" named unknown instance "+req.ProxiedInstance)
 	}
 	if inst := x.byAddr[req.Addr]; inst != nil {
 		if inst.Origin == ec2.OriginDocker {
@@ -320,13 +320,31 @@ func (r *Registry) LocateInstance(ctx context.Context, req ec2.Requester) (*ec2.
 	return nil, r.unknown(req.Addr, msg)
 }
 
-func (r *Registry) trusted(a netip.Addr) bool {
-	for _, p := range r.TrustedProxies {
+// proxyTrust is who may name the instance with signed identity headers.
+type proxyTrust struct {
+	trusted []netip.Prefix
+	secret  []byte // keys the HMAC-SHA256 of X-Instance-ID
+}
+
+// SetProxies sets the proxies trusted to name the instance with the
+// X-Instance-ID headers, and the secret their signatures are keyed with;
+// safe while serving (a config reload calls it).
+func (r *Registry) SetProxies(trusted []netip.Prefix, secret []byte) {
+	r.proxies.Store(&proxyTrust{trusted: slices.Clone(trusted), secret: slices.Clone(secret)})
+}
+
+// trusted returns the proxy trust when a is a trusted proxy, else nil.
+func (r *Registry) trusted(a netip.Addr) *proxyTrust {
+	pt := r.proxies.Load()
+	if pt == nil {
+		return nil
+	}
+	for _, p := range pt.trusted {
 		if p.Contains(a) {
-			return true
+			return pt
 		}
 	}
-	return false
+	return nil
 }
 
 // unknown logs an unknown requester at most once a minute per address.
@@ -370,6 +388,20 @@ func (r *Registry) ListInstances(context.Context) ([]*ec2.Instance, error) {
 	}
 	return out, nil
 }
+
+// CountByOrigin returns how many instances are served, by ec2.Instance
+// Origin.
+func (r *Registry) CountByOrigin() map[string]int {
+	x := r.idx.Load()
+	out := map[string]int{}
+	for _, inst := range x.byName {
+		out[inst.Origin]++
+	}
+	return out
+}
+
+// Has tells whether an instance of that name is served.
+func (r *Registry) Has(name string) bool { return r.idx.Load().byName[name] != nil }
 
 // GetInstance implements ec2.InstanceService.
 func (r *Registry) GetInstance(_ context.Context, name string) (*ec2.Instance, error) {

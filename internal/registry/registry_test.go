@@ -172,8 +172,8 @@ func TestRegisterAtRunTime(t *testing.T) {
 func TestProxyHeaders(t *testing.T) {
 	ctx := context.Background()
 	r, _ := openRegistry(t, "")
-	r.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.9.0.1/32")}
-	r.ProxySecret = []byte("0123456789abcdef-secret")
+	secret := []byte("0123456789abcdef-secret")
+	r.SetProxies([]netip.Prefix{netip.MustParsePrefix("10.9.0.1/32")}, secret)
 	if err := r.SetConfig(ctx, []*ec2.Instance{configInstance("a", "10.0.0.2"), configInstance("b", "10.0.0.3")}, Default{}); err != nil {
 		t.Fatal(err)
 	}
@@ -184,12 +184,12 @@ func TestProxyHeaders(t *testing.T) {
 		want     string
 		wantCode string
 	}{
-		{"signed by trusted proxy", ec2.Requester{Addr: proxy, ProxiedInstance: "b", ProxiedSignature: Sign(r.ProxySecret, "b")}, "b", ""},
+		{"signed by trusted proxy", ec2.Requester{Addr: proxy, ProxiedInstance: "b", ProxiedSignature: Sign(secret, "b")}, "b", ""},
 		{"unsigned from trusted proxy", ec2.Requester{Addr: proxy, ProxiedInstance: "b"}, "", ec2.EFORBIDDEN},
-		{"signed for another name", ec2.Requester{Addr: proxy, ProxiedInstance: "b", ProxiedSignature: Sign(r.ProxySecret, "a")}, "", ec2.EFORBIDDEN},
+		{"signed for another name", ec2.Requester{Addr: proxy, ProxiedInstance: "b", ProxiedSignature: Sign(secret, "a")}, "", ec2.EFORBIDDEN},
 		{"wrong secret", ec2.Requester{Addr: proxy, ProxiedInstance: "b", ProxiedSignature: Sign([]byte("other"), "b")}, "", ec2.EFORBIDDEN},
-		{"signed, unknown instance", ec2.Requester{Addr: proxy, ProxiedInstance: "zz", ProxiedSignature: Sign(r.ProxySecret, "zz")}, "", ec2.ENOTFOUND},
-		{"headers from an untrusted peer are ignored", ec2.Requester{Addr: stranger, ProxiedInstance: "b", ProxiedSignature: Sign(r.ProxySecret, "b")}, "a", ""},
+		{"signed, unknown instance", ec2.Requester{Addr: proxy, ProxiedInstance: "zz", ProxiedSignature: Sign(secret, "zz")}, "", ec2.ENOTFOUND},
+		{"headers from an untrusted peer are ignored", ec2.Requester{Addr: stranger, ProxiedInstance: "b", ProxiedSignature: Sign(secret, "b")}, "a", ""},
 	} {
 		inst, err := r.LocateInstance(ctx, tt.req)
 		switch {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -60,9 +62,9 @@ func Instances(file *config.File, derive ec2.DeriveOptions, imdsv2 string) ([]*e
 // refuses, is reported and what is served stays as it was.
 type Watcher struct {
 	Path string
-	// Apply takes a freshly loaded file into service and returns how many
-	// instances it declares.
-	Apply    func(ctx context.Context, file *config.File) (int, error)
+	// Apply takes a freshly loaded file into service and says what it
+	// changed.
+	Apply    func(ctx context.Context, file *config.File) (Outcome, error)
 	Clock    clock.Clock
 	Interval time.Duration // PollInterval when zero
 	Logger   *slog.Logger
@@ -110,13 +112,76 @@ func (w *Watcher) Wait() { w.wg.Wait() }
 func (w *Watcher) Reload(ctx context.Context, why string) {
 	file, err := config.Load(w.Path)
 	if err == nil {
-		var n int
-		if n, err = w.Apply(ctx, file); err == nil {
-			w.Logger.Info("configuration reloaded", "reason", why, "file", w.Path, "instances", n)
+		var out Outcome
+		if out, err = w.Apply(ctx, file); err == nil {
+			attrs := []any{"reason", why, "file", w.Path, "instances", out.Instances, "changed", strings.Join(out.Changed, ",")}
+			if len(out.NeedRestart) > 0 {
+				attrs = append(attrs, "needs_restart", strings.Join(out.NeedRestart, ","))
+				w.Logger.Warn("configuration reloaded, but some changes take a restart of imds serve", attrs...)
+				return
+			}
+			w.Logger.Info("configuration reloaded", attrs...)
 			return
 		}
 	}
 	w.Logger.Error("configuration not reloaded; still serving the previous one", "reason", why, "file", w.Path, "err", err)
+}
+
+// Outcome is what a reload did.
+type Outcome struct {
+	// Instances is how many instances the file declares.
+	Instances int
+	// Changed names the settings that changed and are in force now (see
+	// Diff); NeedRestart those that changed but take a restart.
+	Changed, NeedRestart []string
+}
+
+// Diff compares two loads of a config file by top-level setting: changed
+// are those a reload puts in force (instances, roles, identity, ...),
+// restart those that only a restart of imds serve changes (listeners,
+// directories, logging, limits, the VM network).
+func Diff(prev, next *config.File) (changed, restart []string) {
+	for _, c := range []struct {
+		key        string
+		prev, next any
+		reloadable bool
+	}{
+		{"instances", []any{prev.Instances, prev.Instance, prev.DefaultInstance}, []any{next.Instances, next.Instance, next.DefaultInstance}, true},
+		{"roles", withoutLines(prev.Roles), withoutLines(next.Roles), true},
+		{"identity", prev.Identity, next.Identity, true},
+		{"hop_distances", prev.HopDistances, next.HopDistances, true},
+		{"allowed_hosts", prev.AllowedHosts, next.AllowedHosts, true},
+		{"user_data_templates", prev.Templates, next.Templates, true},
+		{"listen", prev.Listen, next.Listen, false},
+		{"data_dir", prev.DataDir, next.DataDir, false},
+		{"admin", prev.Admin, next.Admin, false},
+		{"metrics", prev.Metrics, next.Metrics, false},
+		{"log", prev.Log, next.Log, false},
+		{"credentials", prev.Credentials, next.Credentials, false},
+		{"limits", prev.Limits, next.Limits, false},
+		{"vm_network", prev.VMNetwork, next.VMNetwork, false},
+		{"discovery", prev.Discovery, next.Discovery, false},
+	} {
+		if reflect.DeepEqual(c.prev, c.next) {
+			continue
+		}
+		if c.reloadable {
+			changed = append(changed, c.key)
+		} else {
+			restart = append(restart, c.key)
+		}
+	}
+	return changed, restart
+}
+
+// withoutLines drops where roles are defined: moving one is no change.
+func withoutLines(roles []config.Role) []config.Role {
+	out := make([]config.Role, len(roles))
+	for i, r := range roles {
+		r.Line = 0
+		out[i] = r
+	}
+	return out
 }
 
 func modTime(path string) time.Time {

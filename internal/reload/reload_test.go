@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -105,9 +106,9 @@ func TestWatcherPolls(t *testing.T) {
 	applied := make(chan int, 4)
 	logs := &lockedBuffer{}
 	w := &Watcher{Path: path, Clock: clk, Interval: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil)),
-		Apply: func(_ context.Context, file *config.File) (int, error) {
+		Apply: func(_ context.Context, file *config.File) (Outcome, error) {
 			applied <- len(file.Instances)
-			return len(file.Instances), nil
+			return Outcome{Instances: len(file.Instances)}, nil
 		}}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer func() { cancel(); w.Wait() }()
@@ -148,5 +149,37 @@ func TestWatcherPolls(t *testing.T) {
 	case n := <-applied:
 		t.Errorf("a broken file was applied (%d instances)", n)
 	default:
+	}
+}
+
+func TestDiff(t *testing.T) {
+	load := func(yaml string) *config.File {
+		t.Helper()
+		f, err := config.Parse("t.yaml", []byte(yaml), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	base := "roles:\n  web: {}\ninstance:\n  role: web\n"
+	for _, tc := range []struct {
+		name             string
+		next             string
+		changed, restart []string
+	}{
+		{"nothing", base, nil, nil},
+		{"a role moved by a comment", "# a comment\n" + base, nil, nil},
+		{"a new role", base + "  # in roles\n", nil, nil},
+		{"roles", "roles:\n  web: {}\n  db: {}\ninstance:\n  role: web\n", []string{"roles"}, nil},
+		{"instances", "roles:\n  web: {}\ninstance:\n  role: web\n  region: eu-west-1\n", []string{"instances"}, nil},
+		{"identity and hosts", base + "identity:\n  trusted_proxies: [10.0.0.1/32]\n  proxy_secret: 0123456789abcdef0123\nallowed_hosts: [imds]\n",
+			[]string{"identity", "allowed_hosts"}, nil},
+		{"listen and limits", base + "listen: [\"127.0.0.1:1339\"]\nlimits:\n  max_connections: 10\n", nil, []string{"listen", "limits"}},
+		{"log and metrics", base + "log:\n  level: debug\nmetrics:\n  listen: 127.0.0.1:9101\n", nil, []string{"metrics", "log"}},
+	} {
+		changed, restart := Diff(load(base), load(tc.next))
+		if !slices.Equal(changed, tc.changed) || !slices.Equal(restart, tc.restart) {
+			t.Errorf("%s: Diff = %v, %v; want %v, %v", tc.name, changed, restart, tc.changed, tc.restart)
+		}
 	}
 }

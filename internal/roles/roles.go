@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
+	"slices"
 
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/config"
@@ -44,21 +46,80 @@ func NewSource(ctx context.Context, r config.Role) (ec2.CredentialSource, error)
 // New builds a refresher for every role of the file whose credentials come
 // from outside; the others are served by fallback. Start the result.
 func New(ctx context.Context, file *config.File, fallback ec2.CredentialProvider, logger *slog.Logger, clk clock.Clock) (*creds.Roles, error) {
+	refreshers, _, err := build(ctx, nil, nil, file, logger, clk)
+	if err != nil {
+		return nil, err
+	}
+	return creds.NewRoles(fallback, refreshers...), nil
+}
+
+// Plan is a set of refreshers for a reloaded file, ready to replace those
+// in service (Apply).
+type Plan struct {
+	roles      *creds.Roles
+	refreshers []*creds.Refresher
+	// Changed names the roles added, removed or redefined.
+	Changed []string
+}
+
+// Reload prepares the refreshers of next: a role defined as in prev keeps
+// its refresher (and credentials); a new or changed one gets a new source.
+// Nothing changes until Apply, so a role that cannot be built leaves every
+// role as it was.
+func Reload(ctx context.Context, rs *creds.Roles, prev, next *config.File, logger *slog.Logger, clk clock.Clock) (*Plan, error) {
+	refreshers, changed, err := build(ctx, rs, prev, next, logger, clk)
+	if err != nil {
+		return nil, err
+	}
+	return &Plan{roles: rs, refreshers: refreshers, Changed: changed}, nil
+}
+
+// Apply starts the plan's new refreshers, then runs commit (applying what
+// uses the roles) and, if it succeeds, puts them in service; if it fails,
+// the roles stay as they were (see creds.Roles.Replace).
+func (p *Plan) Apply(commit func() error) error { return p.roles.Replace(p.refreshers, commit) }
+
+func build(ctx context.Context, rs *creds.Roles, prev, next *config.File, logger *slog.Logger, clk clock.Clock) ([]*creds.Refresher, []string, error) {
+	before := map[string]config.Role{}
+	if prev != nil {
+		for _, r := range prev.Roles {
+			r.Line = 0
+			before[r.Name] = r
+		}
+	}
 	var refreshers []*creds.Refresher
-	for _, r := range file.Roles {
+	var changed []string
+	for _, r := range next.Roles {
+		def := r
+		def.Line = 0
+		old, had := before[r.Name]
+		delete(before, r.Name)
+		same := had && reflect.DeepEqual(old, def)
+		if !same && prev != nil {
+			changed = append(changed, r.Name)
+		}
 		if r.Source == config.SourceFake {
 			continue
 		}
+		if same && rs != nil {
+			if ref := rs.Refresher(r.Name); ref != nil {
+				refreshers = append(refreshers, ref)
+				continue
+			}
+		}
 		src, err := NewSource(ctx, r)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: roles.%s: %w", file.Name(), r.Line, r.Name, err)
+			return nil, nil, fmt.Errorf("%s:%d: roles.%s: %w", next.Name(), r.Line, r.Name, err)
 		}
 		ref := creds.NewRefresher(r.Name, src)
-		ref.Logger = logger
-		ref.Clock = clk
+		ref.Logger, ref.Clock, ref.Kind = logger, clk, r.Source
 		refreshers = append(refreshers, ref)
 	}
-	return creds.NewRoles(fallback, refreshers...), nil
+	for name := range before {
+		changed = append(changed, name)
+	}
+	slices.Sort(changed)
+	return refreshers, changed, nil
 }
 
 // Rotator serves credential rotations for the admin API.

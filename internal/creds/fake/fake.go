@@ -30,8 +30,9 @@ type Provider struct {
 	// RotateAfter is how long a set is served before the next replaces it.
 	RotateAfter time.Duration
 
-	rand    io.Reader
-	entries sync.Map // key → *entry
+	rand      io.Reader
+	entries   sync.Map // key → *entry
+	generated sync.Map // role → *atomic.Int64: sets generated, for RoleStatus
 }
 
 var _ ec2.CredentialProvider = (*Provider)(nil)
@@ -77,6 +78,7 @@ func (p *Provider) Get(key string) (ec2.Credentials, error) {
 		return ec2.Credentials{}, ec2.Errorf(ec2.EUNAVAILABLE, "could not generate credentials")
 	}
 	e.cur.Store(&c)
+	p.count(key)
 	return c, nil
 }
 
@@ -91,6 +93,7 @@ func (p *Provider) Rotate(key string) error {
 		return err
 	}
 	e.cur.Store(&c)
+	p.count(key)
 	return nil
 }
 
@@ -142,4 +145,61 @@ func (p *Provider) RotateRole(role string) int {
 		return true
 	})
 	return n
+}
+
+// roleOf is the role of an entry key ("instance-id/role"); "" for the
+// instance identity's keys.
+func roleOf(key string) string {
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		return key[i+1:]
+	}
+	return ""
+}
+
+func (p *Provider) count(key string) {
+	role := roleOf(key)
+	if role == "" {
+		return
+	}
+	v, ok := p.generated.Load(role)
+	if !ok {
+		v, _ = p.generated.LoadOrStore(role, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
+}
+
+// RoleStatus returns, for every role credentials were generated for, the
+// newest set's LastUpdated and Expiration and how many instances hold a set
+// (implements creds.StatusReporter). The newest, because sets are replaced
+// when asked for: an instance that stopped asking keeps an old set that
+// nobody is served.
+func (p *Provider) RoleStatus() []ec2.RoleStatus {
+	now := p.Now()
+	byRole := map[string]*ec2.RoleStatus{}
+	p.entries.Range(func(k, v any) bool {
+		role := roleOf(k.(string))
+		c := v.(*entry).cur.Load()
+		if role == "" || c == nil {
+			return true
+		}
+		st := byRole[role]
+		if st == nil {
+			st = &ec2.RoleStatus{Role: role, Kind: "fake", Source: "fake", LastUpdated: c.LastUpdated, Expiration: c.Expiration}
+			byRole[role] = st
+		}
+		st.Sets++
+		if c.LastUpdated.After(st.LastUpdated) {
+			st.LastUpdated, st.Expiration = c.LastUpdated, c.Expiration
+		}
+		return true
+	})
+	out := make([]ec2.RoleStatus, 0, len(byRole))
+	for role, st := range byRole {
+		st.Valid = now.Before(st.Expiration)
+		if v, ok := p.generated.Load(role); ok {
+			st.Refreshes = v.(*atomic.Int64).Load()
+		}
+		out = append(out, *st)
+	}
+	return out
 }

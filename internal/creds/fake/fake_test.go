@@ -113,3 +113,34 @@ func TestConcurrentRotation(t *testing.T) {
 		t.Errorf("%d different credentials after one rotation, want 1", n)
 	}
 }
+
+func TestRoleStatus(t *testing.T) {
+	p, now := newProvider()
+	p.Get("i-1/web")
+	*now = now.Add(time.Minute)
+	newest, _ := p.Get("i-2/web")
+	p.Get("i-1/db")
+	p.Get("i-1#ec2-instance") // the identity's: not a role
+	p.Rotate("i-1/db")
+	got := map[string]ec2.RoleStatus{}
+	for _, st := range p.RoleStatus() {
+		got[st.Role] = st
+	}
+	if len(got) != 2 {
+		t.Fatalf("RoleStatus = %v, want web and db", got)
+	}
+	web := got["web"]
+	if !web.Valid || web.Sets != 2 || web.Refreshes != 2 || web.Kind != "fake" ||
+		!web.LastUpdated.Equal(newest.LastUpdated) || !web.Expiration.Equal(newest.Expiration) {
+		t.Errorf("web: %+v, want the newest of 2 sets", web)
+	}
+	if db := got["db"]; db.Sets != 1 || db.Refreshes != 2 {
+		t.Errorf("db: %+v, want 1 set generated twice", db)
+	}
+	*now = now.Add(DefaultLifetime + time.Minute)
+	for _, st := range p.RoleStatus() {
+		if st.Valid {
+			t.Errorf("%s valid after its lifetime", st.Role)
+		}
+	}
+}

@@ -84,6 +84,17 @@ type Source struct {
 	wg       sync.WaitGroup
 	once     sync.Once
 	synced   chan struct{}
+	kick     chan struct{} // asks for a fresh list
+}
+
+// Resync makes the source list the containers again and look at each anew,
+// for a change outside the engine (the roles of a reloaded config).
+func (s *Source) Resync() {
+	s.init()
+	select {
+	case s.kick <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 // Synced is closed once the first full list of containers is applied.
@@ -94,7 +105,7 @@ func (s *Source) Synced() <-chan struct{} {
 
 func (s *Source) init() {
 	s.once.Do(func() {
-		s.synced = make(chan struct{})
+		s.synced, s.kick = make(chan struct{}), make(chan struct{}, 1)
 		s.specs, s.problems, s.served = map[string]*ec2.Instance{}, map[string]string{}, map[string]string{}
 		if s.Clock == nil {
 			s.Clock = clock.Real{}
@@ -180,6 +191,10 @@ func (s *Source) follow(ctx context.Context) (synced bool, err error) {
 			return true, err
 		case m := <-msgs:
 			s.handle(ctx, m)
+		case <-s.kick:
+			if err := s.resync(ctx); err != nil {
+				return true, err
+			}
 		}
 	}
 }
