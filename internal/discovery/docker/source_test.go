@@ -180,6 +180,11 @@ func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(
 
 // startSource follows the fake engine into a real registry.
 func startSource(t *testing.T, f *fakeEngine) (*registry.Registry, *syncLog) {
+	reg, log, _ := startSourceRoles(t, f, func(name string) bool { return name == "app-role" })
+	return reg, log
+}
+
+func startSourceRoles(t *testing.T, f *fakeEngine, known func(string) bool) (*registry.Registry, *syncLog, *Source) {
 	t.Helper()
 	engine, err := Dial("tcp://" + strings.TrimPrefix(f.srv.URL, "http://"))
 	if err != nil {
@@ -192,7 +197,7 @@ func startSource(t *testing.T, f *fakeEngine) (*registry.Registry, *syncLog) {
 		Logger:     slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		Role: func(name string) (*ec2.Role, bool) {
-			return &ec2.Role{Name: name}, name == "app-role"
+			return &ec2.Role{Name: name}, known(name)
 		}}
 	ctx, cancel := context.WithCancel(context.Background())
 	src.Start(ctx)
@@ -203,7 +208,7 @@ func startSource(t *testing.T, f *fakeEngine) (*registry.Registry, *syncLog) {
 		t.Fatalf("no first sync after 10 s; log:\n%s", log)
 	}
 	close(f.release)
-	return reg, log
+	return reg, log, src
 }
 
 // summary renders the docker instances one per line, for golden files.
@@ -337,4 +342,20 @@ func TestEngineAway(t *testing.T) {
 		t.Error("Synced without an engine")
 	default:
 	}
+}
+
+func TestResyncTakesNewRoles(t *testing.T) {
+	var mu sync.Mutex
+	roles := map[string]bool{"app-role": true}
+	f := newFakeEngine(t)
+	reg, _, src := startSourceRoles(t, f, func(name string) bool { mu.Lock(); defer mu.Unlock(); return roles[name] })
+	if strings.Contains(summary(t, reg), "role=no-such-role") {
+		t.Fatal("an unknown role was served")
+	}
+	// A reloaded config defines the role: the next look gives it.
+	mu.Lock()
+	roles["no-such-role"] = true
+	mu.Unlock()
+	src.Resync()
+	poll(t, "worker-1 with its role", func() bool { return strings.Contains(summary(t, reg), "role=no-such-role") })
 }
