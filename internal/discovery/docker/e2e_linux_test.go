@@ -134,7 +134,8 @@ func setup(t *testing.T) *e2e {
 		}
 		tryRun("", nil, "docker", "network", "rm", e.network)
 	})
-	e.run("docker", "network", "create", "--subnet", "169.254.169.0/24", "--gateway", "169.254.169.1", e.network)
+	e.waitSubnetFree()
+	e.run("docker", "network", "create", "--subnet", metadataSubnet, "--gateway", "169.254.169.1", e.network)
 	e.dataDir, e.confDir = t.TempDir(), t.TempDir()
 	conf := fmt.Sprintf(`listen: ["0.0.0.0:80"]
 roles:
@@ -375,6 +376,7 @@ func TestCompose(t *testing.T) {
 		return tryRun(dir, env, append([]string{"docker-compose", "-p", project}, args...)...)
 	}
 	t.Cleanup(func() { compose("down", "-t", "1") })
+	e.waitSubnetFree()
 	if out, err := compose("up", "-d"); err != nil {
 		logs, _ := compose("logs", "imds")
 		t.Fatalf("%v\n%s\n%s", err, out, logs)
@@ -398,4 +400,32 @@ func TestCompose(t *testing.T) {
 		got, err := probe(ipO)
 		return err == nil && got.Status == http.StatusNotFound, fmt.Sprintf("%+v %v", got, err)
 	})
+}
+
+// metadataSubnet is the network that has 169.254.169.254 on it.
+const metadataSubnet = "169.254.169.0/24"
+
+// waitSubnetFree waits (up to 3 minutes) until no Docker network has
+// metadataSubnet: the engine refuses overlapping networks, and another run
+// of these tests on the machine may hold it.
+func (e *e2e) waitSubnetFree() {
+	e.t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		ids, _ := tryRun("", nil, "docker", "network", "ls", "-q")
+		holder := ""
+		for _, id := range strings.Fields(ids) {
+			out, _ := tryRun("", nil, "docker", "network", "inspect", "-f", "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}", id)
+			if strings.Contains(out, metadataSubnet) {
+				holder = strings.Fields(out)[0]
+			}
+		}
+		if holder == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("Docker network %s holds %s, which these tests need, and was not removed in 3 minutes", holder, metadataSubnet)
+		}
+		time.Sleep(time.Second)
+	}
 }
