@@ -365,6 +365,9 @@ func (s *Source) spec(c container.InspectResponse) *ec2.Instance {
 	defer s.mu.Unlock()
 	switch {
 	case !optedIn && lerr == nil:
+		if l.Enable == nil && hasIMDSLabel(labels) {
+			s.problem(c.ID, "container not served: it has imds.* labels but not imds.enable=true", "name", printable(cname))
+		}
 		return nil
 	case lerr != nil:
 		if optedIn || l.Enable == nil {
@@ -475,4 +478,13 @@ func firstNonEmpty(v ...string) string {
 		}
 	}
 	return ""
+}
+
+func hasIMDSLabel(labels map[string]string) bool {
+	for k := range labels {
+		if strings.HasPrefix(k, Prefix) {
+			return true
+		}
+	}
+	return false
 }
