@@ -81,6 +81,6 @@ func newRootCommand(stdout, stderr io.Writer, clk clock.Clock) *cobra.Command {
 	root.Version = currentBuild().Version
 	root.SetVersionTemplate(`{{with .Root}}{{.Name}} {{.Version}}{{end}}` + "\n" + currentBuild().details())
 	root.AddCommand(newServeCommand(), newInstanceCommand(), newHostCommand(), newEventCommand(clk), newFaultCommand(), newLogsCommand(), newReportCommand(),
-		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand(), newHealthcheckCommand(), newGendocsCommand(), newDBCommand())
+		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand(), newHealthcheckCommand(), newDashboardCommand(clk), newGendocsCommand(), newDBCommand())
 	return root
 }

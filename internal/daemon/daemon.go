@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imdsdev/imds/internal/admin"
@@ -25,6 +26,7 @@ import (
 	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/creds"
 	"github.com/imdsdev/imds/internal/creds/fake"
+	"github.com/imdsdev/imds/internal/discovery/docker"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/fastlog"
 	"github.com/imdsdev/imds/internal/identity"
@@ -119,6 +121,12 @@ type opening struct {
 	requests *audit.Log
 	// roles serve the role credentials (reloads replace them).
 	roles *creds.Roles
+	// views feed the admin API's views; reloads update their file.
+	views *views
+	// docker follows the Docker engine (nil without discovery.docker);
+	// rolesFile is the file whose roles its labels may name.
+	docker    *docker.Source
+	rolesFile atomic.Pointer[config.File]
 	// etcd is the cluster of store.etcd; nil with the bolt store.
 	etcd *etcd.Store
 }
@@ -172,9 +180,15 @@ func Open(cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
+	if err := d.startDiscovery(o); err != nil {
+		return nil, err
+	}
 	d.newMetrics(o, srv, creds)
 	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
-	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger); err != nil {
+	v := &views{srv: srv, roles: creds, reg: d.Registry, clk: o.clk, dataDir: d.DataDir, cfgPath: cfg.ConfigPath, vmnet: o.file.VMNetwork}
+	v.file.Store(o.file)
+	o.views = v
+	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger, v.attach); err != nil {
 		return nil, err
 	}
 	d.onClose(d.Admin.Close)
@@ -189,6 +203,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	}
 	d.Metadata = srv
 	d.onClose(srv.Close)
+	v.opened(srv)
 	if err := d.announce(o); err != nil {
 		return nil, err
 	}
@@ -204,6 +219,7 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err != nil {
 		return err
 	}
+	insts, def = withoutImplicitDefault(o.file.Discovery.Docker != nil, o.file, insts, def, d.Logger)
 	o.def = def
 	d.DataDir = firstNonEmpty(o.cfg.DataDir, o.file.DataDir, DefaultDataDir())
 	if err := checkDataDir(d.DataDir); err != nil {
@@ -391,6 +407,8 @@ func (d *Daemon) reload(ctx context.Context, o *opening, prev, next *config.File
 	if err != nil {
 		return reload.Outcome{}, err
 	}
+	// Discovery itself takes a restart: what runs is the start-up file's.
+	insts, def = withoutImplicitDefault(o.file.Discovery.Docker != nil, next, insts, def, d.Logger)
 	userData, err := userDataRenderer(next)
 	if err != nil {
 		return reload.Outcome{}, err
@@ -408,6 +426,8 @@ func (d *Daemon) reload(ctx context.Context, o *opening, prev, next *config.File
 	d.Registry.SetProxies(next.Identity.TrustedProxies, []byte(next.Identity.ProxySecret))
 	d.Metadata.Reconfigure(imds.Settings{AllowedHosts: next.AllowedHosts, HopDistances: hopDistances(next), UserData: userData})
 	sched.Update(next.Schedules())
+	o.views.file.Store(next)
+	d.discoveryRoles(o, next)
 	changed, restart := reload.Diff(prev, next)
 	return reload.Outcome{Instances: len(insts), Changed: changed, NeedRestart: restart}, nil
 }
@@ -456,7 +476,8 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, *fastlog.Writer
 
 // openAdmin opens the admin API on its Unix socket and, when the config
 // asks, on TCP with the bearer token read from admin.token_file.
-func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, m *metrics.Metrics, logger *slog.Logger) (*admin.Server, error) {
+// attach sets the remaining fields (views, dashboard) before it opens.
+func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, m *metrics.Metrics, logger *slog.Logger, attach func(*admin.Server)) (*admin.Server, error) {
 	a := admin.NewServer()
 	a.Service, a.Credentials, a.Events, a.Faults, a.Requests, a.Logger = reg, rot, reg, reg, requests, logger
 	a.Metrics = m.Handler()
@@ -472,6 +493,7 @@ func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.Cr
 		}
 		a.TCPAddr, a.Token = file.Admin.Listen, token
 	}
+	attach(a)
 	if err := a.Open(); err != nil {
 		return nil, err
 	}
