@@ -14,6 +14,7 @@ import (
 
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/etcdtest"
+	"github.com/imdsdev/imds/internal/registry"
 )
 
 // pollDeadline bounds every wait for a change to reach another host:
@@ -156,6 +157,18 @@ func TestEtcdOutage(t *testing.T) {
 	t.Logf("a write with etcd down: %s", ec2.ErrorMessage(err))
 	if a.Registry.Has("vm-2") {
 		t.Error("the refused instance is served")
+	}
+	// What changes the registry without writing to the store (a config
+	// reload, a container found) still applies while etcd is away.
+	cfgInst := ec2.NewDefaultInstance()
+	cfgInst.Name, cfgInst.SourceAddrs = "from-config", []string{"127.0.2.9"}
+	ec2.Derive(cfgInst, ec2.DeriveOptions{Seed: []byte("test")})
+	cfgInst.Origin = ec2.OriginConfig
+	if err := b.Registry.SetConfig(t.Context(), []*ec2.Instance{cfgInst}, registry.Default{}); err != nil {
+		t.Errorf("a config change with etcd down: %v", err)
+	}
+	if !b.Registry.Has("from-config") || !b.Registry.Has("vm-1") {
+		t.Error("after a config change with etcd down, host B lacks the config instance or vm-1")
 	}
 
 	srv.Start()

@@ -244,6 +244,9 @@ type InstanceStore struct {
 	// rev is the highest revision a FindInstances has read: Follow watches
 	// from the one after it.
 	rev atomic.Int64
+	// last is the latest list read, answered while etcd does not (see
+	// FindInstances).
+	last atomic.Pointer[[]*ec2.Instance]
 }
 
 var _ ec2.InstanceStore = (*InstanceStore)(nil)
@@ -281,12 +284,20 @@ func (is *InstanceStore) FindInstanceByName(ctx context.Context, name string) (*
 // FindInstances implements ec2.InstanceStore: one range read, so the list
 // is the cluster's state at one revision. etcd returns keys in byte order,
 // the order of Go's string comparison.
+//
+// While etcd does not answer, it returns the last list it read: the
+// registry lists the store on every change of its own (a config reload,
+// a container found), which would otherwise wait for etcd too. Revision
+// still names the last list really read, so a follower resumes from there.
 func (is *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, error) {
 	var resp *clientv3.GetResponse
 	if err := is.call(ctx, "the list of instances", func(ctx context.Context) (err error) {
 		resp, err = is.s.client.Get(ctx, is.dir, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 		return err
 	}); err != nil {
+		if last := is.last.Load(); last != nil && ec2.ErrorCode(err) == ec2.EUNAVAILABLE && ctx.Err() == nil {
+			return cloneAll(*last), nil
+		}
 		return nil, err
 	}
 	insts := make([]*ec2.Instance, 0, len(resp.Kvs))
@@ -299,11 +310,24 @@ func (is *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, er
 	}
 	for {
 		cur := is.rev.Load()
-		if resp.Header.Revision <= cur || is.rev.CompareAndSwap(cur, resp.Header.Revision) {
+		if resp.Header.Revision <= cur {
+			break
+		}
+		if is.rev.CompareAndSwap(cur, resp.Header.Revision) {
+			kept := cloneAll(insts)
+			is.last.Store(&kept)
 			break
 		}
 	}
 	return insts, nil
+}
+
+func cloneAll(insts []*ec2.Instance) []*ec2.Instance {
+	out := make([]*ec2.Instance, len(insts))
+	for i, inst := range insts {
+		out[i] = inst.Clone()
+	}
+	return out
 }
 
 // Revision is the revision of the latest FindInstances.

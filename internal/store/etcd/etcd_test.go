@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -99,8 +100,9 @@ func TestUnreachable(t *testing.T) {
 	for op, err := range map[string]error{
 		"CreateInstance": is.CreateInstance(t.Context(), storetest.FullInstance("x")),
 		"DeleteInstance": is.DeleteInstance(t.Context(), "x"),
-		"FindInstances":  second(is.FindInstances(t.Context())),
-		"Ping":           s.Ping(t.Context()),
+		// Nothing listed yet: no last list to answer with.
+		"FindInstances": second(is.FindInstances(t.Context())),
+		"Ping":          s.Ping(t.Context()),
 	} {
 		if ec2.ErrorCode(err) != ec2.EUNAVAILABLE || !strings.Contains(ec2.ErrorMessage(err), srv.ClientURL) {
 			t.Errorf("%s with etcd stopped: %v; want EUNAVAILABLE naming %s", op, err, srv.ClientURL)
@@ -147,4 +149,46 @@ func TestClusterSeed(t *testing.T) {
 	if so, _ := other.ClusterSeed(t.Context()); string(so) == string(sa) {
 		t.Error("another prefix has the same seed")
 	}
+}
+
+// TestLastListWhileAway: with etcd stopped, FindInstances answers the last
+// list it read (copies), and Revision stays that list's.
+func TestLastListWhileAway(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s, err := Open(t.Context(), Config{Endpoints: []string{srv.ClientURL}, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	is := s.Instances()
+	if err := is.CreateInstance(t.Context(), storetest.FullInstance("kept")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := is.FindInstances(t.Context())
+	if err != nil || len(before) != 1 {
+		t.Fatalf("FindInstances: %d, %v", len(before), err)
+	}
+	rev := is.Revision()
+	before[0].Name = "changed by the caller"
+	srv.Stop()
+	got, err := is.FindInstances(t.Context())
+	if err != nil || len(got) != 1 || got[0].Name != "kept" {
+		t.Fatalf("FindInstances with etcd stopped = %v, %v; want the last list", names(got), err)
+	}
+	if is.Revision() != rev {
+		t.Errorf("Revision moved from %d to %d without a list", rev, is.Revision())
+	}
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := is.FindInstances(canceled); err == nil {
+		t.Error("FindInstances with a canceled context answered")
+	}
+}
+
+func names(insts []*ec2.Instance) []string {
+	var out []string
+	for _, inst := range insts {
+		out = append(out, inst.Name)
+	}
+	return out
 }
