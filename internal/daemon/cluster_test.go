@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imdsdev/imds/internal/admin"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/etcdtest"
 	"github.com/imdsdev/imds/internal/registry"
@@ -169,6 +170,15 @@ func TestEtcdOutage(t *testing.T) {
 	}
 	if !b.Registry.Has("from-config") || !b.Registry.Has("vm-1") {
 		t.Error("after a config change with etcd down, host B lacks the config instance or vm-1")
+	}
+
+	// The server status of the admin API says so too.
+	st, err := admin.NewClient(b.Admin.SocketPath).Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Store == nil || st.Store.Backend != "etcd" || st.Store.Online == nil || *st.Store.Online || st.Store.Revision == 0 {
+		t.Errorf("server status with etcd down: store %+v; want etcd, not online, a revision", st.Store)
 	}
 
 	srv.Start()

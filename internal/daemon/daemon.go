@@ -188,6 +188,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	v := &views{srv: srv, roles: creds, reg: d.Registry, clk: o.clk, dataDir: d.DataDir, cfgPath: cfg.ConfigPath, vmnet: o.file.VMNetwork}
 	v.file.Store(o.file)
 	o.views = v
+	v.store = d.storeStatus(o)
 	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger, v.attach); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/imdsdev/imds/internal/admin"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/store/bolt"
 	"github.com/imdsdev/imds/internal/store/etcd"
@@ -107,4 +108,17 @@ func (d *Daemon) announce(o *opening) error {
 	d.onClose(p.Close)
 	d.Admin.SetHosts(etcd.Hosts{Store: o.etcd, Self: p})
 	return nil
+}
+
+// storeStatus reports the store in the admin API's server status.
+func (d *Daemon) storeStatus(o *opening) func() *admin.StoreStatus {
+	if o.etcd == nil {
+		path := filepath.Join(d.DataDir, "imds.db")
+		return func() *admin.StoreStatus { return &admin.StoreStatus{Backend: "bolt", Path: path} }
+	}
+	e, f, is := o.file.Store.Etcd, d.Follower, o.etcd.Instances()
+	return func() *admin.StoreStatus {
+		online := f.Online()
+		return &admin.StoreStatus{Backend: "etcd", Endpoints: e.Endpoints, Prefix: e.Prefix, Online: &online, Revision: is.Revision()}
+	}
 }
