@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -244,9 +245,10 @@ type InstanceStore struct {
 	// rev is the highest revision a FindInstances has read: Follow watches
 	// from the one after it.
 	rev atomic.Int64
-	// last is the latest list read, answered while etcd does not (see
-	// FindInstances).
-	last atomic.Pointer[[]*ec2.Instance]
+	// last is the latest list read, as etcd sent it, answered while etcd
+	// does not (see FindInstances): decoded again then, so that each
+	// caller gets values of its own without copying every list.
+	last atomic.Pointer[[]*mvccpb.KeyValue]
 }
 
 var _ ec2.InstanceStore = (*InstanceStore)(nil)
@@ -296,17 +298,13 @@ func (is *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, er
 		return err
 	}); err != nil {
 		if last := is.last.Load(); last != nil && ec2.ErrorCode(err) == ec2.EUNAVAILABLE && ctx.Err() == nil {
-			return cloneAll(*last), nil
+			return is.decodeAll(*last)
 		}
 		return nil, err
 	}
-	insts := make([]*ec2.Instance, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		inst, err := is.decode(strings.TrimPrefix(string(kv.Key), is.dir), kv.Value)
-		if err != nil {
-			return nil, err
-		}
-		insts = append(insts, inst)
+	insts, err := is.decodeAll(resp.Kvs)
+	if err != nil {
+		return nil, err
 	}
 	for {
 		cur := is.rev.Load()
@@ -314,20 +312,23 @@ func (is *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, er
 			break
 		}
 		if is.rev.CompareAndSwap(cur, resp.Header.Revision) {
-			kept := cloneAll(insts)
-			is.last.Store(&kept)
+			is.last.Store(&resp.Kvs)
 			break
 		}
 	}
 	return insts, nil
 }
 
-func cloneAll(insts []*ec2.Instance) []*ec2.Instance {
-	out := make([]*ec2.Instance, len(insts))
-	for i, inst := range insts {
-		out[i] = inst.Clone()
+func (is *InstanceStore) decodeAll(kvs []*mvccpb.KeyValue) ([]*ec2.Instance, error) {
+	insts := make([]*ec2.Instance, 0, len(kvs))
+	for _, kv := range kvs {
+		inst, err := is.decode(strings.TrimPrefix(string(kv.Key), is.dir), kv.Value)
+		if err != nil {
+			return nil, err
+		}
+		insts = append(insts, inst)
 	}
-	return out
+	return insts, nil
 }
 
 // Revision is the revision of the latest FindInstances.
