@@ -218,30 +218,37 @@ func TestEnvironmentPrecedence(t *testing.T) {
 // TestDocsConfigExamples decodes every imds config example of the docs
 // (YAML blocks that start with "# imds.yaml") with the real parser.
 func TestDocsConfigExamples(t *testing.T) {
-	var b []byte
-	for _, doc := range []string{"networking.md", "libvirt.md", "metrics.md"} {
-		d, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
+	n := 0
+	// configuration.md's complete example names files beside it; the
+	// config package's testdata has them.
+	for _, doc := range []struct{ name, baseDir string }{
+		{"networking.md", ""}, {"libvirt.md", ""}, {"metrics.md", ""},
+		{"configuration.md", filepath.Join("..", "..", "internal", "config", "testdata")},
+	} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", doc.name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b = append(b, d...)
+		for _, m := range regexp.MustCompile("(?ms)^```yaml\\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
+			if !strings.HasPrefix(m[1], "# imds.yaml") {
+				continue
+			}
+			n++
+			baseDir := doc.baseDir
+			if baseDir == "" {
+				baseDir = t.TempDir()
+			}
+			f, err := config.Parse(doc.name, []byte(m[1]), baseDir)
+			if err != nil {
+				t.Errorf("docs example %d: %v", n, err)
+				continue
+			}
+			if _, err := f.BuildInstances(ec2.DeriveOptions{Seed: []byte("docs")}); err != nil {
+				t.Errorf("docs example %d: %v", n, err)
+			}
+		}
 	}
-	n := 0
-	for _, m := range regexp.MustCompile("(?ms)^```yaml\\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
-		if !strings.HasPrefix(m[1], "# imds.yaml") {
-			continue
-		}
-		n++
-		f, err := config.Parse("docs", []byte(m[1]), t.TempDir())
-		if err != nil {
-			t.Errorf("docs example %d: %v", n, err)
-			continue
-		}
-		if _, err := f.BuildInstances(ec2.DeriveOptions{Seed: []byte("docs")}); err != nil {
-			t.Errorf("docs example %d: %v", n, err)
-		}
-	}
-	if n < 3 {
-		t.Errorf("found %d imds config examples in docs/, want the ones of networking.md, libvirt.md and metrics.md", n)
+	if n < 5 {
+		t.Errorf("found %d imds config examples in docs/, want the ones of networking.md, libvirt.md, metrics.md and configuration.md", n)
 	}
 }
