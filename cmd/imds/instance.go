@@ -264,7 +264,7 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 		Short: "Register an instance (or every instance of a YAML or JSON file) with the running server",
 		Example: `  imds instance add web-1 --ip 10.0.0.5 --role web-role --tag env=dev --user-data cloud-init.yaml
   imds instance add --from-file instances.yaml`,
-		Args: cobra.MaximumNArgs(1),
+		Args: instanceArgs(0, 1, -1, "one instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if err := outputFormat(output); err != nil {
@@ -297,7 +297,7 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 					return errors.New("--from-file: needs a file name (- for standard input)")
 				}
 			} else if len(args) == 0 {
-				return errors.New("add needs an instance NAME, or --from-file FILE")
+				return errors.New("instance add needs an instance NAME, --from-file FILE or --from-libvirt DOMAIN.xml")
 			}
 			var spec *ec2.Instance
 			if len(args) == 1 {
@@ -377,7 +377,7 @@ func newInstanceListCommand(af *adminFlags) *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the instances of the running server",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := outputFormat(output); err != nil {
 				return err
@@ -405,7 +405,7 @@ func newInstanceGetCommand(af *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show an instance of the running server, with every derived value (--spec: as given)",
-		Args:  cobra.ExactArgs(1),
+		Args:  instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := outputFormat(output); err != nil {
 				return err
@@ -440,7 +440,7 @@ func newInstanceSetCommand(af *adminFlags) *cobra.Command {
 		Short: "Change some settings of an instance registered with the running server",
 		Example: `  imds instance set web-1 --imdsv2 required --tag env=prod --tag scratch-
   imds instance set web-1 --ip 10.0.0.6 --ip fd00::6`,
-		Args: cobra.ExactArgs(1),
+		Args: instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if err := outputFormat(output); err != nil {
@@ -474,7 +474,7 @@ func newInstanceRmCommand(af *adminFlags) *cobra.Command {
 		Use:     "rm NAME...",
 		Aliases: []string{"remove"},
 		Short:   "Remove instances registered with the running server",
-		Args:    cobra.MinimumNArgs(1),
+		Args:    instanceArgs(1, -1, -1, "one or more instance NAMEs"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := af.client(cmd.Flags())
 			if err != nil {

@@ -39,7 +39,7 @@ ones as they happen (a reader that falls far behind misses some).`,
 		Example: `  imds logs web-1
   imds logs -f
   imds logs web-1 -n 20 -o json`,
-		Args: cobra.MaximumNArgs(1),
+		Args: instanceArgs(0, 1, -1, "at most one instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o/--output: must be table or json, got %q", output)
@@ -237,7 +237,7 @@ would fail once the instance requires IMDSv2 (http-tokens required), and the
 paths and user agents by number of requests.`,
 		Example: `  imds report web-1
   imds report web-1 -o json`,
-		Args: cobra.ExactArgs(1),
+		Args: instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := outputFormat(output); err != nil {
 				return err

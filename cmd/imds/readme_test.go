@@ -144,12 +144,14 @@ func TestServeErrors(t *testing.T) {
 			[]string{bad + ":3: instance.regoin: unknown key", bad + ":4: instance.imdsv2: "}},
 		{"missing config", []string{"serve", "--config", filepath.Join(dir, "nope.yaml")}, nil, []string{"nope.yaml"}},
 		{"bad imdsv2 flag", []string{"serve", "--imdsv2", "sometimes", "--data-dir", dir}, nil, []string{"--imdsv2: must be optional or required"}},
-		{"bad env", []string{"serve", "--data-dir", dir}, []string{"IMDS_IMDSV2", "never"}, []string{"--imdsv2: must be optional or required"}},
+		{"bad env", []string{"serve", "--data-dir", dir}, []string{"IMDS_IMDSV2", "never"}, []string{`environment variable IMDS_IMDSV2: must be optional or required, got "never"`}},
+		{"bad env log level", []string{"serve", "--data-dir", dir}, []string{"IMDS_LOG_LEVEL", "loud"}, []string{`environment variable IMDS_LOG_LEVEL: must be debug, info, warn or error, got "loud"`}},
+		{"bad env listen", []string{"serve", "--data-dir", dir}, []string{"IMDS_LISTEN", "127.0.0.1:1338,nonsense"}, []string{`environment variable IMDS_LISTEN: must be host:port like 127.0.0.1:1338, got "nonsense"`}},
 		{"bad listen", []string{"serve", "--listen", "127.0.0.1:99999", "--data-dir", dir}, nil, []string{"127.0.0.1:99999"}},
-		{"bad log level", []string{"serve", "--log-level", "loud", "--data-dir", dir}, nil, []string{`log level "loud"`}},
+		{"bad log level", []string{"serve", "--log-level", "loud", "--data-dir", dir}, nil, []string{`--log-level: must be debug, info, warn or error, got "loud"`}},
 		{"port in use", []string{"serve", "--listen", held.Addr().String(), "--data-dir", dir}, nil, []string{"listen " + held.Addr().String(), "address already in use"}},
-		{"unknown flag", []string{"serve", "--nope"}, nil, []string{"unknown flag: --nope"}},
-		{"extra args", []string{"serve", "extra"}, nil, []string{`unknown command "extra"`}},
+		{"unknown flag", []string{"serve", "--nope"}, nil, []string{"unknown flag --nope; see imds serve --help"}},
+		{"extra args", []string{"serve", "extra"}, nil, []string{`serve takes no arguments, got "extra"`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("IMDS_ADMIN_SOCKET", shortSocketPath(t))
