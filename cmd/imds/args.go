@@ -91,7 +91,7 @@ func groupArgs(cmd *cobra.Command, args []string) error {
 			if strings.HasPrefix(n, args[0]) {
 				d = 1
 			}
-			if d < bestDist && d <= max(1, len(n)/3) {
+			if d < bestDist && d <= max(1, len(n)/2) {
 				best, bestDist = sub.Name(), d
 			}
 		}
@@ -154,7 +154,7 @@ func flagError(cmd *cobra.Command, err error) error {
 }
 
 // closestFlag returns the flag of fs nearest to name (a prefix of it, or
-// within a third of its length in edits), or "".
+// within half its length in edits), or "".
 func closestFlag(fs *pflag.FlagSet, name string) string {
 	name, _, _ = strings.Cut(name, "=")
 	var names []string
@@ -169,7 +169,7 @@ func closestFlag(fs *pflag.FlagSet, name string) string {
 		if len(name) >= 3 && strings.HasPrefix(n, name) {
 			return n
 		}
-		if d := editDistance(name, n); d < bestDist && d <= max(1, len(n)/3) {
+		if d := editDistance(name, n); d < bestDist && d <= max(1, len(n)/2) {
 			best, bestDist = n, d
 		}
 	}

@@ -72,7 +72,7 @@ func TestFaultCommands(t *testing.T) {
 		{[]string{"set", "web-1", "--error-rate", "0.2"}, "web-1", ec2.Faults{ErrorRate: 0.2}, "web-1: errors=0.2×503\n"},
 		{[]string{"set", "web-1", "--error-rate=0.2", "--error-status=500", "--latency=1s"}, "web-1",
 			ec2.Faults{ErrorRate: 0.2, ErrorStatus: 500, Latency: time.Second}, "web-1: latency=1s,errors=0.2×500\n"},
-		{[]string{"set", "--all", "--rate-limit", "10", "--burst", "5"}, "", ec2.Faults{RateLimit: 10, Burst: 5}, "all instances: rate-limit=10/s\n"},
+		{[]string{"set", "--all", "--rate-limit", "10", "--burst", "5"}, "", ec2.Faults{RateLimit: 10, Burst: 5}, "all instances: rate-limit=10/s,burst=5\n"},
 		{[]string{"set", "web-1", "--token", "timeout", "--expired-credentials", "--drop-rate", "0.1"}, "web-1",
 			ec2.Faults{Token: ec2.TokenTimeout, ExpiredCredentials: true, DropRate: 0.1}, "web-1: token=timeout,expired-credentials,drop=0.1\n"},
 		// set replaces: what the flags leave out is off.

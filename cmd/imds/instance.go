@@ -83,6 +83,7 @@ type instanceFlags struct {
 	imdsv2       string
 	instanceType string
 	region       string
+	hopLimit     int
 
 	// Set by load.
 	addrs    []string
@@ -104,10 +105,11 @@ func (f *instanceFlags) register(fs *pflag.FlagSet, set bool) {
 	fs.StringVar(&f.imdsv2, "imdsv2", "", "IMDSv2 `mode`: optional or required")
 	fs.StringVar(&f.instanceType, "instance-type", "", "instance `type`, e.g. t3.small")
 	fs.StringVar(&f.region, "region", "", "`region`, e.g. eu-west-1")
+	fs.IntVar(&f.hopLimit, "hop-limit", 0, "`hops` a token response may travel, 1-64 (HttpPutResponseHopLimit; default 1, 2 for containers behind a bridge)")
 }
 
 // flagNames are the flags of instanceFlags, for messages.
-var flagNames = []string{"ip", "mac", "role", "user-data", "tag", "imdsv2", "instance-type", "region"}
+var flagNames = []string{"ip", "mac", "role", "user-data", "tag", "imdsv2", "instance-type", "region", "hop-limit"}
 
 // changed reports whether any instance flag was given.
 func (f *instanceFlags) changed(fs *pflag.FlagSet) bool {
@@ -164,6 +166,9 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 	if fs.Changed("region") && f.region == "" {
 		return errors.New("--region: must not be empty")
 	}
+	if fs.Changed("hop-limit") && (f.hopLimit < 1 || f.hopLimit > 64) {
+		return fmt.Errorf("--hop-limit: must be between 1 and 64, got %d", f.hopLimit)
+	}
 	f.userDoc = nil
 	if fs.Changed("user-data") && f.userData != "" {
 		data, err := readInput(f.userData, stdin)
@@ -202,6 +207,9 @@ func (f *instanceFlags) update(fs *pflag.FlagSet) ec2.InstanceUpdate {
 	}
 	if fs.Changed("region") {
 		u.Region = &f.region
+	}
+	if fs.Changed("hop-limit") {
+		u.HopLimit = &f.hopLimit
 	}
 	return u
 }
@@ -439,7 +447,8 @@ func newInstanceSetCommand(af *adminFlags) *cobra.Command {
 		Use:   "set NAME [flags]",
 		Short: "Change some settings of an instance registered with the running server",
 		Example: `  imds instance set web-1 --imdsv2 required --tag env=prod --tag scratch-
-  imds instance set web-1 --ip 10.0.0.6 --ip fd00::6`,
+  imds instance set web-1 --ip 10.0.0.6 --ip fd00::6
+  imds instance set web-1 --hop-limit 2`,
 		Args: instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
