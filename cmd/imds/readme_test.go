@@ -34,23 +34,37 @@ func TestMain(m *testing.M) {
 
 type fence struct{ lang, body string }
 
+// exampleDocs are the files whose shell and YAML examples TestReadmeExamples
+// runs: README.md and the guides it sends users to first.
+func exampleDocs() []string {
+	return []string{"README.md", "docs/credentials.md", "docs/events-and-faults.md", "docs/operations.md"}
+}
+
 func readmeBlocks(t *testing.T) []fence {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []fence
-	for _, m := range regexp.MustCompile("(?ms)^```(\\w*)\\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
-		out = append(out, fence{m[1], m[2]})
+	for _, name := range exampleDocs() {
+		b, err := os.ReadFile(filepath.Join("..", "..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, m := range regexp.MustCompile("(?ms)^```(\\w*)\\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
+			out = append(out, fence{m[1], m[2]})
+			n++
+		}
+		if n == 0 {
+			t.Fatalf("found no code blocks in %s", name)
+		}
 	}
-	if len(out) < 5 {
-		t.Fatalf("found only %d code blocks in README.md", len(out))
+	if len(out) < 10 {
+		t.Fatalf("found only %d code blocks in %v", len(out), exampleDocs())
 	}
 	return out
 }
 
-// TestReadmeExamples runs every shell example of README.md against a server
+// TestReadmeExamples runs every shell example of README.md (and of
+// exampleDocs) against a server
 // started by the test (the address and `go run ./cmd/imds` are swapped for the
 // test's own) and decodes every YAML example with the real config parser.
 func TestReadmeExamples(t *testing.T) {

@@ -18,12 +18,16 @@
 //	GET    /v1/instances/{name}       DOC, derived
 //	GET    /v1/instances/{name}/spec  DOC as given, before derivation
 //	PUT    /v1/instances/{name}       body: one instance document; 200 DOC, derived
+//	PATCH  /v1/instances/{name}       body: the JSON of an ec2.InstanceUpdate; 200 DOC, derived
 //	DELETE /v1/instances/{name}       204
 //	POST   /v1/instances/{name}/events  body: an event request; 200 the instance's events
 //	GET|PUT|DELETE /v1/instances/{name}/faults, /v1/faults  the faults of one instance or of all
 //	GET    /v1/instances/{name}/report  what the instance's application asked for
 //	GET    /v1/requests?instance=&limit=&follow=  the request record (NDJSON with follow=1)
 //	POST   /v1/credentials/rotate?role=  new credentials now; 204
+//	GET    /metrics                   the Prometheus exposition, when Server.Metrics is set
+//
+// docs/admin-api.md documents each route with an example that its test runs.
 //
 // DOC is an instance in the schema of the config file's instance: section
 // (config.MarshalInstance), including its read-only origin (config or api),

@@ -23,9 +23,16 @@ type benchEnv struct {
 	rounds  int
 	tmp     string
 	client  *http.Client
-	imdsURL string
-	refURL  string
+	// servers are imds, then the net/http and the fasthttp references.
+	servers []server
 	out     io.Writer
+}
+
+// server is one server under load.
+type server struct {
+	name string
+	url  string
+	pid  int
 }
 
 // runBench runs the whole benchmark. ok is false when some request failed
@@ -52,15 +59,16 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (ok boo
 	var procs children
 	defer procs.stopAll()
 	env := benchEnv{wrkPath: wrkPath, wrk: cfg.wrk, rounds: cfg.rounds, tmp: tmp, client: newHTTPClient(), out: stdout}
-	if env.imdsURL, env.refURL, err = startServers(ctx, cfg, tmp, env.client, &procs, stderr); err != nil {
+	if env.servers, err = startServers(ctx, cfg, tmp, env.client, &procs, stderr); err != nil {
 		return false, err
 	}
 
-	scenarios, err := prepareScenarios(ctx, env.client, env.imdsURL)
+	scenarios, err := prepareScenarios(ctx, env.client, env.servers[0].url)
 	if err != nil {
 		return false, fmt.Errorf("imds setup: %w", err)
 	}
-	fmt.Fprintf(stdout, "%s; %d rounds per scenario (imds, then reference); %d CPUs\n", cfg.wrk, cfg.rounds, runtime.NumCPU())
+	fmt.Fprintf(stdout, "%s; %d rounds per scenario (imds, net/http, fasthttp); %d instances; %d CPUs\n",
+		cfg.wrk, cfg.rounds, cfg.instances, runtime.NumCPU())
 
 	ok = true
 	results := make([]scenarioResult, 0, len(scenarios))
@@ -73,6 +81,11 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (ok boo
 		results = append(results, res)
 	}
 
+	rss, err := rssBytes(env.servers[0].pid)
+	if err != nil {
+		return false, err
+	}
+	fmt.Fprintf(stdout, "\nimds RSS after the load: %.1f MiB\n", float64(rss)/(1<<20))
 	printTable(stdout, results)
 	if cfg.jsonOut {
 		if err := writeJSON(stdout, results); err != nil {
@@ -82,52 +95,65 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (ok boo
 	return ok, nil
 }
 
-// startServers starts the reference server and imds (building it if
-// needed), registers both in procs, and waits until both serve. It returns
-// their base URLs.
-func startServers(ctx context.Context, cfg config, tmp string, client *http.Client, procs *children, log io.Writer) (imdsURL, refURL string, err error) {
+// startServers starts imds (building it if needed) and the two reference
+// servers, registers them in procs, and waits until all serve.
+func startServers(ctx context.Context, cfg config, tmp string, client *http.Client, procs *children, log io.Writer) ([]server, error) {
 	imdsPath := cfg.imdsPath
+	var err error
 	if imdsPath == "" {
 		fmt.Fprintln(log, "bench: building ./cmd/imds")
 		if imdsPath, err = buildIMDS(ctx, tmp, log); err != nil {
-			return "", "", err
+			return nil, err
 		}
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return "", "", fmt.Errorf("locate the bench binary for the reference server: %w", err)
+		return nil, fmt.Errorf("locate the bench binary for the reference servers: %w", err)
 	}
-	addrs, err := freeAddrs(2)
+	addrs, err := freeAddrs(3)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
-	imdsAddr, refAddr := addrs[0], addrs[1]
-
-	ref, err := startChild("reference server", self, []string{"-" + refServerFlag, refAddr}, nil, nil, log)
+	var servers []server
+	imds, logPath, err := startIMDS(cfg, imdsPath, addrs[0], tmp)
 	if err != nil {
-		return "", "", err
-	}
-	procs.add(ref)
-
-	imds, logPath, err := startIMDS(cfg, imdsPath, imdsAddr, tmp)
-	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	procs.add(imds)
-	fmt.Fprintf(log, "bench: imds %s (pid %d) on %s, log: %s\n", imdsPath, imds.cmd.Process.Pid, imdsAddr, logPath)
-	fmt.Fprintf(log, "bench: reference (pid %d) on %s\n", ref.cmd.Process.Pid, refAddr)
-
-	if err := waitReady(ctx, ref, cfg.startupTimeout, dialProbe(refAddr)); err != nil {
-		return "", "", err
-	}
-	imdsURL = "http://" + imdsAddr
-	if err := waitReady(ctx, imds, cfg.startupTimeout, imdsProbe(client, imdsURL)); err != nil {
-		if cfg.discardLogs {
-			return "", "", err
+	fmt.Fprintf(log, "bench: imds %s (pid %d) on %s, %d instances, log: %s\n", imdsPath, imds.cmd.Process.Pid, addrs[0], cfg.instances, logPath)
+	servers = append(servers, server{name: "imds", url: "http://" + addrs[0], pid: imds.cmd.Process.Pid})
+	for i, kind := range []string{refNetHTTP, refFastHTTP} {
+		ref, err := startChild(kind+" reference", self, []string{"-" + refServerFlag, addrs[i+1], "-" + refKindFlag, kind}, nil, nil, log)
+		if err != nil {
+			return nil, err
 		}
-		return "", "", fmt.Errorf("%w\nimds log %s (end):\n%s", err, logPath, logTail(logPath, 20))
+		procs.add(ref)
+		fmt.Fprintf(log, "bench: %s reference (pid %d) on %s\n", kind, ref.cmd.Process.Pid, addrs[i+1])
+		if err := waitReady(ctx, ref, cfg.startupTimeout, dialProbe(addrs[i+1])); err != nil {
+			return nil, err
+		}
+		servers = append(servers, server{name: kind, url: "http://" + addrs[i+1], pid: ref.cmd.Process.Pid})
 	}
-	return imdsURL, "http://" + refAddr, nil
+	if err := waitReady(ctx, imds, cfg.startupTimeout, imdsProbe(client, servers[0].url)); err != nil {
+		if cfg.discardLogs {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w\nimds log %s (end):\n%s", err, logPath, logTail(logPath, 20))
+	}
+	return servers, nil
+}
+
+// benchConfig is imds's config file for the benchmark: n instances, the
+// first of which (bench, with a role) is the requester on 127.0.0.1; the
+// others have addresses of their own, so that imds finds the requester
+// among n, as on a busy host.
+func benchConfig(n int) string {
+	var b strings.Builder
+	b.WriteString("roles:\n  bench-role: {}\ninstances:\n  - name: bench\n    source_addresses: [127.0.0.1]\n    role: bench-role\n")
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, "  - name: vm-%d\n    source_addresses: [10.%d.%d.%d]\n", i, i>>16&255, i>>8&255, i&255)
+	}
+	return b.String()
 }
 
 // startIMDS starts `imds serve` with a fresh data directory in tmp, its
@@ -137,7 +163,11 @@ func startIMDS(cfg config, path, addr, tmp string) (*child, string, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("create imds data directory: %w", err)
 	}
-	args := []string{"serve", "--listen", addr, "--data-dir", dataDir}
+	cfgPath := filepath.Join(tmp, "imds.yaml")
+	if err := os.WriteFile(cfgPath, []byte(benchConfig(cfg.instances)), 0o600); err != nil {
+		return nil, "", fmt.Errorf("write imds config: %w", err)
+	}
+	args := []string{"serve", "--listen", addr, "--data-dir", dataDir, "--config", cfgPath}
 	// An admin socket of its own, so that a server already running on this
 	// machine does not stop the benchmark (the environment variable is
 	// ignored by builds from before the admin API, for A/B runs).
@@ -156,14 +186,14 @@ func startIMDS(cfg config, path, addr, tmp string) (*child, string, error) {
 	return c, logPath, err
 }
 
-// benchScenario sanity-checks sc on both servers, then runs the rounds.
-// ok is false if any wrk run saw errors.
+// benchScenario sanity-checks sc on every server, then runs the rounds:
+// in each, every server in turn, so that slow drifts of the machine affect
+// them alike. ok is false if any wrk run saw errors.
 func benchScenario(ctx context.Context, env benchEnv, index int, sc scenario) (res scenarioResult, ok bool, err error) {
-	if err := sanityCheck(ctx, env.client, env.imdsURL, sc, true); err != nil {
-		return res, false, fmt.Errorf("imds sanity check: %w", err)
-	}
-	if err := sanityCheck(ctx, env.client, env.refURL, sc, false); err != nil {
-		return res, false, fmt.Errorf("reference sanity check: %w", err)
+	for i, srv := range env.servers {
+		if err := sanityCheck(ctx, env.client, srv.url, sc, i == 0); err != nil {
+			return res, false, fmt.Errorf("%s sanity check: %w", srv.name, err)
+		}
 	}
 	lua, err := writeLuaScript(env.tmp, index, sc)
 	if err != nil {
@@ -171,23 +201,35 @@ func benchScenario(ctx context.Context, env benchEnv, index int, sc scenario) (r
 	}
 
 	ok = true
-	var imdsRuns, refRuns []wrkResult
+	runs := make([][]measured, len(env.servers))
 	for round := 1; round <= env.rounds; round++ {
-		ri, err := runWrk(ctx, env.wrkPath, wrkArgs(env.wrk, env.imdsURL, sc, lua))
-		if err != nil {
-			return res, false, fmt.Errorf("imds round %d: %w", round, err)
+		line := fmt.Sprintf("%-20s round %d/%d", sc.name, round, env.rounds)
+		for i, srv := range env.servers {
+			before, err := cpuTime(srv.pid)
+			if err != nil {
+				return res, false, err
+			}
+			r, err := runWrk(ctx, env.wrkPath, wrkArgs(env.wrk, srv.url, sc, lua))
+			if err != nil {
+				return res, false, fmt.Errorf("%s round %d: %w", srv.name, round, err)
+			}
+			after, err := cpuTime(srv.pid)
+			if err != nil {
+				return res, false, err
+			}
+			runs[i] = append(runs[i], measured{wrk: r, cpu: after - before})
+			line += fmt.Sprintf("  %s=%.0f req/s (p99 %s)", srv.name, r.RequestsPerSec, p99(r))
+			ok = reportErrors(env.out, srv.name, sc.name, round, r) && ok
 		}
-		rr, err := runWrk(ctx, env.wrkPath, wrkArgs(env.wrk, env.refURL, sc, lua))
-		if err != nil {
-			return res, false, fmt.Errorf("reference round %d: %w", round, err)
-		}
-		imdsRuns, refRuns = append(imdsRuns, ri), append(refRuns, rr)
-		fmt.Fprintf(env.out, "%-20s round %d/%d  imds=%.0f req/s (p99 %s)  ref=%.0f req/s (p99 %s)\n",
-			sc.name, round, env.rounds, ri.RequestsPerSec, p99(ri), rr.RequestsPerSec, p99(rr))
-		ok = reportErrors(env.out, "imds", sc.name, round, ri) && ok
-		ok = reportErrors(env.out, "reference", sc.name, round, rr) && ok
+		fmt.Fprintln(env.out, line)
 	}
-	return summarize(sc.name, sc.target, imdsRuns, refRuns), ok, nil
+	return summarize(sc.name, sc.target, runs[0], runs[1], runs[2]), ok, nil
+}
+
+// measured is one wrk run and the CPU time the server used during it.
+type measured struct {
+	wrk wrkResult
+	cpu time.Duration
 }
 
 // reportErrors prints a loud line if r saw errors; it reports whether r was clean.

@@ -1,14 +1,22 @@
 package main
 
 import (
+	"context"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	imdsconfig "github.com/imdsdev/imds/internal/config"
+	"github.com/imdsdev/imds/internal/ec2"
 )
 
 // Real outputs of wrk 4.1.0 (Debian 12).
@@ -207,29 +215,37 @@ func TestRatio(t *testing.T) {
 	}
 }
 
-func rps(xs ...float64) []wrkResult {
-	rs := make([]wrkResult, len(xs))
+// rps are runs of 1,000 requests at these rates, each costing the server
+// 10 ms of CPU (10 µs a request).
+func rps(xs ...float64) []measured {
+	rs := make([]measured, len(xs))
 	for i, x := range xs {
-		rs[i] = wrkResult{Requests: 1000, RequestsPerSec: x}
+		rs[i] = measured{wrk: wrkResult{Requests: 1000, RequestsPerSec: x}, cpu: 10 * time.Millisecond}
 	}
 	return rs
 }
 
 func TestSummarize(t *testing.T) {
-	got := summarize("v1", 0.90, rps(80, 95, 85), rps(100, 110, 90))
-	if got.IMDS.MedianRPS != 85 || got.Reference.MedianRPS != 100 || got.Ratio != 0.85 || !got.BelowTarget {
+	got := summarize("v1", 0.90, rps(80, 95, 85), rps(100, 110, 90), rps(170, 160, 150))
+	if got.IMDS.MedianRPS != 85 || got.Reference.MedianRPS != 100 || got.Ratio != 0.85 || !got.BelowTarget ||
+		got.RatioFastHTTP != 0.53 || got.IMDS.CPUPerRequest != 10 || got.CPURatio != 1 {
 		t.Errorf("below target: got %+v", got)
 	}
-	if got := summarize("v1", 0.90, rps(95, 91, 99), rps(100, 100, 100)); got.Ratio != 0.95 || got.BelowTarget {
+	if got := summarize("v1", 0.90, rps(95, 91, 99), rps(100, 100, 100), rps(160)); got.Ratio != 0.95 || got.BelowTarget {
 		t.Errorf("above target: got %+v", got)
 	}
-	if got := summarize("put", 0, rps(10), rps(100)); got.Ratio != 0.10 || got.BelowTarget {
+	if got := summarize("put", 0, rps(10), rps(100), rps(160)); got.Ratio != 0.10 || got.BelowTarget {
 		t.Errorf("no target: got %+v", got)
+	}
+	cheaper := rps(100)
+	cheaper[0].cpu = 5 * time.Millisecond
+	if got := summarize("cpu", 0, cheaper, rps(100), rps(100)); got.IMDS.CPUPerRequest != 5 || got.CPURatio != 2 {
+		t.Errorf("CPU per request: got %+v", got)
 	}
 
 	withErrors := rps(100, 100)
-	withErrors[1].Non2xx3xx, withErrors[1].SocketErrors.Read = 5, 2
-	got = summarize("errs", 0.90, withErrors, rps(100, 100))
+	withErrors[1].wrk.Non2xx3xx, withErrors[1].wrk.SocketErrors.Read = 5, 2
+	got = summarize("errs", 0.90, withErrors, rps(100, 100), rps(100, 100))
 	if got.IMDS.Errors != 7 || got.IMDS.FailedRounds != 1 || got.Reference.FailedRounds != 0 {
 		t.Errorf("errors: got %+v", got)
 	}
@@ -238,12 +254,12 @@ func TestSummarize(t *testing.T) {
 func TestPrintTable(t *testing.T) {
 	var b strings.Builder
 	printTable(&b, []scenarioResult{
-		summarize("v1 GET instance-id", 0.90, rps(80), rps(100)),
-		summarize("token PUT", 0, rps(50), rps(100)),
+		summarize("v1 GET instance-id", 0.90, rps(80), rps(100), rps(160)),
+		summarize("token PUT", 0, rps(50), rps(100), rps(160)),
 	})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("want header, rule and 2 rows, got:\n%s", b.String())
+	if len(lines) != 5 {
+		t.Fatalf("want header, rule, 2 rows and the legend, got:\n%s", b.String())
 	}
 	if !strings.Contains(lines[2], "0.80") || !strings.Contains(lines[2], "BELOW TARGET") {
 		t.Errorf("row 1 = %q, want ratio 0.80 and BELOW TARGET", lines[2])
@@ -303,6 +319,36 @@ func TestRefHandler(t *testing.T) {
 			resp.Header.Get("Content-Type") != "text/plain" {
 			t.Errorf("%s: %d %q %q", method, resp.StatusCode, resp.Header.Get("Content-Type"), body)
 		}
+	}
+}
+
+func TestFastRefHandler(t *testing.T) {
+	ln := fasthttputil.NewInmemoryListener()
+	defer ln.Close()
+	go (&fasthttp.Server{Handler: fastRefHandler}).Serve(ln)
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return ln.Dial() }}}
+	resp, err := c.Get("http://ref/any/path")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != refBody || resp.Header.Get("Content-Type") != "text/plain" {
+		t.Errorf("fasthttp reference: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+}
+
+func TestBenchConfig(t *testing.T) {
+	f, err := imdsconfig.Parse("bench.yaml", []byte(benchConfig(1000)), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts, err := f.BuildInstances(ec2.DeriveOptions{Seed: []byte("bench")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(insts) != 1000 || insts[0].Name != "bench" || insts[0].SourceAddrs[0] != "127.0.0.1" || insts[0].Role == nil {
+		t.Errorf("bench config: %d instances, first %+v", len(insts), insts[0])
 	}
 }
 

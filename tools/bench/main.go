@@ -1,19 +1,23 @@
 // Command bench measures the HTTP throughput of `imds serve` and compares it
-// with the fastest possible reference on the same machine, in the same run.
+// with the fastest possible references on the same machine, in the same run.
 //
 // # What it measures
 //
-// Two servers run side by side on 127.0.0.1, each in its own process:
+// Three servers run side by side on 127.0.0.1, each in its own process:
 //
 //   - imds: the real `imds serve`, built from ./cmd/imds (or -imds PATH), with
-//     a fresh data directory;
-//   - reference: this program re-executed in a hidden mode, a minimal net/http
+//     a fresh data directory and a config of -instances instances (1,000 by
+//     default): the requester, on 127.0.0.1, is one of them, found by its
+//     address; the access log and the request record are on, as by default;
+//   - net/http: this program re-executed in a hidden mode, a minimal net/http
 //     server answering every request with the constant 19-byte body
 //     "i-0123456789abcdef0". It does no routing, no token checks and no
-//     lookups: it is the ceiling any Go HTTP server can reach on this machine.
+//     lookups: the ceiling of any net/http server on this machine;
+//   - fasthttp: the same constant from a valyala/fasthttp server, which
+//     shows how far the machine's limit is beyond net/http.
 //
 // wrk (https://github.com/wg/wrk) drives three scenarios, with identical
-// requests against both servers:
+// requests against every server:
 //
 //  1. "v1 GET instance-id": GET /latest/meta-data/instance-id, no headers;
 //  2. "v2 GET credentials": GET /latest/meta-data/iam/security-credentials/ROLE
@@ -22,23 +26,24 @@
 //     X-aws-ec2-metadata-token-ttl-seconds: 21600 (sent through a Lua script).
 //
 // Each scenario runs -rounds times; each round benchmarks imds, then the
-// reference, back to back (ABAB...), so that slow drifts of the machine
-// (thermal, other load) affect both alike. Before a scenario, one request is
-// checked with a Go client (status 200, non-empty body, credentials JSON).
+// references, back to back, so that slow drifts of the machine (thermal,
+// other load) affect all alike. Before a scenario, one request is checked
+// with a Go client (status 200, non-empty body, credentials JSON). Around
+// each wrk run the server's CPU time (user + system, from /proc/PID/stat)
+// is read: CPU time per request is much steadier than requests per second
+// on a shared machine.
 //
 // # Reading the output
 //
-// One line per round gives both throughputs in requests per second and the
-// 99th latency percentile. The final table gives, per scenario, the median
-// over the rounds of each server and their ratio imds/reference: 1.00 means
-// imds serves as fast as an empty net/http handler, 0.50 means half as fast.
-// The absolute numbers depend on the machine (client and servers share its
-// cores); the ratio is what to compare between runs and machines. GET
-// scenarios have a target ratio of 0.90; rows under it are marked
-// BELOW TARGET, which does not change the exit status. Token creation has no
-// target (it does cryptographic work by design).
+// One line per round gives each server's requests per second and 99th
+// latency percentile. The final table gives, per scenario, the median over
+// the rounds of each server, imds's ratio to each reference (1.00: as fast
+// as a constant answer), the CPU time per request of each server and imds's
+// p99. Every scenario's target is 1.00 of the net/http constant server
+// (issue 15); rows under it are marked BELOW TARGET, which does not change
+// the exit status. imds's RSS after the load is printed too.
 //
-// Any non-2xx/3xx response or socket error (against either server) is
+// Any non-2xx/3xx response or socket error (against any server) is
 // reported loudly and makes the exit status 1: numbers from a run with
 // errors do not mean anything. If wrk is not installed the benchmark is
 // skipped (exit status 0); install it with scripts/deps.sh.
@@ -48,12 +53,13 @@
 //	go run ./tools/bench [flags]        # or: make bench BENCHFLAGS="..."
 //
 // Flags: -duration (per wrk run, default 5s), -rounds (3), -connections
-// (32), -threads (1), -imds PATH (prebuilt binary instead of building
-// ./cmd/imds), -json (also print the results as JSON), -discard-logs (do not
-// keep the imds log), -keep (keep the temporary directory),
-// -startup-timeout (30s). The temporary directory holds the imds binary, its
-// data directory and its log; it is removed at exit, unless -keep is given
-// or the run failed after imds started (then its log is worth reading).
+// (32), -threads (1), -instances (1000), -imds PATH (prebuilt binary instead
+// of building ./cmd/imds), -json (also print the results as JSON),
+// -discard-logs (do not keep the imds log), -keep (keep the temporary
+// directory), -startup-timeout (30s). The temporary directory holds the imds
+// binary, its config, data directory and log; it is removed at exit, unless
+// -keep is given or the run failed after imds started (then its log is
+// worth reading).
 package main
 
 import (
@@ -64,13 +70,17 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 )
 
-// refServerFlag is the hidden flag that turns this program into the
-// reference server.
-const refServerFlag = "ref-server"
+// refServerFlag and refKindFlag are the hidden flags that turn this
+// program into a reference server.
+const (
+	refServerFlag = "ref-server"
+	refKindFlag   = "ref-kind"
+)
 
 // config holds the command-line settings.
 type config struct {
@@ -81,7 +91,9 @@ type config struct {
 	discardLogs    bool
 	keepTmp        bool
 	startupTimeout time.Duration
+	instances      int    // instances in imds's config; the requester is one of them
 	refServer      string // non-empty: serve as the reference on this address
+	refKind        string // net/http or fasthttp
 }
 
 // errSkipped reports that the benchmark could not run for a reason that is
@@ -107,7 +119,7 @@ func run(name string, args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	if cfg.refServer != "" {
-		if err := runRefServer(ctx, cfg.refServer); err != nil {
+		if err := runRefServer(ctx, cfg.refKind, cfg.refServer); err != nil {
 			fmt.Fprintln(stderr, "bench: reference server:", err)
 			return 1
 		}
@@ -146,10 +158,12 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 	fs.BoolVar(&cfg.discardLogs, "discard-logs", false, "discard the log of imds instead of writing it to the temporary directory")
 	fs.BoolVar(&cfg.keepTmp, "keep", false, "keep the temporary directory (binary, data, log)")
 	fs.DurationVar(&cfg.startupTimeout, "startup-timeout", 30*time.Second, "how long to wait for the servers to accept requests")
-	fs.StringVar(&cfg.refServer, refServerFlag, "", "internal: run as the reference server on this address")
+	fs.IntVar(&cfg.instances, "instances", 1000, "instances imds serves (the requester, found by its address, is one of them)")
+	fs.StringVar(&cfg.refServer, refServerFlag, "", "internal: run as a reference server on this address")
+	fs.StringVar(&cfg.refKind, refKindFlag, refNetHTTP, "internal: the reference server's kind (net/http or fasthttp)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nCompares the throughput of `imds serve` with a minimal net/http server (needs wrk).\n\nFlags:\n", name)
-		printDefaultsExcept(fs, refServerFlag)
+		printDefaultsExcept(fs, refServerFlag, refKindFlag)
 	}
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -168,16 +182,18 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-connections (%d) must be at least -threads (%d)", cfg.wrk.connections, cfg.wrk.threads)
 	case cfg.startupTimeout <= 0:
 		return config{}, fmt.Errorf("-startup-timeout must be positive, got %s", cfg.startupTimeout)
+	case cfg.instances < 1 || cfg.instances > 1_000_000:
+		return config{}, fmt.Errorf("-instances must be from 1 to 1000000, got %d", cfg.instances)
 	}
 	return cfg, nil
 }
 
-// printDefaultsExcept is fs.PrintDefaults without the hidden flag.
-func printDefaultsExcept(fs *flag.FlagSet, hidden string) {
+// printDefaultsExcept is fs.PrintDefaults without the hidden flags.
+func printDefaultsExcept(fs *flag.FlagSet, hidden ...string) {
 	visible := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
 	visible.SetOutput(fs.Output())
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name != hidden {
+		if !slices.Contains(hidden, f.Name) {
 			visible.Var(f.Value, f.Name, f.Usage)
 			visible.Lookup(f.Name).DefValue = f.DefValue
 		}
