@@ -58,6 +58,8 @@ type File struct {
 	HopDistances    []HopDistance
 	// VMNetwork, if set, is the DHCP/DNS network imds runs for VMs.
 	VMNetwork *VMNetwork
+	// Discovery holds the sources that find instances on their own.
+	Discovery Discovery
 	// Templates, if set, renders user-data from templates.
 	Templates   *Templates
 	Identity    Identity

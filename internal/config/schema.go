@@ -128,6 +128,7 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 		"user_data_templates": func(p string, line int, v *yaml.Node) {
 			f.Templates = d.templates(p, line, v)
 		},
+		"discovery": func(p string, line int, v *yaml.Node) { d.discovery(p, line, v, f) },
 		"vm_network": func(p string, line int, v *yaml.Node) {
 			f.VMNetwork = d.vmNetwork(p, line, v)
 		},
@@ -615,7 +616,7 @@ func (b *instanceBuilder) schema() schema {
 		// origin is shown in documents the server writes; what a document
 		// says is ignored, the server decides.
 		"origin": func(p string, l int, v *yaml.Node) {
-			d.enum(p, l, v, ec2.OriginConfig, ec2.OriginAPI)
+			d.enum(p, l, v, ec2.OriginConfig, ec2.OriginAPI, ec2.OriginDocker)
 		},
 		// events and faults are run-time state the server shows; they are
 		// changed with imds event and imds fault, not through documents.

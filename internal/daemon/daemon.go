@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imdsdev/imds/internal/admin"
@@ -25,6 +26,7 @@ import (
 	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/creds"
 	"github.com/imdsdev/imds/internal/creds/fake"
+	"github.com/imdsdev/imds/internal/discovery/docker"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/fastlog"
 	"github.com/imdsdev/imds/internal/identity"
@@ -116,6 +118,10 @@ type opening struct {
 	requests *audit.Log
 	// roles serve the role credentials (reloads replace them).
 	roles *creds.Roles
+	// docker follows the Docker engine (nil without discovery.docker);
+	// rolesFile is the file whose roles its labels may name.
+	docker    *docker.Source
+	rolesFile atomic.Pointer[config.File]
 }
 
 // Open loads the configuration, opens the data directory and starts the
@@ -164,6 +170,9 @@ func Open(cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
+	if err := d.startDiscovery(o); err != nil {
+		return nil, err
+	}
 	d.newMetrics(o, srv, creds)
 	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
 	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger); err != nil {
@@ -193,6 +202,7 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err != nil {
 		return err
 	}
+	insts, def = withoutImplicitDefault(o.file.Discovery.Docker != nil, o.file, insts, def, d.Logger)
 	o.def = def
 	d.DataDir = firstNonEmpty(o.cfg.DataDir, o.file.DataDir, DefaultDataDir())
 	if err := checkDataDir(d.DataDir); err != nil {
@@ -381,6 +391,8 @@ func (d *Daemon) reload(ctx context.Context, o *opening, prev, next *config.File
 	if err != nil {
 		return reload.Outcome{}, err
 	}
+	// Discovery itself takes a restart: what runs is the start-up file's.
+	insts, def = withoutImplicitDefault(o.file.Discovery.Docker != nil, next, insts, def, d.Logger)
 	userData, err := userDataRenderer(next)
 	if err != nil {
 		return reload.Outcome{}, err
@@ -398,6 +410,7 @@ func (d *Daemon) reload(ctx context.Context, o *opening, prev, next *config.File
 	d.Registry.SetProxies(next.Identity.TrustedProxies, []byte(next.Identity.ProxySecret))
 	d.Metadata.Reconfigure(imds.Settings{AllowedHosts: next.AllowedHosts, HopDistances: hopDistances(next), UserData: userData})
 	sched.Update(next.Schedules())
+	d.discoveryRoles(o, next)
 	changed, restart := reload.Diff(prev, next)
 	return reload.Outcome{Instances: len(insts), Changed: changed, NeedRestart: restart}, nil
 }

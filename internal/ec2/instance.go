@@ -72,7 +72,8 @@ type Instance struct {
 	// MatchMAC recognises requests by the primary interface's MAC through
 	// the kernel neighbour table, for requesters whose address changes.
 	MatchMAC bool
-	// Origin tells where the instance is declared: OriginConfig or OriginAPI.
+	// Origin tells where the instance is declared: OriginConfig, OriginAPI
+	// or a discovery source such as OriginDocker.
 	Origin string
 
 	// Events are the lifecycle events issued so far (run-time state, not
@@ -87,6 +88,10 @@ type Instance struct {
 const (
 	OriginConfig = "config" // declared in the config file: read-only at run time
 	OriginAPI    = "api"    // registered through the admin API and stored
+	// OriginDocker instances are containers found through the Docker
+	// engine, which owns them: they come and go with their containers, and
+	// a request is theirs only when its address and its MAC both agree.
+	OriginDocker = "docker"
 )
 
 // Placement is the placement/ category beyond the availability zone.

@@ -55,16 +55,19 @@ type Registry struct {
 	mu sync.Mutex // serialises changes
 	// writeMu serialises the writers of specs, so that UpdateInstance's
 	// read, change and write sees no other writer in between.
-	writeMu   sync.Mutex
-	idx       atomic.Pointer[index]
-	config    []*ec2.Instance
-	def       Default
-	answering bool                // the implicit default answered unknown requesters at the last change
-	built     bool                // the index was built at least once
-	overlays  map[string]*overlay // run-time events and faults per instance name
-	allFaults ec2.Faults          // faults of every instance
-	done      chan struct{}
-	closeOnce sync.Once
+	writeMu sync.Mutex
+	idx     atomic.Pointer[index]
+	config  []*ec2.Instance
+	// discovered are the instances each discovery source (by origin)
+	// found, derived; see SetDiscovered.
+	discovered map[string][]*ec2.Instance
+	def        Default
+	answering  bool                // the implicit default answered unknown requesters at the last change
+	built      bool                // the index was built at least once
+	overlays   map[string]*overlay // run-time events and faults per instance name
+	allFaults  ec2.Faults          // faults of every instance
+	done       chan struct{}
+	closeOnce  sync.Once
 
 	proxies     atomic.Pointer[proxyTrust] // see SetProxies
 	neigh       atomic.Pointer[neighCache]
@@ -173,6 +176,15 @@ func (r *Registry) rebuild(ctx context.Context) error {
 				continue
 			}
 			next.specs[spec.Name] = spec
+		}
+	}
+	for _, origin := range sortedKeys(r.discovered) {
+		for _, inst := range r.discovered[origin] {
+			if err := next.add(r.withEvents(inst)); err != nil {
+				// The config file, reloaded, now claims what a source found:
+				// the file wins until the source next reports.
+				r.Logger.Warn("discovered instance not served", "instance", inst.Name, "origin", origin, "err", ec2.ErrorMessage(err))
+			}
 		}
 	}
 	if r.def.Name != "" {
@@ -289,6 +301,9 @@ func (r *Registry) LocateInstance(ctx context.Context, req ec2.Requester) (*ec2.
 		}
 	}
 	if inst := x.byAddr[req.Addr]; inst != nil {
+		if inst.Origin == ec2.OriginDocker {
+			return r.boundToMAC(ctx, inst, req.Addr)
+		}
 		return inst, nil
 	}
 	if len(x.byMAC) > 0 && r.Neighbours != nil {
@@ -440,6 +455,8 @@ func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.Instan
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return nil, r.readOnly(name, "changed")
+	case cur.Origin != ec2.OriginAPI:
+		return nil, ownedError(cur, "changed")
 	}
 	spec := x.specs[name].Clone()
 	u.Apply(spec)
@@ -489,6 +506,8 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", spec.Name)
 	case cur != nil && cur.Origin == ec2.OriginConfig:
 		return nil, r.readOnly(spec.Name, "changed")
+	case cur != nil && cur.Origin != ec2.OriginAPI:
+		return nil, ownedError(cur, "changed")
 	}
 	// Check clashes against every other instance before touching the store.
 	trial := &index{byName: map[string]*ec2.Instance{}, byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}}
@@ -531,6 +550,8 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 		return ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	case cur.Origin == ec2.OriginConfig:
 		return r.readOnly(name, "removed")
+	case cur.Origin != ec2.OriginAPI:
+		return ownedError(cur, "removed")
 	}
 	if err := r.Store.DeleteInstance(ctx, name); err != nil {
 		return err

@@ -160,6 +160,7 @@ func Diff(prev, next *config.File) (changed, restart []string) {
 		{"credentials", prev.Credentials, next.Credentials, false},
 		{"limits", prev.Limits, next.Limits, false},
 		{"vm_network", prev.VMNetwork, next.VMNetwork, false},
+		{"discovery", prev.Discovery, next.Discovery, false},
 	} {
 		if reflect.DeepEqual(c.prev, c.next) {
 			continue
