@@ -88,6 +88,30 @@ func TestCLIUsageErrors(t *testing.T) {
 	}
 }
 
+// TestCLIEnvErrors: a bad value from an IMDS_* variable is blamed on the
+// variable, not on a flag the user never typed.
+func TestCLIEnvErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		env, value string
+		args       []string
+		want       string
+	}{
+		{"IMDS_ADMIN_URL", "ftp://host", []string{"instance", "list"}, `environment variable IMDS_ADMIN_URL: must be an http:// or https:// URL`},
+		{"IMDS_ADMIN_TOKEN_FILE", "token", []string{"fault", "get", "--all"}, "environment variable IMDS_ADMIN_TOKEN_FILE: only used with --admin-url"},
+		{"IMDS_IMDSV2", "maybe", []string{"serve", "--data-dir", dir}, `environment variable IMDS_IMDSV2: must be optional or required, got "maybe"`},
+		{"IMDS_LOG_FORMAT", "xml", []string{"serve", "--data-dir", dir}, `environment variable IMDS_LOG_FORMAT: must be text or json, got "xml"`},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Setenv(tt.env, tt.value)
+			mustFailCLI(t, tt.want, tt.args...)
+		})
+	}
+	// The flag, when given, wins and is the one named.
+	t.Setenv("IMDS_IMDSV2", "maybe")
+	mustFailCLI(t, `--imdsv2: must be optional or required, got "never"`, "serve", "--imdsv2", "never", "--data-dir", dir)
+}
+
 // TestCLIConventions checks what every command shares: --version, help on
 // a group alone, serve's help, repeatable flags that are repeatable
 // everywhere.

@@ -43,31 +43,40 @@ func (f *adminFlags) register(fs *pflag.FlagSet) {
 // client returns a client of the admin API the flags (or their environment
 // variables) name.
 func (f *adminFlags) client(fs *pflag.FlagSet) (*admin.Client, error) {
+	// source names where a value came from, so that a bad one is blamed
+	// on the variable when the user never typed the flag.
+	source := map[string]string{}
 	value := func(flag, cur string) string {
+		source[flag] = "--" + flag
 		if fs.Changed(flag) {
 			return cur
 		}
-		return firstNonEmpty(os.Getenv("IMDS_"+strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))), cur)
+		env := "IMDS_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+		if v := os.Getenv(env); v != "" {
+			source[flag] = "environment variable " + env
+			return v
+		}
+		return cur
 	}
 	socket := value("admin-socket", f.socket)
 	base := value("admin-url", f.url)
 	tokenFile := value("admin-token-file", f.tokenFile)
 	if base == "" {
 		if tokenFile != "" {
-			return nil, errors.New("--admin-token-file: only used with --admin-url")
+			return nil, fmt.Errorf("%s: only used with --admin-url", source["admin-token-file"])
 		}
 		return admin.NewClient(firstNonEmpty(socket, admin.DefaultSocket())), nil
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--admin-url: must be an http:// or https:// URL like http://127.0.0.1:1339, got %q", base)
+		return nil, fmt.Errorf("%s: must be an http:// or https:// URL like http://127.0.0.1:1339, got %q", source["admin-url"], base)
 	}
 	if tokenFile == "" {
-		return nil, errors.New("--admin-url: the admin API on TCP needs --admin-token-file")
+		return nil, fmt.Errorf("%s: the admin API on TCP needs --admin-token-file", source["admin-url"])
 	}
 	token, err := admin.ReadTokenFile(tokenFile, false)
 	if err != nil {
-		return nil, fmt.Errorf("--admin-token-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", source["admin-token-file"], err)
 	}
 	return admin.NewTCPClient(base, token), nil
 }
