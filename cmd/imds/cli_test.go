@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -137,6 +138,17 @@ func TestCLIConventions(t *testing.T) {
 			t.Errorf("serve --%s: usage %q does not say its default and its environment variable", f.Name, f.Usage)
 		}
 	})
+
+	// The first go run compiles for a while in silence: the quick start says so.
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, quick, _ := strings.Cut(string(readme), "## Quick start")
+	quick, _, _ = strings.Cut(quick, "```sh")
+	if !strings.Contains(quick, "the first `go run`") {
+		t.Errorf("README's quick start does not warn that the first go run compiles silently:\n%s", quick)
+	}
 
 	// A flag that can be given several times somewhere can be everywhere.
 	repeatable := map[string]bool{"netns": true, "bridge": true, "ip": true, "tag": true, "listen": true}
