@@ -131,6 +131,7 @@ var allowedVars = map[string]string{
 	"internal/ec2.MaintenanceCodes":             "read-only vocabulary",
 	"internal/ec2.AutoscalingStates":            "read-only vocabulary",
 	"internal/fastlog.bufPool":                  "a sync.Pool holds no state callers can see",
+	"internal/dashboard.staticFiles":            "embedded files, read-only",
 	"internal/imds.DefaultVersions":             "read-only list of API versions",
 	"internal/imds.smallLengths":                "read-only precomputed header values",
 	"internal/imds.textPlain":                   "read-only header value, shared to avoid allocation",

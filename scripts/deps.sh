@@ -11,7 +11,7 @@ set -euo pipefail
 # machine (see install_apt_packages).
 # debootstrap: the fresh Debian 12 root the package tests install the .deb into;
 # zip and unzip: the module zip of scripts/check-go-install.sh.
-APT_PACKAGES=(python3-botocore cloud-init wrk openssl ca-certificates iproute2 nftables curl dnsmasq-base busybox libvirt-clients make git gcc debootstrap zip unzip)
+APT_PACKAGES=(python3-botocore cloud-init wrk openssl ca-certificates iproute2 nftables curl dnsmasq-base busybox libvirt-clients make git gcc debootstrap zip unzip chromium)
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"

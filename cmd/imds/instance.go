@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -138,42 +136,41 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 		if s == "" {
 			continue
 		}
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
-			return fmt.Errorf("--ip: %q is not an IP address", s)
+		a, err := ec2.ParseSourceAddr(s)
+		if err != nil {
+			return fmt.Errorf("--ip: %w", err)
 		}
-		f.addrs = append(f.addrs, a.String())
+		f.addrs = append(f.addrs, a)
 	}
 	if f.mac != "" {
-		hw, err := net.ParseMAC(f.mac)
-		if err != nil || len(hw) != 6 {
-			return fmt.Errorf("--mac: %q is not a MAC address like 02:00:00:00:00:01", f.mac)
+		mac, err := ec2.ParseMACAddr(f.mac)
+		if err != nil {
+			return fmt.Errorf("--mac: %w", err)
 		}
-		f.mac = hw.String()
+		f.mac = mac
 	}
 	f.tagEdits = nil
 	for _, t := range f.tags {
-		if key, ok := strings.CutSuffix(t, "-"); set && ok && key != "" && !strings.Contains(t, "=") {
-			f.tagEdits = append(f.tagEdits, ec2.TagEdit{Key: key, Remove: true})
-			continue
+		e, err := ec2.ParseTagEdit(t, set)
+		if err != nil {
+			return fmt.Errorf("--tag: %w", err)
 		}
-		key, value, ok := strings.Cut(t, "=")
-		if !ok || key == "" {
-			if set {
-				return fmt.Errorf("--tag: %q must be KEY=VALUE, or KEY- to remove a tag", t)
-			}
-			return fmt.Errorf("--tag: %q must be KEY=VALUE", t)
+		f.tagEdits = append(f.tagEdits, e)
+	}
+	if fs.Changed("imdsv2") {
+		if err := ec2.CheckTokensMode(f.imdsv2); err != nil {
+			return fmt.Errorf("--imdsv2: %w", err)
 		}
-		f.tagEdits = append(f.tagEdits, ec2.TagEdit{Key: key, Value: value})
 	}
-	if fs.Changed("imdsv2") && f.imdsv2 != ec2.TokensOptional && f.imdsv2 != ec2.TokensRequired {
-		return fmt.Errorf("--imdsv2: must be optional or required, got %q", f.imdsv2)
+	if fs.Changed("instance-type") {
+		if err := ec2.CheckNotEmpty(f.instanceType); err != nil {
+			return fmt.Errorf("--instance-type: %w", err)
+		}
 	}
-	if fs.Changed("instance-type") && f.instanceType == "" {
-		return errors.New("--instance-type: must not be empty")
-	}
-	if fs.Changed("region") && f.region == "" {
-		return errors.New("--region: must not be empty")
+	if fs.Changed("region") {
+		if err := ec2.CheckNotEmpty(f.region); err != nil {
+			return fmt.Errorf("--region: %w", err)
+		}
 	}
 	if fs.Changed("hop-limit") && (f.hopLimit < 1 || f.hopLimit > 64) {
 		return fmt.Errorf("--hop-limit: must be between 1 and 64, got %d", f.hopLimit)

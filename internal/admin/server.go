@@ -39,6 +39,16 @@ type Server struct {
 	Events      ec2.EventService // nil answers EUNSUPPORTED
 	Faults      ec2.FaultService // nil answers EUNSUPPORTED
 	Logger      *slog.Logger
+	// Metadata resolves paths of an instance's metadata tree for
+	// GET /v1/instances/{name}/metadata; nil answers EUNSUPPORTED.
+	Metadata MetadataFunc
+	// Status fills GET /v1/server with what the admin API does not know
+	// itself (listeners, roles, VM network); nil leaves those empty.
+	Status func(ctx context.Context) (StatusDocument, error)
+	// Dashboard, if set, is served under /dashboard/ on the TCP listener.
+	// It does its own checks (browsers send Origin, which the API refuses):
+	// it must authenticate its users and protect its state changes.
+	Dashboard http.Handler
 
 	// SocketPath is the Unix socket to listen on. It is created with mode
 	// 0600, its directory with 0700 when missing. A socket file left by a dead
@@ -229,6 +239,7 @@ func (s *Server) Handler() http.Handler {
 		route("PUT /v1/faults", s.handleFaultsSet)
 		route("GET /v1/faults", s.handleFaultsGet)
 		route("DELETE /v1/faults", s.handleFaultsClear)
+		s.viewRoutes(route)
 		if s.Metrics != nil {
 			mux.Handle("GET /metrics", s.Metrics)
 			route("/metrics", func(w http.ResponseWriter, r *http.Request) error {
@@ -258,7 +269,21 @@ func (s *Server) Handler() http.Handler {
 		route("/", func(_ http.ResponseWriter, r *http.Request) error {
 			return ec2.Errorf(ec2.ENOTFOUND, "no such admin API path: %s", r.URL.Path)
 		})
-		s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveHTTP(w, r, mux) })
+		var dashboard http.Handler
+		if s.Dashboard != nil {
+			dashboard = http.StripPrefix("/dashboard", s.Dashboard)
+		}
+		s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if dashboard != nil && !viaUnix(r) && r.URL.Path == "/dashboard" {
+				http.Redirect(w, r, "/dashboard/", http.StatusMovedPermanently)
+				return
+			}
+			if dashboard != nil && !viaUnix(r) && strings.HasPrefix(r.URL.Path, "/dashboard/") {
+				dashboard.ServeHTTP(w, r)
+				return
+			}
+			s.serveHTTP(w, r, mux)
+		})
 	})
 	return s.handler
 }

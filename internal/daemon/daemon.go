@@ -118,6 +118,8 @@ type opening struct {
 	requests *audit.Log
 	// roles serve the role credentials (reloads replace them).
 	roles *creds.Roles
+	// views feed the admin API's views; reloads update their file.
+	views *views
 	// docker follows the Docker engine (nil without discovery.docker);
 	// rolesFile is the file whose roles its labels may name.
 	docker    *docker.Source
@@ -175,7 +177,10 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	}
 	d.newMetrics(o, srv, creds)
 	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
-	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger); err != nil {
+	v := &views{srv: srv, roles: creds, reg: d.Registry, clk: o.clk, dataDir: d.DataDir, cfgPath: cfg.ConfigPath, vmnet: o.file.VMNetwork}
+	v.file.Store(o.file)
+	o.views = v
+	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger, v.attach); err != nil {
 		return nil, err
 	}
 	d.onClose(d.Admin.Close)
@@ -190,6 +195,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	}
 	d.Metadata = srv
 	d.onClose(srv.Close)
+	v.opened(srv)
 	d.logStart(o)
 	d.startWatchers(o)
 	return d, nil
@@ -410,6 +416,7 @@ func (d *Daemon) reload(ctx context.Context, o *opening, prev, next *config.File
 	d.Registry.SetProxies(next.Identity.TrustedProxies, []byte(next.Identity.ProxySecret))
 	d.Metadata.Reconfigure(imds.Settings{AllowedHosts: next.AllowedHosts, HopDistances: hopDistances(next), UserData: userData})
 	sched.Update(next.Schedules())
+	o.views.file.Store(next)
 	d.discoveryRoles(o, next)
 	changed, restart := reload.Diff(prev, next)
 	return reload.Outcome{Instances: len(insts), Changed: changed, NeedRestart: restart}, nil
@@ -459,7 +466,8 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, *fastlog.Writer
 
 // openAdmin opens the admin API on its Unix socket and, when the config
 // asks, on TCP with the bearer token read from admin.token_file.
-func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, m *metrics.Metrics, logger *slog.Logger) (*admin.Server, error) {
+// attach sets the remaining fields (views, dashboard) before it opens.
+func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.CredentialRotator, requests ec2.RequestLog, m *metrics.Metrics, logger *slog.Logger, attach func(*admin.Server)) (*admin.Server, error) {
 	a := admin.NewServer()
 	a.Service, a.Credentials, a.Events, a.Faults, a.Requests, a.Logger = reg, rot, reg, reg, requests, logger
 	a.Metrics = m.Handler()
@@ -475,6 +483,7 @@ func openAdmin(cfg Config, file *config.File, reg *registry.Registry, rot ec2.Cr
 		}
 		a.TCPAddr, a.Token = file.Admin.Listen, token
 	}
+	attach(a)
 	if err := a.Open(); err != nil {
 		return nil, err
 	}
