@@ -151,7 +151,7 @@ func TestCLIConventions(t *testing.T) {
 	}
 
 	// A flag that can be given several times somewhere can be everywhere.
-	repeatable := map[string]bool{"netns": true, "bridge": true, "ip": true, "tag": true, "listen": true}
+	repeatable := map[string]bool{"netns": true, "bridge": true, "ip": true, "tag": true}
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		c.Flags().VisitAll(func(f *pflag.Flag) {
