@@ -23,9 +23,9 @@ func newCACommand() *cobra.Command {
 		Long: `imds ca cert prints the certificate of the key that signs the identity
 documents of the server using --data-dir. It never creates one: the server
 creates the key and certificate on its first start.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
+			if _, err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
 			dir := firstNonEmpty(dataDir, daemon.DefaultDataDir())

@@ -13,7 +13,7 @@ func newCredsCommand() *cobra.Command {
 	c.AddCommand(&cobra.Command{
 		Use:   "rotate [ROLE]",
 		Short: "Replace the credentials of ROLE (all roles without one) in the running server now",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  needArgs(0, 1, "at most one ROLE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			client, err := af.client(cmd.Flags())
 			if err != nil {

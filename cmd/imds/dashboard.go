@@ -34,7 +34,7 @@ one-time login token; open it in a browser on this machine. It runs until
 interrupted.`,
 		Example: `  imds dashboard
   imds dashboard --listen 127.0.0.1:8080`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ap, err := netip.ParseAddrPort(listen)
 			if err != nil {

@@ -26,7 +26,7 @@ func newDBCommand() *cobra.Command {
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Verify every page and record of DATA_DIR/imds.db, changing nothing",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, found, err := bolt.Check(file())
 			if err != nil {
@@ -45,7 +45,7 @@ func newDBCommand() *cobra.Command {
 	dump := &cobra.Command{
 		Use:   "dump",
 		Short: "Write every readable instance record of DATA_DIR/imds.db to stdout as JSON",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, skipped, err := bolt.Dump(file(), cmd.OutOrStdout())
 			for _, s := range skipped {
@@ -61,7 +61,7 @@ func newDBCommand() *cobra.Command {
 	restore := &cobra.Command{
 		Use:   "restore DUMP",
 		Short: "Create DATA_DIR/imds.db from the output of imds db dump (never replaces a file)",
-		Args:  cobra.ExactArgs(1),
+		Args:  needArgs(1, 1, "a DUMP file (from imds db dump)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
 			if err != nil {

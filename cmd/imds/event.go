@@ -74,7 +74,7 @@ output shows the notice as scheduled. A time in the past is refused.
 
 A new notice replaces the instance's earlier one at once, shown or scheduled;
 the output says which it replaced. imds event clear withdraws it.`,
-		Args: cobra.ExactArgs(1),
+		Args: instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if err := check(); err != nil {
@@ -117,7 +117,7 @@ func newEventRebalanceCommand(check func() error, send eventSender) *cobra.Comma
 	return &cobra.Command{
 		Use:   "rebalance NAME",
 		Short: "Issue a rebalance recommendation (events/recommendations/rebalance)",
-		Args:  cobra.ExactArgs(1),
+		Args:  instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := check(); err != nil {
 				return err
@@ -138,7 +138,7 @@ func newEventMaintenanceCommand(check func() error, send eventSender, now func()
 		Use: "maintenance NAME [--code CODE] [--description TEXT] [--in 1h | --not-before TIME] [--duration 20m]\n" +
 			"  imds event maintenance NAME --complete EVENT_ID | --cancel EVENT_ID",
 		Short: "Schedule a maintenance event (events/maintenance/scheduled), or complete or cancel one",
-		Args:  cobra.ExactArgs(1),
+		Args:  instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if err := check(); err != nil {
@@ -208,7 +208,7 @@ func newEventASGCommand(check func() error, send eventSender) *cobra.Command {
 		Short: "Set the Auto Scaling target lifecycle state (autoscaling/target-lifecycle-state)",
 		Long: "Set the Auto Scaling target lifecycle state (autoscaling/target-lifecycle-state).\n\n" +
 			"STATE is one of " + strings.Join(ec2.AutoscalingStates, ", ") + ".",
-		Args: cobra.ExactArgs(2),
+		Args: instanceArgs(2, 2, 1, "an instance NAME and a STATE ("+strings.Join(ec2.AutoscalingStates, ", ")+")"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := check(); err != nil {
 				return err
@@ -232,7 +232,7 @@ history (events/maintenance/history is empty afterwards), and the Auto
 Scaling target lifecycle state an asg event set (the instance's own from the
 config comes back). The instance stays a spot instance only if it was one.
 Faults are not events: imds fault clear removes those.`,
-		Args: cobra.ExactArgs(1),
+		Args: instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := check(); err != nil {
 				return err

@@ -183,14 +183,14 @@ func TestEventFlagValidation(t *testing.T) {
 		want string
 	}{
 		{[]string{"spot", "web-1", "--action", "explode"}, `--action: must be one of terminate, stop, hibernate, got "explode"`},
-		{[]string{"spot", "web-1", "--in", "soon"}, `"--in"`},
+		{[]string{"spot", "web-1", "--in", "soon"}, `--in: must be a duration like 30s, 5m or 1h, got "soon"`},
 		{[]string{"spot", "web-1", "--in", "0s"}, "--in: must be positive"},
 		{[]string{"spot", "web-1", "--at", "tomorrow"}, `--at: must be an RFC 3339 time like 2026-01-02T15:04:05Z, got "tomorrow"`},
 		{[]string{"spot", "web-1", "--in", "1m", "--at", "2026-01-02T15:04:05Z"}, "--in and --at: give one of them"},
 		{[]string{"spot", "web-1", "--at", "2020-01-02T15:04:05+01:00"}, "--at: 2020-01-02T14:04:05Z is in the past (now is "},
-		{[]string{"spot"}, "accepts 1 arg(s), received 0"},
+		{[]string{"spot"}, "event spot needs an instance NAME"},
 		{[]string{"maintenance", "web-1", "--code", "reboot"}, `--code: must be one of instance-reboot, system-reboot,`},
-		{[]string{"maintenance", "web-1", "--duration", "20"}, `"--duration"`},
+		{[]string{"maintenance", "web-1", "--duration", "20"}, `--duration: must be a duration like 30s, 5m or 1h, got "20"`},
 		{[]string{"maintenance", "web-1", "--duration", "-5m"}, "--duration: must be positive"},
 		{[]string{"maintenance", "web-1", "--in", "-1h"}, "--in: must not be negative"},
 		{[]string{"maintenance", "web-1", "--not-before", "2026-01-02"}, "--not-before: must be an RFC 3339 time"},
@@ -199,7 +199,7 @@ func TestEventFlagValidation(t *testing.T) {
 		{[]string{"maintenance", "web-1", "--cancel", "e1", "--code", "system-reboot"}, "--cancel and --code: cannot be combined"},
 		{[]string{"maintenance", "web-1", "--complete", ""}, "--complete: needs an event ID"},
 		{[]string{"asg", "web-1", "Gone"}, `STATE: must be one of Detached, InService,`},
-		{[]string{"asg", "web-1"}, "accepts 2 arg(s), received 1"},
+		{[]string{"asg", "web-1"}, "event asg needs an instance NAME and a STATE (Detached, InService,"},
 		{[]string{"clear", "web-1", "-o", "xml"}, `-o/--output: must be table, json or yaml, got "xml"`},
 	} {
 		args := append(append([]string{"event"}, tt.args...), sock)

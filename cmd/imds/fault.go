@@ -74,6 +74,9 @@ func faultTarget(args []string, all bool) (string, error) {
 	case args[0] == "":
 		return "", errors.New("NAME: must not be empty; use --all for every instance")
 	}
+	if err := ec2.CheckName(args[0]); err != nil {
+		return "", err
+	}
 	return args[0], nil
 }
 
@@ -166,7 +169,7 @@ func newFaultSetCommand(run faultRunner) *cobra.Command {
 		Short: "Replace the faults of an instance, or of every instance, with exactly the ones the flags give",
 		Long: "Replace the faults of an instance, or of every instance with --all, with exactly the ones the flags\n" +
 			"give: a fault whose flag is left out is turned off, so set with no fault flag clears them all.",
-		Args: cobra.MaximumNArgs(1),
+		Args: needArgs(0, 1, "one instance NAME or --all"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			faults, err := ff.faults(cmd.Flags())
 			if err != nil {
@@ -187,7 +190,7 @@ func newFaultGetCommand(run faultRunner) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get NAME|--all",
 		Short: "Show the faults of an instance, or of every instance",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  needArgs(0, 1, "one instance NAME or --all"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(cmd, args, all, func(client *admin.Client, name string) (ec2.Faults, error) {
 				return client.GetFaults(cmd.Context(), name)
@@ -205,7 +208,7 @@ func newFaultClearCommand(run faultRunner) *cobra.Command {
 		Short: "Turn every fault of an instance, or of every instance, off",
 		Long: "Turn every fault of an instance off, or with --all the faults set for every instance\n" +
 			"(an instance's own faults stay).",
-		Args: cobra.MaximumNArgs(1),
+		Args: needArgs(0, 1, "one instance NAME or --all"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(cmd, args, all, func(client *admin.Client, name string) (ec2.Faults, error) {
 				return ec2.Faults{}, client.ClearFaults(cmd.Context(), name)

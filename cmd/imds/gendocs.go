@@ -22,7 +22,7 @@ func newGendocsCommand() *cobra.Command {
 		Use:    "gendocs",
 		Short:  "Write man pages and shell completions generated from the commands",
 		Hidden: true,
-		Args:   cobra.NoArgs,
+		Args:   noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if manDir == "" && complDir == "" {
 				return fmt.Errorf("nothing to do: give --man-dir and/or --completion-dir")

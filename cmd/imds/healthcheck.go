@@ -30,7 +30,7 @@ healthy, and with --url also requests that URL of its metadata listener,
 which must answer as imds does (any status: a requester that matches no
 instance gets 404, which still means the listener is up). It is meant for
 HEALTHCHECK in a container image, which has no shell; it gives up after 5s.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), healthTimeout)
 			defer cancel()

@@ -41,31 +41,40 @@ func (f *adminFlags) register(fs *pflag.FlagSet) {
 // client returns a client of the admin API the flags (or their environment
 // variables) name.
 func (f *adminFlags) client(fs *pflag.FlagSet) (*admin.Client, error) {
+	// source names where a value came from, so that a bad one is blamed
+	// on the variable when the user never typed the flag.
+	source := map[string]string{}
 	value := func(flag, cur string) string {
+		source[flag] = "--" + flag
 		if fs.Changed(flag) {
 			return cur
 		}
-		return firstNonEmpty(os.Getenv("IMDS_"+strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))), cur)
+		env := "IMDS_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+		if v := os.Getenv(env); v != "" {
+			source[flag] = "environment variable " + env
+			return v
+		}
+		return cur
 	}
 	socket := value("admin-socket", f.socket)
 	base := value("admin-url", f.url)
 	tokenFile := value("admin-token-file", f.tokenFile)
 	if base == "" {
 		if tokenFile != "" {
-			return nil, errors.New("--admin-token-file: only used with --admin-url")
+			return nil, fmt.Errorf("%s: only used with --admin-url", source["admin-token-file"])
 		}
 		return admin.NewClient(firstNonEmpty(socket, admin.DefaultSocket())), nil
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--admin-url: must be an http:// or https:// URL like http://127.0.0.1:1339, got %q", base)
+		return nil, fmt.Errorf("%s: must be an http:// or https:// URL like http://127.0.0.1:1339, got %q", source["admin-url"], base)
 	}
 	if tokenFile == "" {
-		return nil, errors.New("--admin-url: the admin API on TCP needs --admin-token-file")
+		return nil, fmt.Errorf("%s: the admin API on TCP needs --admin-token-file", source["admin-url"])
 	}
 	token, err := admin.ReadTokenFile(tokenFile, false)
 	if err != nil {
-		return nil, fmt.Errorf("--admin-token-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", source["admin-token-file"], err)
 	}
 	return admin.NewTCPClient(base, token), nil
 }
@@ -81,6 +90,7 @@ type instanceFlags struct {
 	imdsv2       string
 	instanceType string
 	region       string
+	hopLimit     int
 
 	// Set by load.
 	addrs    []string
@@ -102,10 +112,11 @@ func (f *instanceFlags) register(fs *pflag.FlagSet, set bool) {
 	fs.StringVar(&f.imdsv2, "imdsv2", "", "IMDSv2 `mode`: optional or required")
 	fs.StringVar(&f.instanceType, "instance-type", "", "instance `type`, e.g. t3.small")
 	fs.StringVar(&f.region, "region", "", "`region`, e.g. eu-west-1")
+	fs.IntVar(&f.hopLimit, "hop-limit", 0, "`hops` a token response may travel, 1-64 (HttpPutResponseHopLimit; default 1, 2 for containers behind a bridge)")
 }
 
 // flagNames are the flags of instanceFlags, for messages.
-var flagNames = []string{"ip", "mac", "role", "user-data", "tag", "imdsv2", "instance-type", "region"}
+var flagNames = []string{"ip", "mac", "role", "user-data", "tag", "imdsv2", "instance-type", "region", "hop-limit"}
 
 // changed reports whether any instance flag was given.
 func (f *instanceFlags) changed(fs *pflag.FlagSet) bool {
@@ -161,6 +172,9 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 			return fmt.Errorf("--region: %w", err)
 		}
 	}
+	if fs.Changed("hop-limit") && (f.hopLimit < 1 || f.hopLimit > 64) {
+		return fmt.Errorf("--hop-limit: must be between 1 and 64, got %d", f.hopLimit)
+	}
 	f.userDoc = nil
 	if fs.Changed("user-data") && f.userData != "" {
 		data, err := readInput(f.userData, stdin)
@@ -199,6 +213,9 @@ func (f *instanceFlags) update(fs *pflag.FlagSet) ec2.InstanceUpdate {
 	}
 	if fs.Changed("region") {
 		u.Region = &f.region
+	}
+	if fs.Changed("hop-limit") {
+		u.HopLimit = &f.hopLimit
 	}
 	return u
 }
@@ -261,7 +278,7 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 		Short: "Register an instance (or every instance of a YAML or JSON file) with the running server",
 		Example: `  imds instance add web-1 --ip 10.0.0.5 --role web-role --tag env=dev --user-data cloud-init.yaml
   imds instance add --from-file instances.yaml`,
-		Args: cobra.MaximumNArgs(1),
+		Args: instanceArgs(0, 1, -1, "one instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if err := outputFormat(output); err != nil {
@@ -294,7 +311,7 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 					return errors.New("--from-file: needs a file name (- for standard input)")
 				}
 			} else if len(args) == 0 {
-				return errors.New("add needs an instance NAME, or --from-file FILE")
+				return errors.New("instance add needs an instance NAME, --from-file FILE or --from-libvirt DOMAIN.xml")
 			}
 			var spec *ec2.Instance
 			if len(args) == 1 {
@@ -374,7 +391,7 @@ func newInstanceListCommand(af *adminFlags) *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the instances of the running server",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := outputFormat(output); err != nil {
 				return err
@@ -402,7 +419,7 @@ func newInstanceGetCommand(af *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show an instance of the running server, with every derived value (--spec: as given)",
-		Args:  cobra.ExactArgs(1),
+		Args:  instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := outputFormat(output); err != nil {
 				return err
@@ -436,8 +453,9 @@ func newInstanceSetCommand(af *adminFlags) *cobra.Command {
 		Use:   "set NAME [flags]",
 		Short: "Change some settings of an instance registered with the running server",
 		Example: `  imds instance set web-1 --imdsv2 required --tag env=prod --tag scratch-
-  imds instance set web-1 --ip 10.0.0.6 --ip fd00::6`,
-		Args: cobra.ExactArgs(1),
+  imds instance set web-1 --ip 10.0.0.6 --ip fd00::6
+  imds instance set web-1 --hop-limit 2`,
+		Args: instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if err := outputFormat(output); err != nil {
@@ -471,7 +489,7 @@ func newInstanceRmCommand(af *adminFlags) *cobra.Command {
 		Use:     "rm NAME...",
 		Aliases: []string{"remove"},
 		Short:   "Remove instances registered with the running server",
-		Args:    cobra.MinimumNArgs(1),
+		Args:    instanceArgs(1, -1, -1, "one or more instance NAMEs"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := af.client(cmd.Flags())
 			if err != nil {

@@ -250,7 +250,7 @@ func TestInstanceFlagValidation(t *testing.T) {
 		{[]string{"add", "x", "--mac", "zz:zz"}, `--mac: "zz:zz" is not a MAC address`},
 		{[]string{"add", "x", "--imdsv2", "sometimes"}, `--imdsv2: must be optional or required, got "sometimes"`},
 		{[]string{"add", "x", "--region", ""}, "--region: must not be empty"},
-		{[]string{"add"}, "add needs an instance NAME, or --from-file FILE"},
+		{[]string{"add"}, "instance add needs an instance NAME, --from-file FILE or --from-libvirt DOMAIN.xml"},
 		{[]string{"add", "x", "--from-file", "f.yaml"}, "--from-file: cannot be combined"},
 		{[]string{"add", "--from-file", "f.yaml", "--tag", "a=b"}, "--from-file: cannot be combined"},
 		{[]string{"list", "-o", "xml"}, `-o/--output: must be table, json or yaml, got "xml"`},

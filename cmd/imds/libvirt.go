@@ -79,7 +79,7 @@ output, which libvirt would read as a changed domain XML on "migrate".`,
 		Example: `  # /etc/libvirt/hooks/qemu
   #!/bin/sh
   exec /usr/local/bin/imds libvirt hook --network default "$@"`,
-		Args: cobra.RangeArgs(2, 4),
+		Args: needArgs(2, 4, "a DOMAIN and an OPERATION (as libvirt calls its qemu hook)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			err := libvirtHook(cmd, af, args[0], args[1], network)
 			if err == nil {
@@ -140,7 +140,7 @@ func newLibvirtInstallHookCommand() *cobra.Command {
 "libvirt hook" with the admin flags given here. An existing hook that was not written
 by install-hook is left alone. libvirtd only finds a new hook script when it starts:
 restart it (systemctl restart libvirtd, or virtqemud) afterwards.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := hookBinary(binary)
 			if err != nil {

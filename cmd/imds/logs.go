@@ -38,11 +38,12 @@ every instance and unknown requesters without a name; with -f, follow the new
 ones as they happen (a reader that falls far behind misses some).`,
 		Example: `  imds logs web-1
   imds logs -f
-  imds logs web-1 -n 20 -o json`,
-		Args: cobra.MaximumNArgs(1),
+  imds logs web-1 -n 20 -o json
+  imds logs web-1 -o yaml`,
+		Args: instanceArgs(0, 1, -1, "at most one instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o/--output: must be table or json, got %q", output)
+			if err := outputFormat(output); err != nil {
+				return err
 			}
 			if limit < 0 {
 				return fmt.Errorf("-n/--tail: must be >= 0, got %d", limit)
@@ -105,7 +106,7 @@ ones as they happen (a reader that falls far behind misses some).`,
 	fs := c.Flags()
 	fs.BoolVarP(&follow, "follow", "f", false, "follow the new requests as they happen, until interrupted")
 	fs.IntVarP(&limit, "tail", "n", 0, "show the last `N` requests (0: all kept); with -f, the last N before following")
-	fs.StringVarP(&output, "output", "o", "table", "output `format`: table, or json (one object per line)")
+	fs.StringVarP(&output, "output", "o", "table", "output `format`: table, json (one object per line) or yaml (one document per request)")
 	return c
 }
 
@@ -152,11 +153,22 @@ func (p *logPrinter) row(cols []string) {
 }
 
 func (p *logPrinter) print(r ec2.RequestRecord) {
-	if p.format == "json" {
+	switch p.format {
+	case "json":
 		line, err := json.Marshal(admin.NewRequestDocument(r))
 		if err == nil {
 			p.buf.Write(line)
 			p.buf.WriteByte('\n')
+		}
+		return
+	case "yaml":
+		// A stream of documents, so that -f can write each as it comes.
+		line, err := json.Marshal(admin.NewRequestDocument(r))
+		if err == nil {
+			if doc, err := jsonToYAML(line); err == nil {
+				p.buf.WriteString("---\n")
+				p.buf.Write(doc)
+			}
 		}
 		return
 	}
@@ -237,7 +249,7 @@ would fail once the instance requires IMDSv2 (http-tokens required), and the
 paths and user agents by number of requests.`,
 		Example: `  imds report web-1
   imds report web-1 -o json`,
-		Args: cobra.ExactArgs(1),
+		Args: instanceArgs(1, 1, -1, "an instance NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := outputFormat(output); err != nil {
 				return err

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/imdsdev/imds/internal/admin"
 	"github.com/imdsdev/imds/internal/admin/admintest"
 	"github.com/imdsdev/imds/internal/audit"
@@ -118,8 +120,27 @@ func TestLogsCommand(t *testing.T) {
 	if errOut, code = runLogsCLI(context.Background(), io.Discard, "logs", "nope", sock); code == 0 || !strings.Contains(errOut, `no instance named "nope"`) {
 		t.Errorf("unknown instance: exit %d: %s", code, errOut)
 	}
-	if errOut, code = runLogsCLI(context.Background(), io.Discard, "logs", "-o", "yaml", sock); code == 0 || !strings.Contains(errOut, "table or json") {
-		t.Errorf("-o yaml: exit %d: %s", code, errOut)
+	// -o yaml: a stream of documents, one per request, in the fields of -o json.
+	out = mustRunLogsCLI(t, "logs", "web", "-o", "yaml", sock)
+	dec := yaml.NewDecoder(strings.NewReader(out))
+	n = 0
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("-o yaml: %v\n%s", err, out)
+		}
+		if d["instance"] != "web" {
+			t.Errorf("-o yaml document: %v", d)
+		}
+		n++
+	}
+	if n != 6 || strings.Count(out, "---\n") != n {
+		t.Errorf("-o yaml: %d documents:\n%s", n, out)
+	}
+	if errOut, code = runLogsCLI(context.Background(), io.Discard, "logs", "-o", "xml", sock); code == 0 || !strings.Contains(errOut, `-o/--output: must be table, json or yaml, got "xml"`) {
+		t.Errorf("-o xml: exit %d: %s", code, errOut)
 	}
 }
 

@@ -38,7 +38,7 @@ of --netns) and the bridges of --bridge, in addition to what an earlier
 imds net up set up there: bridges add up, --ipv6 once given stays, and
 without --port the recorded port stays. A recorded bridge that no longer
 exists is dropped. It prints what it changed.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case cmd.Flags().Changed("port"):
@@ -78,7 +78,7 @@ exists is dropped. It prints what it changed.`,
 		Long: `imds net down removes what imds net up set up: the table inet imds and the
 addresses up added. With --bridge it removes only the rules of those bridges
 and leaves the rest.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var changes []netsetup.Change
 			var err error
@@ -115,7 +115,7 @@ Without --netns it looks at the host and at every network namespace imds net
 up recorded in --state-dir; without --port it checks the port (and the
 bridges) that imds net up recorded there, else 1338. It exits non-zero only
 when a path is broken.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("port") {
 				if err := checkPort(statusPort); err != nil {

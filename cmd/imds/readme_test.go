@@ -158,12 +158,14 @@ func TestServeErrors(t *testing.T) {
 			[]string{bad + ":3: instance.regoin: unknown key", bad + ":4: instance.imdsv2: "}},
 		{"missing config", []string{"serve", "--config", filepath.Join(dir, "nope.yaml")}, nil, []string{"nope.yaml"}},
 		{"bad imdsv2 flag", []string{"serve", "--imdsv2", "sometimes", "--data-dir", dir}, nil, []string{"--imdsv2: must be optional or required"}},
-		{"bad env", []string{"serve", "--data-dir", dir}, []string{"IMDS_IMDSV2", "never"}, []string{"--imdsv2: must be optional or required"}},
+		{"bad env", []string{"serve", "--data-dir", dir}, []string{"IMDS_IMDSV2", "never"}, []string{`environment variable IMDS_IMDSV2: must be optional or required, got "never"`}},
+		{"bad env log level", []string{"serve", "--data-dir", dir}, []string{"IMDS_LOG_LEVEL", "loud"}, []string{`environment variable IMDS_LOG_LEVEL: must be debug, info, warn or error, got "loud"`}},
+		{"bad env listen", []string{"serve", "--data-dir", dir}, []string{"IMDS_LISTEN", "127.0.0.1:1338,nonsense"}, []string{`environment variable IMDS_LISTEN: must be host:port like 127.0.0.1:1338, got "nonsense"`}},
 		{"bad listen", []string{"serve", "--listen", "127.0.0.1:99999", "--data-dir", dir}, nil, []string{"127.0.0.1:99999"}},
-		{"bad log level", []string{"serve", "--log-level", "loud", "--data-dir", dir}, nil, []string{`log level "loud"`}},
+		{"bad log level", []string{"serve", "--log-level", "loud", "--data-dir", dir}, nil, []string{`--log-level: must be debug, info, warn or error, got "loud"`}},
 		{"port in use", []string{"serve", "--listen", held.Addr().String(), "--data-dir", dir}, nil, []string{"listen " + held.Addr().String(), "address already in use"}},
-		{"unknown flag", []string{"serve", "--nope"}, nil, []string{"unknown flag: --nope"}},
-		{"extra args", []string{"serve", "extra"}, nil, []string{`unknown command "extra"`}},
+		{"unknown flag", []string{"serve", "--nope"}, nil, []string{"unknown flag --nope; see imds serve --help"}},
+		{"extra args", []string{"serve", "extra"}, nil, []string{`serve takes no arguments, got "extra"`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("IMDS_ADMIN_SOCKET", shortSocketPath(t))
@@ -232,30 +234,37 @@ func TestEnvironmentPrecedence(t *testing.T) {
 // TestDocsConfigExamples decodes every imds config example of the docs
 // (YAML blocks that start with "# imds.yaml") with the real parser.
 func TestDocsConfigExamples(t *testing.T) {
-	var b []byte
-	for _, doc := range []string{"networking.md", "libvirt.md", "metrics.md", "cluster.md"} {
-		d, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
+	n := 0
+	// configuration.md's complete example names files beside it; the
+	// config package's testdata has them.
+	for _, doc := range []struct{ name, baseDir string }{
+		{"networking.md", ""}, {"libvirt.md", ""}, {"metrics.md", ""}, {"cluster.md", ""},
+		{"configuration.md", filepath.Join("..", "..", "internal", "config", "testdata")},
+	} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", doc.name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b = append(b, d...)
+		for _, m := range regexp.MustCompile("(?ms)^```yaml\\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
+			if !strings.HasPrefix(m[1], "# imds.yaml") {
+				continue
+			}
+			n++
+			baseDir := doc.baseDir
+			if baseDir == "" {
+				baseDir = t.TempDir()
+			}
+			f, err := config.Parse(doc.name, []byte(m[1]), baseDir)
+			if err != nil {
+				t.Errorf("docs example %d: %v", n, err)
+				continue
+			}
+			if _, err := f.BuildInstances(ec2.DeriveOptions{Seed: []byte("docs")}); err != nil {
+				t.Errorf("docs example %d: %v", n, err)
+			}
+		}
 	}
-	n := 0
-	for _, m := range regexp.MustCompile("(?ms)^```yaml\\n(.*?)^```").FindAllStringSubmatch(string(b), -1) {
-		if !strings.HasPrefix(m[1], "# imds.yaml") {
-			continue
-		}
-		n++
-		f, err := config.Parse("docs", []byte(m[1]), t.TempDir())
-		if err != nil {
-			t.Errorf("docs example %d: %v", n, err)
-			continue
-		}
-		if _, err := f.BuildInstances(ec2.DeriveOptions{Seed: []byte("docs")}); err != nil {
-			t.Errorf("docs example %d: %v", n, err)
-		}
-	}
-	if n < 3 {
-		t.Errorf("found %d imds config examples in docs/, want the ones of networking.md, libvirt.md and metrics.md", n)
+	if n < 5 {
+		t.Errorf("found %d imds config examples in docs/, want the ones of networking.md, libvirt.md, metrics.md and configuration.md", n)
 	}
 }

@@ -33,7 +33,9 @@
 //
 // # Example
 //
-// This is testdata/full.yaml, which the tests parse; it sets most keys:
+// This is testdata/full.yaml, which the tests parse; it sets the common keys
+// of one instance. docs/configuration.md documents every key, with an example
+// that sets them all (TestReference keeps it in step with the decoder):
 //
 //	# imds serve --config imds.yaml
 //	#

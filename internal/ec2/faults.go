@@ -84,6 +84,9 @@ func (f Faults) String() string {
 	}
 	if f.RateLimit > 0 {
 		p = append(p, fmt.Sprintf("rate-limit=%g/s", f.RateLimit))
+		if f.Burst > 0 {
+			p = append(p, fmt.Sprintf("burst=%d", f.Burst))
+		}
 	}
 	if f.Token != "" {
 		p = append(p, "token="+f.Token)
@@ -123,7 +126,7 @@ type FaultService interface {
 }
 
 // ParseFaults reads the form String writes, e.g.
-// "latency=100ms-1s,errors=0.2×500,rate-limit=10/s,token=refuse,expired-credentials,drop=0.1".
+// "latency=100ms-1s,errors=0.2×500,rate-limit=10/s,burst=5,token=refuse,expired-credentials,drop=0.1".
 // "errors=0.2" means 503. The empty string is no fault.
 func ParseFaults(s string) (Faults, error) {
 	var f Faults
@@ -146,6 +149,8 @@ func ParseFaults(s string) (Faults, error) {
 			}
 		case "rate-limit":
 			f.RateLimit, err = strconv.ParseFloat(strings.TrimSuffix(v, "/s"), 64)
+		case "burst":
+			f.Burst, err = strconv.Atoi(v)
 		case "token":
 			f.Token = v
 		case "expired-credentials":
@@ -161,6 +166,9 @@ func ParseFaults(s string) (Faults, error) {
 		if err != nil {
 			return Faults{}, Errorf(EINVALID, "fault %q: bad value %q", k, v)
 		}
+	}
+	if f.Burst != 0 && f.RateLimit == 0 {
+		return Faults{}, Errorf(EINVALID, "fault \"burst\" only applies with rate-limit")
 	}
 	if err := f.Validate(); err != nil {
 		return Faults{}, err

@@ -12,6 +12,7 @@ func TestFaultsStringRoundTrip(t *testing.T) {
 		{Latency: 100 * time.Millisecond},
 		{Latency: 100 * time.Millisecond, LatencyMax: time.Second, ErrorRate: 0.2, ErrorStatus: 500, RateLimit: 10,
 			Token: TokenRefuse, ExpiredCredentials: true, DropRate: 0.1},
+		{RateLimit: 10, Burst: 5},
 		{ErrorRate: 0.5, Token: TokenTimeout},
 	} {
 		got, err := ParseFaults(f.String())
@@ -26,7 +27,7 @@ func TestFaultsStringRoundTrip(t *testing.T) {
 			t.Errorf("ParseFaults(%q) = %+v, want %+v", f.String(), got, f)
 		}
 	}
-	for _, bad := range []string{"nope=1", "latency=fast", "errors=2", "token=sometimes", "drop=-1", "errors=0.1×404", "expired-credentials=yes"} {
+	for _, bad := range []string{"nope=1", "latency=fast", "errors=2", "token=sometimes", "drop=-1", "errors=0.1×404", "expired-credentials=yes", "burst=5", "rate-limit=1,burst=many"} {
 		if _, err := ParseFaults(bad); err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("ParseFaults(%q) = %v, want one clear error", bad, err)
 		}
@@ -34,7 +35,7 @@ func TestFaultsStringRoundTrip(t *testing.T) {
 }
 
 func FuzzParseFaults(f *testing.F) {
-	for _, s := range []string{"", "latency=1s", "latency=100ms-1s,errors=0.2×500,rate-limit=10/s,token=refuse,expired-credentials,drop=0.1", "errors=0.5"} {
+	for _, s := range []string{"", "latency=1s", "latency=100ms-1s,errors=0.2×500,rate-limit=10/s,burst=5,token=refuse,expired-credentials,drop=0.1", "errors=0.5"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

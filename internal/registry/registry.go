@@ -90,6 +90,9 @@ type Default struct {
 	// registered, a requester that is none of them must not get its
 	// metadata and credentials. An explicit default_instance always answers.
 	Implicit bool
+	// ZeroConfig marks the zero-configuration instance: no config file
+	// declares instance: or instances:, so there is no file to change it in.
+	ZeroConfig bool
 }
 
 // AddressAllocator assigns addresses by MAC (see internal/ipam).
@@ -471,7 +474,9 @@ func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.Instan
 	case cur == nil:
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	case cur.Origin == ec2.OriginConfig:
-		return nil, ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; change it there", name)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return nil, r.readOnly(name, "changed")
 	case cur.Origin != ec2.OriginAPI:
 		return nil, ownedError(cur, "changed")
 	}
@@ -522,7 +527,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	case replace && cur == nil:
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", spec.Name)
 	case cur != nil && cur.Origin == ec2.OriginConfig:
-		return nil, ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; change it there", spec.Name)
+		return nil, r.readOnly(spec.Name, "changed")
 	case cur != nil && cur.Origin != ec2.OriginAPI:
 		return nil, ownedError(cur, "changed")
 	}
@@ -566,7 +571,7 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 	case cur == nil:
 		return ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	case cur.Origin == ec2.OriginConfig:
-		return ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; remove it there", name)
+		return r.readOnly(name, "removed")
 	case cur.Origin != ec2.OriginAPI:
 		return ownedError(cur, "removed")
 	}
@@ -591,4 +596,18 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 func (r *Registry) String() string {
 	x := r.idx.Load()
 	return fmt.Sprintf("registry(%d instances, default %q)", len(x.names), r.def.Name)
+}
+
+// readOnly is the EFORBIDDEN error for changing or removing an instance of
+// the configuration, saying where it comes from: a config file, or none
+// (the zero-configuration instance). r.mu is held.
+func (r *Registry) readOnly(name, verb string) error {
+	if r.def.ZeroConfig && r.def.Name == name {
+		return ec2.Errorf(ec2.EFORBIDDEN, "instance %q is the zero-configuration instance (no config file declares instances); it cannot be %s at run time: "+
+			"register others with imds instance add, or declare instances in a config file (imds serve --config FILE)", name, verb)
+	}
+	if verb == "removed" {
+		return ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; remove it there", name)
+	}
+	return ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; change it there", name)
 }

@@ -47,7 +47,7 @@ func Instances(file *config.File, derive ec2.DeriveOptions, imdsv2 string) ([]*e
 		if err != nil {
 			return nil, registry.Default{}, err
 		}
-		insts, def = []*ec2.Instance{inst}, registry.Default{Name: inst.Name, Implicit: true}
+		insts, def = []*ec2.Instance{inst}, registry.Default{Name: inst.Name, Implicit: true, ZeroConfig: file.Instance == nil}
 	}
 	if imdsv2 != "" {
 		for _, inst := range insts {

@@ -27,7 +27,11 @@ func TestInstances(t *testing.T) {
 		wantTokens         string
 		wantErr            string
 	}{
-		{name: "zero configuration", wantNames: []string{ec2.DefaultInstanceName}, wantDefault: registry.Default{Name: ec2.DefaultInstanceName, Implicit: true}},
+		{name: "zero configuration", wantNames: []string{ec2.DefaultInstanceName}, wantDefault: registry.Default{Name: ec2.DefaultInstanceName, Implicit: true, ZeroConfig: true}},
+		{name: "no instances in the file", yaml: "listen: 127.0.0.1:1338\n", wantNames: []string{ec2.DefaultInstanceName},
+			wantDefault: registry.Default{Name: ec2.DefaultInstanceName, Implicit: true, ZeroConfig: true}},
+		{name: "instance:", yaml: "instance:\n  name: web-1\n", wantNames: []string{"web-1"},
+			wantDefault: registry.Default{Name: "web-1", Implicit: true}},
 		{name: "instances", yaml: "instances:\n  - name: a\n    source_addresses: [10.0.0.1]\n  - name: b\n    source_addresses: [10.0.0.2]\n",
 			imdsv2: ec2.TokensRequired, wantNames: []string{"a", "b"}, wantTokens: ec2.TokensRequired},
 		{name: "bad imdsv2", imdsv2: "always", wantErr: "--imdsv2"},
