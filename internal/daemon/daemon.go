@@ -129,6 +129,8 @@ type opening struct {
 	rolesFile atomic.Pointer[config.File]
 	// etcd is the cluster of store.etcd; nil with the bolt store.
 	etcd *etcd.Store
+	// presence keeps this host listed in store.etcd (nil with bolt).
+	presence *etcd.Presence
 }
 
 // Open loads the configuration, opens the data directory and starts the
@@ -205,9 +207,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	d.Metadata = srv
 	d.onClose(srv.Close)
 	v.opened(srv)
-	if err := d.announce(o); err != nil {
-		return nil, err
-	}
+	d.listHosts(o)
 	d.logStart(o)
 	d.startWatchers(o)
 	return d, nil

@@ -78,17 +78,17 @@ func (d *Daemon) shareStore(o *opening) error {
 		}
 		d.Registry.Addresses = addrs
 	}
+	if err := d.announce(o); err != nil {
+		return err
+	}
 	d.Follower = &etcd.Follower{Store: o.etcd, Reload: d.Registry.Reload, Clock: o.clk, Logger: d.Logger}
 	d.background(o.ctx, d.Follower.Start, d.Follower.Wait)
 	return nil
 }
 
-// announce lists this daemon among the hosts of store.etcd, once its
-// metadata server listens, and serves the list on the admin API.
+// announce lists this daemon among the hosts of store.etcd, before it
+// serves anything: a host whose name a live host holds stops here.
 func (d *Daemon) announce(o *opening) error {
-	if o.etcd == nil {
-		return nil
-	}
 	name := o.file.Store.Etcd.Host
 	if name == "" {
 		h, err := os.Hostname()
@@ -97,17 +97,29 @@ func (d *Daemon) announce(o *opening) error {
 		}
 		name = h
 	}
-	var listen []string
-	for _, a := range d.Metadata.Addrs() {
-		listen = append(listen, a.String())
-	}
-	p, err := o.etcd.Announce(o.ctx, ec2.Host{Name: name, Listen: listen, Version: o.cfg.Version, Started: o.clk.Now()}, 0, o.clk)
+	p, err := o.etcd.Announce(o.ctx, ec2.Host{Name: name, Version: o.cfg.Version, Started: o.clk.Now()}, 0, o.clk)
 	if err != nil {
 		return fmt.Errorf("store.etcd: %s", ec2.ErrorMessage(err))
 	}
 	d.onClose(p.Close)
-	d.Admin.SetHosts(etcd.Hosts{Store: o.etcd, Self: p})
+	o.presence = p
 	return nil
+}
+
+// listHosts adds this daemon's metadata addresses to its entry, once they
+// listen, and serves the hosts on the admin API.
+func (d *Daemon) listHosts(o *opening) {
+	if o.presence == nil {
+		return
+	}
+	var listen []string
+	for _, a := range d.Metadata.Addrs() {
+		listen = append(listen, a.String())
+	}
+	if err := o.presence.SetListen(o.ctx, listen); err != nil {
+		d.Logger.Warn("recording this host's addresses in etcd failed", "err", ec2.ErrorMessage(err))
+	}
+	d.Admin.SetHosts(etcd.Hosts{Store: o.etcd, Self: o.presence})
 }
 
 // storeStatus reports the store in the admin API's server status.

@@ -33,7 +33,7 @@ type hostRecord struct {
 type Presence struct {
 	s      *Store
 	key    string
-	value  string
+	rec    hostRecord
 	ttl    time.Duration
 	clk    clock.Clock
 	cancel context.CancelFunc
@@ -56,11 +56,8 @@ func (s *Store) Announce(ctx context.Context, h ec2.Host, ttl time.Duration, clk
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	v, err := json.Marshal(hostRecord{Name: h.Name, Listen: h.Listen, Version: h.Version, Started: h.Started.UTC()})
-	if err != nil {
-		return nil, err
-	}
-	p := &Presence{s: s, key: s.prefix + "hosts/" + h.Name, value: string(v), ttl: ttl, clk: clk}
+	p := &Presence{s: s, key: s.prefix + "hosts/" + h.Name, ttl: ttl, clk: clk,
+		rec: hostRecord{Name: h.Name, Listen: h.Listen, Version: h.Version, Started: h.Started.UTC()}}
 	// A name held by a lease still running may be this host's own, left by
 	// an imds that was killed: wait out one TTL before calling it taken.
 	deadline := clk.Now().Add(ttl + time.Second)
@@ -98,8 +95,14 @@ func (p *Presence) register(ctx context.Context) error {
 	if err != nil {
 		return p.s.fail(cctx, "a lease for host "+p.key, err)
 	}
+	p.mu.Lock()
+	v, err := json.Marshal(p.rec)
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	resp, err := p.s.client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(p.key), "=", 0)).
-		Then(clientv3.OpPut(p.key, p.value, clientv3.WithLease(lease.ID))).
+		Then(clientv3.OpPut(p.key, string(v), clientv3.WithLease(lease.ID))).
 		Else(clientv3.OpGet(p.key)).Commit()
 	if err != nil {
 		return p.s.fail(cctx, "the registration of host "+p.key, err)
@@ -153,6 +156,25 @@ func (p *Presence) run(ctx context.Context) {
 		case <-t.C():
 		}
 	}
+}
+
+// SetListen records the metadata addresses, known once the listeners are
+// open (after Announce, which comes first so that a host whose name is
+// taken stops before it serves anything).
+func (p *Presence) SetListen(ctx context.Context, listen []string) error {
+	p.mu.Lock()
+	p.rec.Listen = slices.Clone(listen)
+	v, err := json.Marshal(p.rec)
+	id := p.lease
+	p.mu.Unlock()
+	if err != nil || id == 0 {
+		return err // without a lease, the next registration writes it
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.s.timeout)
+	defer cancel()
+	_, err = p.s.client.Txn(cctx).If(clientv3.Compare(clientv3.LeaseValue(p.key), "=", id)).
+		Then(clientv3.OpPut(p.key, string(v), clientv3.WithLease(id))).Commit()
+	return p.s.fail(cctx, "the addresses of host "+p.key, err)
 }
 
 // Close stops renewing and removes the host from the list at once.
