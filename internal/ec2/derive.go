@@ -309,6 +309,10 @@ func regionCode(region string) string {
 	b.WriteString(parts[0])
 	for _, p := range parts[1 : len(parts)-1] {
 		switch p {
+		case "":
+			// Only an invalid region ("--", "a--1") has empty parts;
+			// Validate refuses it later, Derive must not crash on it.
+			continue
 		case "east", "west", "north", "south", "central", "gov":
 			b.WriteByte(p[0])
 		case "northeast", "northwest", "southeast", "southwest":

@@ -81,7 +81,10 @@ func TestDeriveKeepsGivenValues(t *testing.T) {
 
 func TestRegionCode(t *testing.T) {
 	for in, want := range map[string]string{"us-east-1": "use1", "eu-west-2": "euw2", "ap-southeast-2": "apse2",
-		"us-gov-west-1": "usgw1", "ca-central-1": "cac1", "ap-northeast-1": "apne1"} {
+		"us-gov-west-1": "usgw1", "ca-central-1": "cac1", "ap-northeast-1": "apne1",
+		// Invalid regions (Validate refuses them) must not crash Derive,
+		// which runs first; FuzzParse found "--".
+		"--": "", "a--1": "a1", "-": "-", "": ""} {
 		if got := regionCode(in); got != want {
 			t.Errorf("regionCode(%s)=%s, want %s", in, got, want)
 		}
