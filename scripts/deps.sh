@@ -10,8 +10,9 @@ set -euo pipefail
 # modules only; it is disabled before installation so it never acts on the
 # machine (see install_apt_packages).
 # debootstrap: the fresh Debian 12 root the package tests install the .deb into;
-# zip and unzip: the module zip of scripts/check-go-install.sh.
-APT_PACKAGES=(python3-botocore cloud-init wrk openssl ca-certificates iproute2 nftables curl dnsmasq-base busybox libvirt-clients make git gcc debootstrap zip unzip chromium)
+# zip and unzip: the module zip of scripts/check-go-install.sh;
+# etcd-server: the etcd binary the store tests run on loopback (internal/etcdtest), never its service.
+APT_PACKAGES=(python3-botocore cloud-init wrk openssl ca-certificates iproute2 nftables curl dnsmasq-base busybox libvirt-clients make git gcc debootstrap zip unzip chromium etcd-server)
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"

@@ -80,7 +80,7 @@ func newRootCommand(stdout, stderr io.Writer, clk clock.Clock) *cobra.Command {
 	root.SetErr(stderr)
 	root.Version = currentBuild().Version
 	root.SetVersionTemplate(`{{with .Root}}{{.Name}} {{.Version}}{{end}}` + "\n" + currentBuild().details())
-	root.AddCommand(newServeCommand(), newInstanceCommand(), newEventCommand(clk), newFaultCommand(), newLogsCommand(), newReportCommand(),
+	root.AddCommand(newServeCommand(), newInstanceCommand(), newHostCommand(), newEventCommand(clk), newFaultCommand(), newLogsCommand(), newReportCommand(),
 		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand(), newHealthcheckCommand(), newDashboardCommand(clk), newGendocsCommand(), newDBCommand())
 	root.SetFlagErrorFunc(flagError)
 	groupCommands(root)

@@ -238,7 +238,7 @@ func TestDocsConfigExamples(t *testing.T) {
 	// configuration.md's complete example names files beside it; the
 	// config package's testdata has them.
 	for _, doc := range []struct{ name, baseDir string }{
-		{"networking.md", ""}, {"libvirt.md", ""}, {"metrics.md", ""},
+		{"networking.md", ""}, {"libvirt.md", ""}, {"metrics.md", ""}, {"cluster.md", ""},
 		{"configuration.md", filepath.Join("..", "..", "internal", "config", "testdata")},
 	} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "docs", doc.name))

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -72,6 +73,7 @@ type Server struct {
 
 	handlerOnce sync.Once
 	handler     http.Handler
+	hosts       atomic.Pointer[hostsBox] // see SetHosts
 
 	http     *http.Server
 	unixLn   net.Listener
@@ -221,6 +223,7 @@ func (s *Server) Handler() http.Handler {
 				}
 			}))
 		}
+		route("GET /v1/hosts", s.handleHosts)
 		route("GET /v1/health", s.handleHealth)
 		route("GET /v1/instances", s.handleInstanceList)
 		route("POST /v1/instances", s.handleInstanceCreate)

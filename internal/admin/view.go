@@ -156,6 +156,9 @@ type StatusDocument struct {
 	// state of their credentials.
 	Roles     []RoleStatus     `json:"roles"`
 	VMNetwork *VMNetworkStatus `json:"vm_network,omitempty"`
+	// Store is where registered instances are kept, and for etcd whether it
+	// answers.
+	Store *StoreStatus `json:"store,omitempty"`
 	// Unknown are the requesters no instance matched, most recent first.
 	Unknown []RequesterDocument `json:"unknown_requesters"`
 }
@@ -173,6 +176,20 @@ type RoleStatus struct {
 	AccessKeyID string    `json:"access_key_id,omitempty"` // shortened
 	LastUpdated time.Time `json:"last_updated,omitzero"`
 	Expiration  time.Time `json:"expiration,omitzero"`
+}
+
+// StoreStatus describes the store of registered instances.
+type StoreStatus struct {
+	// Backend is bolt or etcd.
+	Backend string `json:"backend"`
+	// Path is the bolt file.
+	Path string `json:"path,omitempty"`
+	// Endpoints and Prefix say where in etcd; Online whether etcd answered
+	// at the last check, and Revision the etcd revision of the last list.
+	Endpoints []string `json:"endpoints,omitempty"`
+	Prefix    string   `json:"prefix,omitempty"`
+	Online    *bool    `json:"online,omitempty"`
+	Revision  int64    `json:"revision,omitempty"`
 }
 
 // VMNetworkStatus describes the VM network of the config.

@@ -70,6 +70,9 @@ type File struct {
 	// Limits bound what clients may hold on the metadata listener; zero
 	// fields mean the server's defaults.
 	Limits Limits
+	// Store is where run-time instances are kept (bolt in DataDir unless
+	// store.etcd is set).
+	Store Store
 	// Instance holds the overrides of instance:; nil if the section is
 	// absent or null, and then BuildInstance serves the default instance.
 	Instance *Instance

@@ -24,7 +24,8 @@ const completeMarker = "# imds.yaml: the complete example"
 // reason. instance: cannot be combined with instances:, and takes exactly
 // the keys of an item of instances, which the example covers.
 var notInExample = map[string]string{
-	"instance": "cannot be combined with instances:; same keys as instances[]",
+	"instance":   "cannot be combined with instances:; same keys as instances[]",
+	"store.bolt": "cannot be combined with store.etcd; takes no keys",
 }
 
 // TestReference fails when docs/configuration.md and the decoder disagree:

@@ -185,6 +185,7 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 			})
 		},
 		"hop_distances": func(p string, l int, v *yaml.Node) { f.HopDistances = d.hopDistances(p, l, v) },
+		"store":         func(p string, l int, v *yaml.Node) { d.store(p, l, v, f) },
 		"metrics": func(p string, line int, v *yaml.Node) {
 			d.mapping(p, line, v, schema{
 				"listen": func(p string, l int, v *yaml.Node) {

@@ -38,7 +38,7 @@ import (
 	"github.com/imdsdev/imds/internal/reload"
 	"github.com/imdsdev/imds/internal/roles"
 	"github.com/imdsdev/imds/internal/schedule"
-	"github.com/imdsdev/imds/internal/store/bolt"
+	"github.com/imdsdev/imds/internal/store/etcd"
 	"github.com/imdsdev/imds/internal/token"
 	"github.com/imdsdev/imds/internal/userdata"
 	"github.com/imdsdev/imds/internal/vmnet"
@@ -85,6 +85,9 @@ type Daemon struct {
 	MetricsEndpoint *metrics.Endpoint
 	// DataDir and ConfigPath are the directory and file in use.
 	DataDir, ConfigPath string
+	// Follower keeps the registry in step with store.etcd (nil with the
+	// bolt store).
+	Follower *etcd.Follower
 
 	logw *fastlog.Writer
 	// closers undo what Open did, run last first: one teardown order for a
@@ -124,6 +127,10 @@ type opening struct {
 	// rolesFile is the file whose roles its labels may name.
 	docker    *docker.Source
 	rolesFile atomic.Pointer[config.File]
+	// etcd is the cluster of store.etcd; nil with the bolt store.
+	etcd *etcd.Store
+	// presence keeps this host listed in store.etcd (nil with bolt).
+	presence *etcd.Presence
 }
 
 // Open loads the configuration, opens the data directory and starts the
@@ -162,6 +169,9 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	if err := d.openRegistry(o); err != nil {
 		return nil, err
 	}
+	if err := d.shareStore(o); err != nil {
+		return nil, err
+	}
 	srv, creds, err := d.newMetadata(o)
 	if err != nil {
 		return nil, err
@@ -180,6 +190,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	v := &views{srv: srv, roles: creds, reg: d.Registry, clk: o.clk, dataDir: d.DataDir, cfgPath: cfg.ConfigPath, vmnet: o.file.VMNetwork}
 	v.file.Store(o.file)
 	o.views = v
+	v.store = d.storeStatus(o)
 	if d.Admin, err = openAdmin(cfg, o.file, d.Registry, rot, o.requests, d.Metrics, logger, v.attach); err != nil {
 		return nil, err
 	}
@@ -196,6 +207,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	d.Metadata = srv
 	d.onClose(srv.Close)
 	v.opened(srv)
+	d.listHosts(o)
 	d.logStart(o)
 	d.startWatchers(o)
 	return d, nil
@@ -214,12 +226,11 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err := checkDataDir(d.DataDir); err != nil {
 		return err
 	}
-	db, err := bolt.Open(filepath.Join(d.DataDir, "imds.db"))
+	store, err := d.openStore(o)
 	if err != nil {
-		return fmt.Errorf("data directory %s: %w", d.DataDir, err)
+		return err
 	}
-	d.onClose(func(context.Context) error { return db.Close() })
-	reg := registry.New(db.Instances(), o.derive)
+	reg := registry.New(store, o.derive)
 	reg.Logger, reg.Clock = d.Logger, o.clk
 	d.Registry = reg
 	d.onClose(func(context.Context) error { reg.Close(); return nil })

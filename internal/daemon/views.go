@@ -24,6 +24,7 @@ type views struct {
 	reg     *registry.Registry
 	file    atomic.Pointer[config.File] // the config in force
 	vmnet   *config.VMNetwork           // as started: changing it takes a restart
+	store   func() *admin.StoreStatus   // nil: not reported
 	clk     clock.Clock
 	dataDir string
 	cfgPath string
@@ -119,6 +120,9 @@ func (v *views) status(ctx context.Context) (admin.StatusDocument, error) {
 			}
 		}
 		doc.Roles = append(doc.Roles, rs)
+	}
+	if v.store != nil {
+		doc.Store = v.store()
 	}
 	if n := v.vmnet; n != nil {
 		doc.VMNetwork = &admin.VMNetworkStatus{Bridge: n.Bridge, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(), Domain: n.Domain, Managed: n.Managed}

@@ -136,6 +136,28 @@ func (r *Registry) Load(ctx context.Context) error {
 	return r.rebuild(ctx)
 }
 
+// Reload reads the stored instances again and swaps in the index they
+// make, for a store that other servers change (etcd): the caller is told of
+// a change by the store, not by this registry's own writes. The index is
+// replaced whole, so a request sees the instances before or after, never a
+// mix; on an error (the store did not answer) the old index stays. Events
+// and faults of instances no longer stored are dropped, as RemoveInstance
+// drops them.
+func (r *Registry) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.rebuild(ctx); err != nil {
+		return err
+	}
+	x := r.idx.Load()
+	for name := range r.overlays {
+		if x.byName[name] == nil {
+			delete(r.overlays, name)
+		}
+	}
+	return nil
+}
+
 // SetConfig replaces the instances declared in the config file (already
 // derived and validated) and who answers requesters no instance matches.
 func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Default) error {

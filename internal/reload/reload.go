@@ -161,6 +161,7 @@ func Diff(prev, next *config.File) (changed, restart []string) {
 		{"limits", prev.Limits, next.Limits, false},
 		{"vm_network", prev.VMNetwork, next.VMNetwork, false},
 		{"discovery", prev.Discovery, next.Discovery, false},
+		{"store", prev.Store, next.Store, false},
 	} {
 		if reflect.DeepEqual(c.prev, c.next) {
 			continue

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/store/record"
 )
 
 const (
@@ -322,29 +322,14 @@ func encode(inst *ec2.Instance) ([]byte, error) {
 	if err := checkName(inst.Name); err != nil {
 		return nil, err
 	}
-	v, err := json.Marshal(toRecord(inst))
-	if err != nil {
-		return nil, fmt.Errorf("encode instance %q: %w", inst.Name, err)
-	}
-	return v, nil
+	return record.Marshal(inst)
 }
 
 // decode unmarshals the record stored under key. v belongs to bbolt and is
 // valid only during the transaction; json.Unmarshal copies what it keeps, so
 // the result is the caller's to modify.
 func decode(key string, v []byte) (*ec2.Instance, error) {
-	var r record
-	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, err
-	}
-	inst, err := r.instance()
-	if err != nil {
-		return nil, err
-	}
-	if inst.Name != key {
-		return nil, fmt.Errorf("record holds name %q", inst.Name)
-	}
-	return inst, nil
+	return record.Unmarshal(key, v)
 }
 
 // decode is decode with an error that names the record and the file.

@@ -1,6 +1,7 @@
-package bolt
+package record
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -331,4 +332,38 @@ func cloneBytes(b []byte) []byte {
 		return nil
 	}
 	return append([]byte{}, b...)
+}
+
+// Marshal encodes inst as a version 1 record. It refuses nil and a nameless
+// instance, which no store can key.
+func Marshal(inst *ec2.Instance) ([]byte, error) {
+	if inst == nil {
+		return nil, ec2.Errorf(ec2.EINVALID, "no instance given")
+	}
+	if inst.Name == "" {
+		return nil, ec2.Errorf(ec2.EINVALID, "the instance name must not be empty")
+	}
+	v, err := json.Marshal(toRecord(inst))
+	if err != nil {
+		return nil, fmt.Errorf("encode instance %q: %w", inst.Name, err)
+	}
+	return v, nil
+}
+
+// Unmarshal decodes the record stored under key, refusing one whose name
+// is not key. The result shares no memory with v, so v may be a buffer the
+// store reuses.
+func Unmarshal(key string, v []byte) (*ec2.Instance, error) {
+	var r record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, err
+	}
+	inst, err := r.instance()
+	if err != nil {
+		return nil, err
+	}
+	if inst.Name != key {
+		return nil, fmt.Errorf("record holds name %q", inst.Name)
+	}
+	return inst, nil
 }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+func newHostCommand() *cobra.Command {
+	var af adminFlags
+	c := &cobra.Command{
+		Use:   "host",
+		Short: "The imds hosts sharing the running server's store (store.etcd)",
+	}
+	af.register(c.PersistentFlags())
+	c.AddCommand(newHostListCommand(&af))
+	return c
+}
+
+func newHostListCommand(af *adminFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the live hosts sharing the store, with their leases",
+		Long: "List the imds hosts whose lease in etcd is live: each host renews its lease while it runs, and\n" +
+			"one that stops renewing (killed, cut off from etcd) drops out when its TTL runs out.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			c, err := af.client(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			hosts, err := c.ListHosts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printHosts(cmd.OutOrStdout(), output, hosts)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output `format`: table, json or yaml")
+	return cmd
+}
+
+// hostDoc is a host as -o json and -o yaml print it: the admin API's names.
+type hostDoc struct {
+	Name       string   `json:"name"`
+	Listen     []string `json:"listen,omitempty"`
+	Version    string   `json:"version,omitempty"`
+	Started    string   `json:"started,omitempty"`
+	Lease      string   `json:"lease,omitempty"`
+	TTLSeconds int64    `json:"ttl_seconds"`
+	Self       bool     `json:"self,omitempty"`
+}
+
+func printHosts(w io.Writer, format string, hosts []ec2.Host) error {
+	if format != "table" {
+		docs := make([]hostDoc, 0, len(hosts))
+		for _, h := range hosts {
+			d := hostDoc{Name: h.Name, Listen: h.Listen, Version: h.Version, Lease: h.Lease, TTLSeconds: int64(h.TTL / time.Second), Self: h.Self}
+			if !h.Started.IsZero() {
+				d.Started = h.Started.UTC().Format(time.RFC3339)
+			}
+			docs = append(docs, d)
+		}
+		b, err := json.Marshal(map[string]any{"hosts": docs})
+		if err != nil {
+			return err
+		}
+		return writeDocument(w, format, b)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tLISTEN\tVERSION\tSTARTED\tLEASE\tTTL")
+	for _, h := range hosts {
+		name := ec2.Printable(h.Name)
+		if h.Self {
+			name += " (this host)"
+		}
+		started := "-"
+		if !h.Started.IsZero() {
+			started = h.Started.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, dash(strings.Join(h.Listen, ",")), dash(h.Version), started, dash(h.Lease), h.TTL)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,455 @@
+package etcd
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/store/record"
+)
+
+// maxNameBytes bounds the key, far above what ec2.CheckName allows, so that
+// a mistake is refused here rather than by etcd's request size limit.
+const maxNameBytes = 1024
+
+// Config says how to reach the cluster.
+type Config struct {
+	// Endpoints are the client URLs.
+	Endpoints []string
+	// Prefix starts every key; "/imds/" when empty. It ends with "/".
+	Prefix string
+	// CAFile, CertFile and KeyFile are PEM files: the CA of the servers'
+	// certificates (the system's when empty) and a client certificate.
+	CAFile, CertFile, KeyFile string
+	// Username and Password authenticate with etcd's users.
+	Username, Password string
+	// Timeout bounds connecting and each request; 5 s when zero.
+	Timeout time.Duration
+	// Logger receives the state changes of Follow; discarded when nil.
+	Logger *slog.Logger
+}
+
+// Store is an open connection to the cluster.
+type Store struct {
+	client    *clientv3.Client
+	prefix    string
+	endpoints string // for messages
+	timeout   time.Duration
+	logger    *slog.Logger
+	instances *InstanceStore
+}
+
+// Open connects to the cluster and checks that it answers a read under the
+// prefix (so that a wrong address, certificate or password is said at
+// start-up, naming the endpoints).
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd: no endpoints")
+	}
+	s := &Store{prefix: cfg.Prefix, endpoints: strings.Join(cfg.Endpoints, ","), timeout: cfg.Timeout, logger: cfg.Logger}
+	if s.prefix == "" {
+		s.prefix = "/imds/"
+	}
+	if !strings.HasSuffix(s.prefix, "/") {
+		s.prefix += "/"
+	}
+	if s.timeout <= 0 {
+		s.timeout = 5 * time.Second
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	tlsConfig, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.client, err = clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: s.timeout,
+		TLS:         tlsConfig,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		// The client's own log would repeat every retry; imds logs the state
+		// changes itself (Follow).
+		Logger: zap.NewNop(),
+		// Keepalives notice a dead connection that no request is using, so
+		// that a watch on a vanished member is moved to another one.
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		Context:              context.WithoutCancel(ctx),
+		// gRPC's reconnection backoff grows to two minutes: writes would
+		// fail that long after etcd came back. A second at most.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: s.timeout,
+		})},
+	})
+	if err != nil {
+		// A refused login ends here: the client logs in as it connects.
+		return nil, s.fail(ctx, "the login of user "+cfg.Username, err)
+	}
+	s.instances = &InstanceStore{s: s, dir: s.prefix + "instances/"}
+	if err := s.Ping(ctx); err != nil {
+		s.client.Close()
+		if why := diagnose(cfg.Endpoints, tlsConfig, s.timeout); why != "" && ec2.ErrorCode(err) == ec2.EUNAVAILABLE {
+			return nil, ec2.Errorf(ec2.EUNAVAILABLE, "%s (%s)", ec2.ErrorMessage(err), why)
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// diagnose says why the endpoints cannot be reached, as far as a plain
+// connection (and a TLS handshake) tells: the client's own error is only
+// a deadline, which hides a refused connection or a certificate problem.
+func diagnose(endpoints []string, tc *tls.Config, timeout time.Duration) string {
+	var why []string
+	for _, ep := range endpoints {
+		host := strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://")
+		d := &net.Dialer{Timeout: min(timeout, 2*time.Second)}
+		c, err := d.Dial("tcp", host)
+		if err == nil && strings.HasPrefix(ep, "https://") && tc != nil {
+			cc := tc.Clone()
+			if cc.ServerName == "" {
+				cc.ServerName, _, _ = net.SplitHostPort(host)
+			}
+			tconn := tls.Client(c, cc)
+			tconn.SetDeadline(time.Now().Add(d.Timeout))
+			err = tconn.Handshake()
+			if err == nil {
+				// TLS 1.3 servers refuse a client certificate after the
+				// handshake: the alert comes with the first read.
+				var b [1]byte
+				_, err = tconn.Read(b[:])
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					err = nil
+				}
+			}
+			c = tconn
+		}
+		if c != nil {
+			c.Close()
+		}
+		if err != nil {
+			why = append(why, ep+": "+err.Error())
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// tlsConfig builds the client's TLS settings: nil for plain http endpoints.
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	https := false
+	for _, ep := range cfg.Endpoints {
+		https = https || strings.HasPrefix(ep, "https://")
+	}
+	if !https && cfg.CAFile == "" && cfg.CertFile == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.etcd.tls.ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("store.etcd.tls.ca: %s holds no PEM certificate", cfg.CAFile)
+		}
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.etcd.tls.cert/key: %v", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// Close ends the connection.
+func (s *Store) Close() error { return s.client.Close() }
+
+// Endpoints names the cluster, for messages.
+func (s *Store) Endpoints() string { return s.endpoints }
+
+// Instances returns the instance store under the prefix.
+func (s *Store) Instances() *InstanceStore { return s.instances }
+
+// Ping reads one key under the prefix with a quorum read, so that it fails
+// while the cluster has no leader as well as when it cannot be reached.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	_, err := s.client.Get(clientv3.WithRequireLeader(ctx), s.prefix+"ping", clientv3.WithCountOnly())
+	return s.fail(ctx, "a read", err)
+}
+
+// fail turns a client error into an ec2.Error naming the cluster: a
+// canceled caller's context is returned as is, everything else is
+// EUNAVAILABLE (or EFORBIDDEN for etcd's permission errors).
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, context.DeadlineExceeded) {
+		return cerr
+	}
+	cause := err.Error()
+	code := ec2.EUNAVAILABLE
+	if st, ok := status.FromError(err); ok {
+		cause = st.Message()
+		switch st.Code() {
+		case codes.PermissionDenied, codes.Unauthenticated:
+			code = ec2.EFORBIDDEN
+		case codes.DeadlineExceeded:
+			cause = fmt.Sprintf("no answer within %s", s.timeout)
+		}
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrPermissionDenied),
+		errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrInvalidAuthToken):
+		code = ec2.EFORBIDDEN
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		cause = fmt.Sprintf("no answer within %s", s.timeout)
+	}
+	return ec2.Errorf(code, "the instance store (etcd at %s) refused or did not answer %s: %s", s.endpoints, op, cause)
+}
+
+// InstanceStore is ec2.InstanceStore on the cluster. It is safe for
+// concurrent use.
+type InstanceStore struct {
+	s   *Store
+	dir string // prefix + "instances/"
+	// rev is the highest revision a FindInstances has read: Follow watches
+	// from the one after it.
+	rev atomic.Int64
+	// last is the latest list read, as etcd sent it, answered while etcd
+	// does not (see FindInstances): decoded again then, so that each
+	// caller gets values of its own without copying every list.
+	last atomic.Pointer[[]*mvccpb.KeyValue]
+}
+
+var _ ec2.InstanceStore = (*InstanceStore)(nil)
+
+func (is *InstanceStore) key(name string) string { return is.dir + name }
+
+// call runs one request with the store's timeout.
+func (is *InstanceStore) call(ctx context.Context, op string, f func(ctx context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, is.s.timeout)
+	defer cancel()
+	return is.s.fail(cctx, op, f(cctx))
+}
+
+// FindInstanceByName implements ec2.InstanceStore.
+func (is *InstanceStore) FindInstanceByName(ctx context.Context, name string) (*ec2.Instance, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	var resp *clientv3.GetResponse
+	if err := is.call(ctx, "a read of instance "+name, func(ctx context.Context) (err error) {
+		resp, err = is.s.client.Get(ctx, is.key(name))
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", name)
+	}
+	return is.decode(name, resp.Kvs[0].Value)
+}
+
+// FindInstances implements ec2.InstanceStore: one range read, so the list
+// is the cluster's state at one revision. etcd returns keys in byte order,
+// the order of Go's string comparison.
+//
+// While etcd does not answer, it returns the last list it read: the
+// registry lists the store on every change of its own (a config reload,
+// a container found), which would otherwise wait for etcd too. Revision
+// still names the last list really read, so a follower resumes from there.
+func (is *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, error) {
+	var resp *clientv3.GetResponse
+	if err := is.call(ctx, "the list of instances", func(ctx context.Context) (err error) {
+		resp, err = is.s.client.Get(ctx, is.dir, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		return err
+	}); err != nil {
+		if last := is.last.Load(); last != nil && ec2.ErrorCode(err) == ec2.EUNAVAILABLE && ctx.Err() == nil {
+			return is.decodeAll(*last)
+		}
+		return nil, err
+	}
+	insts, err := is.decodeAll(resp.Kvs)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		cur := is.rev.Load()
+		if resp.Header.Revision <= cur {
+			break
+		}
+		if is.rev.CompareAndSwap(cur, resp.Header.Revision) {
+			is.last.Store(&resp.Kvs)
+			break
+		}
+	}
+	return insts, nil
+}
+
+func (is *InstanceStore) decodeAll(kvs []*mvccpb.KeyValue) ([]*ec2.Instance, error) {
+	insts := make([]*ec2.Instance, 0, len(kvs))
+	for _, kv := range kvs {
+		inst, err := is.decode(strings.TrimPrefix(string(kv.Key), is.dir), kv.Value)
+		if err != nil {
+			return nil, err
+		}
+		insts = append(insts, inst)
+	}
+	return insts, nil
+}
+
+// Revision is the revision of the latest FindInstances.
+func (is *InstanceStore) Revision() int64 { return is.rev.Load() }
+
+// CreateInstance implements ec2.InstanceStore.
+func (is *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance) error {
+	v, err := encode(inst)
+	if err != nil {
+		return err
+	}
+	var resp *clientv3.TxnResponse
+	k := is.key(inst.Name)
+	if err := is.call(ctx, "the creation of instance "+inst.Name, func(ctx context.Context) (err error) {
+		resp, err = is.s.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			Then(clientv3.OpPut(k, string(v))).Commit()
+		return err
+	}); err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
+	}
+	return nil
+}
+
+// UpdateInstance implements ec2.InstanceStore: the record is replaced
+// whole, if it still exists.
+func (is *InstanceStore) UpdateInstance(ctx context.Context, inst *ec2.Instance) error {
+	v, err := encode(inst)
+	if err != nil {
+		return err
+	}
+	var resp *clientv3.TxnResponse
+	k := is.key(inst.Name)
+	if err := is.call(ctx, "the update of instance "+inst.Name, func(ctx context.Context) (err error) {
+		resp, err = is.s.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(k), ">", 0)).
+			Then(clientv3.OpPut(k, string(v))).Commit()
+		return err
+	}); err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", inst.Name)
+	}
+	return nil
+}
+
+// DeleteInstance implements ec2.InstanceStore. It does not decode the
+// record, so that a corrupt one can be removed.
+func (is *InstanceStore) DeleteInstance(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	var resp *clientv3.DeleteResponse
+	if err := is.call(ctx, "the removal of instance "+name, func(ctx context.Context) (err error) {
+		resp, err = is.s.client.Delete(ctx, is.key(name))
+		return err
+	}); err != nil {
+		return err
+	}
+	if resp.Deleted == 0 {
+		return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", name)
+	}
+	return nil
+}
+
+func checkName(name string) error {
+	if name == "" {
+		return ec2.Errorf(ec2.EINVALID, "the instance name must not be empty")
+	}
+	if len(name) > maxNameBytes {
+		return ec2.Errorf(ec2.EINVALID, "the instance name is longer than %d bytes", maxNameBytes)
+	}
+	return nil
+}
+
+func encode(inst *ec2.Instance) ([]byte, error) {
+	if inst == nil {
+		return nil, ec2.Errorf(ec2.EINVALID, "no instance given")
+	}
+	if err := checkName(inst.Name); err != nil {
+		return nil, err
+	}
+	return record.Marshal(inst)
+}
+
+func (is *InstanceStore) decode(name string, v []byte) (*ec2.Instance, error) {
+	inst, err := record.Unmarshal(name, v)
+	if err != nil {
+		return nil, ec2.Errorf(ec2.EINTERNAL, "instance %q: the record in etcd (%s at %s) is corrupt: %v", name, is.key(name), is.s.endpoints, err)
+	}
+	return inst, nil
+}
+
+// ClusterSeed returns the seed every host sharing the prefix derives the
+// values of stored instances from (IDs, MACs, host names left to derive),
+// creating it on first use: a machine's own seed would give one instance
+// another ID on each host. It is no secret: it only keeps derived values
+// the same everywhere.
+func (s *Store) ClusterSeed(ctx context.Context) ([]byte, error) {
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	key := s.prefix + "seed"
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, hex.EncodeToString(seed))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return nil, s.fail(cctx, "the cluster seed", err)
+	}
+	if resp.Succeeded {
+		return []byte(hex.EncodeToString(seed)), nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 || len(kvs[0].Value) == 0 {
+		return nil, ec2.Errorf(ec2.EINTERNAL, "the cluster seed %s in etcd at %s is empty", key, s.endpoints)
+	}
+	return kvs[0].Value, nil
+}

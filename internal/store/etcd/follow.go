@@ -1,0 +1,196 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/imdsdev/imds/internal/clock"
+)
+
+// DefaultProbeInterval is how often a Follower checks that etcd answers
+// when no change arrives.
+const DefaultProbeInterval = time.Second
+
+// Follower keeps a registry in step with the instances in etcd. Start it
+// after the registry's first load: it watches from the revision of that
+// list.
+type Follower struct {
+	// Store is the cluster followed.
+	Store *Store
+	// Reload lists the instances again and swaps the registry's index whole
+	// (registry.Registry.Reload).
+	Reload func(ctx context.Context) error
+	// Clock paces the probes and retries.
+	Clock clock.Clock
+	// ProbeInterval is DefaultProbeInterval when zero.
+	ProbeInterval time.Duration
+	// Logger receives one line per change of state (lost, back, resynced
+	// after a compaction), never one per request.
+	Logger *slog.Logger
+
+	online  atomic.Bool
+	resyncs atomic.Int64
+	wg      sync.WaitGroup
+}
+
+// errCompacted ends a watch whose start revision etcd no longer keeps.
+var errCompacted = errors.New("the watch's revision was compacted")
+
+// Start follows until ctx is done.
+func (f *Follower) Start(ctx context.Context) {
+	if f.Clock == nil {
+		f.Clock = clock.Real{}
+	}
+	if f.ProbeInterval <= 0 {
+		f.ProbeInterval = DefaultProbeInterval
+	}
+	if f.Logger == nil {
+		f.Logger = slog.New(slog.DiscardHandler)
+	}
+	f.online.Store(true)
+	f.wg.Go(func() { f.run(ctx) })
+}
+
+// Wait returns once the Follower stopped.
+func (f *Follower) Wait() { f.wg.Wait() }
+
+// Online tells whether etcd answered at the last check.
+func (f *Follower) Online() bool { return f.online.Load() }
+
+// Resyncs counts the full lists after a lost watch, a compaction or an
+// outage (not those of ordinary changes).
+func (f *Follower) Resyncs() int64 { return f.resyncs.Load() }
+
+func (f *Follower) run(ctx context.Context) {
+	is := f.Store.Instances()
+	for ctx.Err() == nil {
+		err := f.watch(ctx, is.Revision())
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errCompacted) {
+			f.Logger.Info("etcd compacted the revisions the watch needed: listing the instances again", "endpoints", f.Store.endpoints)
+		} else if f.online.CompareAndSwap(true, false) {
+			f.Logger.Warn("etcd does not answer: serving the instances last listed; changes are refused until it answers",
+				"endpoints", f.Store.endpoints, "err", err.Error())
+		}
+		if !f.resync(ctx) {
+			return
+		}
+	}
+}
+
+// resync waits until etcd answers and the registry listed the instances
+// again; false when ctx ended first.
+func (f *Follower) resync(ctx context.Context) bool {
+	for {
+		err := f.Store.Ping(ctx)
+		if err == nil {
+			err = f.Reload(ctx)
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			f.resyncs.Add(1)
+			if f.online.CompareAndSwap(false, true) {
+				f.Logger.Info("etcd answers again: instances listed again and followed", "endpoints", f.Store.endpoints,
+					"revision", f.Store.Instances().Revision())
+			}
+			return true
+		}
+		if !f.sleep(ctx) {
+			return false
+		}
+	}
+}
+
+// watch follows changes after rev until the watch breaks, is compacted,
+// or a probe finds etcd unreachable (a watch on a stopped server just
+// waits, so the probe is what notices it).
+func (f *Follower) watch(ctx context.Context, rev int64) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	is := f.Store.Instances()
+	// RequireLeader: a member cut off from the others ends the watch rather
+	// than keeping it open with no changes.
+	wch := f.Store.client.Watch(clientv3.WithRequireLeader(wctx), is.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	probe := f.Clock.NewTimer(f.ProbeInterval)
+	defer func() { probe.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case resp, ok := <-wch:
+			if !ok {
+				return errors.New("the watch ended")
+			}
+			latest, err := changed(resp)
+			if err != nil {
+				return err
+			}
+			// Coalesce what else is waiting: one list covers it all.
+			for more := true; more; {
+				select {
+				case resp, ok := <-wch:
+					if !ok {
+						return errors.New("the watch ended")
+					}
+					r, err := changed(resp)
+					if err != nil {
+						return err
+					}
+					latest = max(latest, r)
+				default:
+					more = false
+				}
+			}
+			// The registry's own writes list the instances too: a change
+			// already in its index needs no second list.
+			if latest > is.Revision() {
+				if err := f.Reload(ctx); err != nil {
+					return err
+				}
+			}
+		case <-probe.C():
+			if err := f.Store.Ping(ctx); err != nil {
+				return err
+			}
+			probe = f.Clock.NewTimer(f.ProbeInterval)
+		}
+	}
+}
+
+// changed returns the revision of the last change in resp, 0 for a
+// progress notification.
+func changed(resp clientv3.WatchResponse) (int64, error) {
+	if resp.CompactRevision != 0 {
+		return 0, fmt.Errorf("%w (compacted at %d)", errCompacted, resp.CompactRevision)
+	}
+	if err := resp.Err(); err != nil {
+		return 0, err
+	}
+	var latest int64
+	for _, ev := range resp.Events {
+		latest = max(latest, ev.Kv.ModRevision)
+	}
+	return latest, nil
+}
+
+func (f *Follower) sleep(ctx context.Context) bool {
+	t := f.Clock.NewTimer(f.ProbeInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
+}
