@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -414,6 +416,18 @@ const metadataSubnet = "169.254.169.0/24"
 // waitSubnetFree waits (up to 3 minutes) until no Docker network has
 // metadataSubnet: the engine refuses overlapping networks, and another run
 // of these tests on the machine may hold it.
+// leftoverPID is the pid in the name of a network these tests create
+// (imds-e2e-PID-...).
+func leftoverPID(network string) (int, bool) {
+	rest, ok := strings.CutPrefix(network, "imds-e2e-")
+	if !ok {
+		return 0, false
+	}
+	digits, _, _ := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(digits)
+	return pid, err == nil && pid > 0
+}
+
 func (e *e2e) waitSubnetFree() {
 	e.t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
@@ -428,6 +442,16 @@ func (e *e2e) waitSubnetFree() {
 		}
 		if holder == "" {
 			return
+		}
+		if pid, ok := leftoverPID(holder); ok && syscall.Kill(pid, 0) != nil {
+			// A network of a run that was killed: remove it; a network the
+			// engine will not remove (endpoints of containers already gone)
+			// only an engine restart clears, which is not the tests' to do.
+			if _, err := tryRun("", nil, "docker", "network", "rm", holder); err != nil {
+				e.t.Skipf("Docker network %s, left by a killed test run (pid %d), holds %s and the engine refuses to remove it (%v): "+
+					"remove it or restart the engine to run these tests", holder, pid, metadataSubnet, err)
+			}
+			continue
 		}
 		if time.Now().After(deadline) {
 			e.t.Fatalf("Docker network %s holds %s, which these tests need, and was not removed in 3 minutes", holder, metadataSubnet)
