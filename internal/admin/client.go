@@ -219,27 +219,10 @@ func (c *Client) getOne(ctx context.Context, method, path, ctype string, body []
 // do sends one request and decodes a JSON response into out (unless nil);
 // an error response becomes an *ec2.Error.
 func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, rd)
-	if err != nil {
-		return fmt.Errorf("admin API request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "imds-cli")
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	resp, data, err := c.send(ctx, method, path, ctype, "imds-cli", body)
+	var te transportError
+	if errors.As(err, &te) {
+		err = te.err
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is ours and says nothing
@@ -250,10 +233,8 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 		}
 		return ec2.Errorf(ec2.EUNAVAILABLE, "admin API %s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return ec2.Errorf(ec2.EUNAVAILABLE, "admin API %s %s: reading the response: %v", method, path, err)
+		return err
 	}
 	if resp.StatusCode >= 300 {
 		return responseError(resp, data)
@@ -265,6 +246,47 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 		return fmt.Errorf("admin API %s %s: bad response: %w", method, path, err)
 	}
 	return nil
+}
+
+// transportError is a request that reached no answer (send's callers
+// word it each their own way).
+type transportError struct{ err error }
+
+func (e transportError) Error() string { return e.err.Error() }
+
+// send makes one request of the admin API and reads the whole (bounded)
+// response, whatever its status. A request that got no answer is a
+// transportError, unless ctx ended: then ctx's error.
+func (c *Client) send(ctx context.Context, method, path, ctype, agent string, body []byte) (*http.Response, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, rd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("admin API request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", agent)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, transportError{err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return nil, nil, ec2.Errorf(ec2.EUNAVAILABLE, "admin API %s %s: reading the response: %v", method, path, err)
+	}
+	return resp, data, nil
 }
 
 // responseError turns an error response back into the *ec2.Error the server

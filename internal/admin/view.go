@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -316,33 +316,13 @@ func (c *Client) Forward(ctx context.Context, method, path, ctype string, body [
 	if !strings.HasPrefix(path, "/v1/") {
 		return Response{}, fmt.Errorf("admin API: %q is not an API path", path)
 	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	resp, data, err := c.send(ctx, method, path, ctype, "imds-dashboard", body)
+	var te transportError
+	if errors.As(err, &te) {
+		return Response{}, ec2.Errorf(ec2.EUNAVAILABLE, c.unreachable, te.err)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, rd)
 	if err != nil {
-		return Response{}, fmt.Errorf("admin API request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "imds-dashboard")
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return Response{}, ctx.Err()
-		}
-		return Response{}, ec2.Errorf(ec2.EUNAVAILABLE, c.unreachable, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		return Response{}, ec2.Errorf(ec2.EUNAVAILABLE, "admin API %s %s: reading the response: %v", method, path, err)
+		return Response{}, err
 	}
 	return Response{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: data}, nil
 }
