@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/suggest"
 )
 
 // Positional arguments are checked by these validators rather than
@@ -87,7 +88,7 @@ func groupArgs(cmd *cobra.Command, args []string) error {
 			continue
 		}
 		for _, n := range append([]string{sub.Name()}, sub.Aliases...) {
-			d := editDistance(args[0], n)
+			d := suggest.Distance(args[0], n)
 			if strings.HasPrefix(n, args[0]) {
 				d = 1
 			}
@@ -169,30 +170,9 @@ func closestFlag(fs *pflag.FlagSet, name string) string {
 		if len(name) >= 3 && strings.HasPrefix(n, name) {
 			return n
 		}
-		if d := editDistance(name, n); d < bestDist && d <= max(1, len(n)/2) {
+		if d := suggest.Distance(name, n); d < bestDist && d <= max(1, len(n)/2) {
 			best, bestDist = n, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance of two short strings.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/imdsdev/imds/internal/suggest"
 )
 
 // maxSteps bounds the work of walking one document (a step is a key or a list
@@ -457,7 +459,7 @@ func (d *decoder) hint(path, name string, s schema) string {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if dist := editDistance(norm, k); dist < bestDist && dist <= len(k)/3 {
+		if dist := suggest.Distance(norm, k); dist < bestDist && dist <= len(k)/3 {
 			best, bestDist = k, dist
 		}
 	}
@@ -465,27 +467,6 @@ func (d *decoder) hint(path, name string, s schema) string {
 		return ""
 	}
 	return fmt.Sprintf("; did you mean %s?", best)
-}
-
-// editDistance is the Levenshtein distance between two short strings.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // list decodes each item of the list v. It returns false if v is null.
