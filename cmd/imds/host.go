@@ -32,7 +32,7 @@ func newHostListCommand(af *adminFlags) *cobra.Command {
 		Short:   "List the live hosts sharing the store, with their leases",
 		Long: "List the imds hosts whose lease in etcd is live: each host renews its lease while it runs, and\n" +
 			"one that stops renewing (killed, cut off from etcd) drops out when its TTL runs out.",
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := outputFormat(output); err != nil {
 				return err
