@@ -78,3 +78,30 @@ type InstanceService interface {
 	// EFORBIDDEN for an instance declared in the config file.
 	RemoveInstance(ctx context.Context, name string) error
 }
+
+// InstancePager lists instances a page at a time, for lists too long to
+// build whole (the registry and the admin client implement it).
+type InstancePager interface {
+	// ListInstancesPage returns up to limit instances, derived, sorted by
+	// name, whose names sort after after ("" for the first page), and
+	// whether more follow. Returns EINVALID if limit < 1.
+	ListInstancesPage(ctx context.Context, after string, limit int) (page []*Instance, more bool, err error)
+}
+
+// InstanceBatcher registers several instances as one change.
+type InstanceBatcher interface {
+	// AddInstanceBatch registers every spec or none: each is validated and
+	// checked for clashes (with the others and with the batch) before
+	// anything is written; then all are written in one store transaction.
+	// It returns them derived, in order. A refused batch is one error
+	// naming every refused entry (index and name); nothing is added.
+	AddInstanceBatch(ctx context.Context, specs []*Instance) ([]*Instance, error)
+}
+
+// InstanceBatchStore is an InstanceStore that stores several new specs in
+// one transaction.
+type InstanceBatchStore interface {
+	// CreateInstances stores every spec or none. Returns ECONFLICT, naming
+	// the first name that exists, and stores nothing then.
+	CreateInstances(ctx context.Context, insts []*Instance) error
+}

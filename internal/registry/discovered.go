@@ -22,10 +22,12 @@ func (r *Registry) SetDiscovered(ctx context.Context, origin string, specs []*ec
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	x := r.idx.Load()
-	trial := &index{byName: map[string]*ec2.Instance{}, byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}}
-	for _, n := range x.names {
-		if inst := x.byName[n]; inst.Origin != origin {
-			trial.add(inst)
+	// The source's instances are replaced in a copy of the index, which
+	// copies only the shards they are in.
+	next := x.edit()
+	for _, old := range r.discovered[origin] {
+		if cur := next.get(old.Name); cur != nil && cur.Origin == origin {
+			next.remove(old.Name)
 		}
 	}
 	var kept []*ec2.Instance
@@ -38,7 +40,7 @@ func (r *Registry) SetDiscovered(ctx context.Context, origin string, specs []*ec
 		inst, err := r.derive(spec)
 		if err == nil {
 			inst.Origin = origin
-			err = trial.add(inst)
+			err = next.add(r.withEvents(inst))
 		}
 		if err != nil {
 			errs[spec.Name] = err
@@ -47,6 +49,12 @@ func (r *Registry) SetDiscovered(ctx context.Context, origin string, specs []*ec
 		kept = append(kept, inst)
 		names[inst.Name] = true
 	}
+	if err := r.publish(next.done()); err != nil {
+		for _, inst := range kept {
+			errs[inst.Name] = err
+		}
+		return errs
+	}
 	// A name that goes loses its events and faults: a new container of the
 	// same name is a new instance.
 	for _, old := range r.discovered[origin] {
@@ -54,17 +62,10 @@ func (r *Registry) SetDiscovered(ctx context.Context, origin string, specs []*ec
 			delete(r.overlays, old.Name)
 		}
 	}
-	prev := r.discovered[origin]
 	if r.discovered == nil {
 		r.discovered = map[string][]*ec2.Instance{}
 	}
 	r.discovered[origin] = kept
-	if err := r.rebuild(ctx); err != nil {
-		r.discovered[origin] = prev
-		for _, inst := range kept {
-			errs[inst.Name] = err
-		}
-	}
 	return errs
 }
 

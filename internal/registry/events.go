@@ -84,7 +84,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	now := r.Clock.Now().UTC().Truncate(time.Second)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.idx.Load().byName[name] == nil {
+	if r.idx.Load().byName.get(name) == nil {
 		return ec2.Events{}, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	}
 	ov := r.overlays[name]
@@ -181,7 +181,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	} else {
 		r.Logger.Info("event issued", "instance", name, "type", req.Type)
 	}
-	inst := r.idx.Load().byName[name]
+	inst := r.idx.Load().byName.get(name)
 	ev := inst.Events
 	ev.Maintenance = slices.Clone(ev.Maintenance)
 	ev.Spot, ev.SpotScheduled = copyNotice(ev.Spot), copyNotice(ev.SpotScheduled)

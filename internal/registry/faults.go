@@ -50,7 +50,7 @@ func (r *Registry) SetFaults(ctx context.Context, name string, f ec2.Faults) err
 		r.Logger.Info("faults set for every instance", "faults", f.String())
 		return nil
 	}
-	if r.idx.Load().byName[name] == nil {
+	if r.idx.Load().byName.get(name) == nil {
 		return ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	}
 	next := overlay{}
@@ -73,7 +73,7 @@ func (r *Registry) GetFaults(_ context.Context, name string) (ec2.Faults, error)
 	if name == "" {
 		return r.allFaults, nil
 	}
-	if r.idx.Load().byName[name] == nil {
+	if r.idx.Load().byName.get(name) == nil {
 		return ec2.Faults{}, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	}
 	if ov := r.overlays[name]; ov != nil {

@@ -4,8 +4,10 @@
 //
 // Lookups read an immutable index through an atomic pointer, so identifying
 // a requester takes no lock and costs the same whatever the number of
-// instances; a change builds a new index and swaps it in, and never blocks
-// requests for other instances.
+// instances. A change makes the next index from the last, copying only the
+// shards it touches (see index.go), and swaps it in: an add or a remove
+// costs the same at 100 or 100,000 instances, and never blocks requests.
+// Only Load, Reload and SetConfig build the index whole.
 package registry
 
 import (
@@ -14,10 +16,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,15 +52,20 @@ type Registry struct {
 	// but no address (VMs whose address imds assigns over DHCP), and takes it
 	// back when they are removed.
 	Addresses AddressAllocator
-	// OnChange, if set, is called with every instance after each change
-	// (under the registry's lock: it must not call back into the registry).
-	OnChange func([]*ec2.Instance)
+	// OnChange, if set, is called after each change (under the registry's
+	// lock: it must not call back into the registry) with a function that
+	// returns every instance of the new version, sorted by name. The call
+	// itself costs nothing; all may be called later, from another goroutine,
+	// and costs O(n) only then, so a follower that coalesces changes (vmnet)
+	// pays once for many.
+	OnChange func(all func() []*ec2.Instance)
 
 	mu sync.Mutex // serialises changes
 	// writeMu serialises the writers of specs, so that UpdateInstance's
 	// read, change and write sees no other writer in between.
 	writeMu sync.Mutex
 	idx     atomic.Pointer[index]
+	seed    maphash.Seed // of the index's shards
 	config  []*ec2.Instance
 	// discovered are the instances each discovery source (by origin)
 	// found, derived; see SetDiscovered.
@@ -101,19 +110,6 @@ type AddressAllocator interface {
 	Release(mac string) error
 }
 
-// index is an immutable view of every instance.
-type index struct {
-	byName map[string]*ec2.Instance // derived
-	specs  map[string]*ec2.Instance // as registered (API instances only)
-	byAddr map[netip.Addr]*ec2.Instance
-	byMAC  map[string]*ec2.Instance
-	def    *ec2.Instance
-	// displaced names the implicit default while others keep it from
-	// answering unmatched requesters.
-	displaced string
-	names     []string
-}
-
 type neighCache struct {
 	at    time.Time
 	table map[netip.Addr]string
@@ -122,9 +118,8 @@ type neighCache struct {
 // New returns an empty Registry.
 func New(store ec2.InstanceStore, opt ec2.DeriveOptions) *Registry {
 	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Clock: clock.Real{},
-		overlays: map[string]*overlay{}, done: make(chan struct{})}
-	r.idx.Store(&index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
-		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}})
+		overlays: map[string]*overlay{}, done: make(chan struct{}), seed: maphash.MakeSeed()}
+	r.idx.Store(emptyIndex(r.seed))
 	return r
 }
 
@@ -151,7 +146,7 @@ func (r *Registry) Reload(ctx context.Context) error {
 	}
 	x := r.idx.Load()
 	for name := range r.overlays {
-		if x.byName[name] == nil {
+		if x.byName.get(name) == nil {
 			delete(r.overlays, name)
 		}
 	}
@@ -174,8 +169,7 @@ func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Def
 
 // rebuild makes a new index from the config and the store. r.mu is held.
 func (r *Registry) rebuild(ctx context.Context) error {
-	next := &index{byName: map[string]*ec2.Instance{}, specs: map[string]*ec2.Instance{},
-		byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}}
+	next := emptyIndex(r.seed).edit()
 	for _, inst := range r.config {
 		if err := next.add(r.withEvents(inst)); err != nil {
 			return err
@@ -186,10 +180,11 @@ func (r *Registry) rebuild(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for _, spec := range specs {
-			inst, err := r.derive(spec)
+		insts, errs := r.deriveAll(specs)
+		for i, spec := range specs {
+			err := errs[i]
 			if err == nil {
-				err = next.add(r.withEvents(inst))
+				err = next.add(r.withEvents(insts[i]))
 			}
 			if err != nil {
 				// A stored instance that now clashes with the config file (or no
@@ -197,7 +192,7 @@ func (r *Registry) rebuild(ctx context.Context) error {
 				r.Logger.Warn("stored instance not served", "instance", spec.Name, "err", ec2.ErrorMessage(err))
 				continue
 			}
-			next.specs[spec.Name] = spec
+			next.specs.set(spec.Name, spec)
 		}
 	}
 	for _, origin := range sortedKeys(r.discovered) {
@@ -209,24 +204,25 @@ func (r *Registry) rebuild(ctx context.Context) error {
 			}
 		}
 	}
+	return r.publish(next.done())
+}
+
+// publish resolves the default instance of next and swaps next in, telling
+// OnChange. r.mu is held.
+func (r *Registry) publish(next *index) error {
 	if r.def.Name != "" {
-		next.def = next.byName[r.def.Name]
+		next.def = next.byName.get(r.def.Name)
 		if next.def == nil {
 			return ec2.Errorf(ec2.EINVALID, "default instance %q does not exist", r.def.Name)
 		}
-		if r.def.Implicit && len(next.names) > 1 {
+		if r.def.Implicit && next.len() > 1 {
 			next.def, next.displaced = nil, r.def.Name
 		}
 	}
-	sort.Strings(next.names)
 	r.idx.Store(next)
 	r.logDefault(next)
 	if r.OnChange != nil {
-		all := make([]*ec2.Instance, 0, len(next.names))
-		for _, n := range next.names {
-			all = append(all, next.byName[n])
-		}
-		r.OnChange(all)
+		r.OnChange(next.instances)
 	}
 	return nil
 }
@@ -239,43 +235,29 @@ func (r *Registry) logDefault(next *index) {
 	case !r.def.Implicit:
 	case r.answering && !answering:
 		r.Logger.Info("requesters that match no instance now get 404: the default instance answers them only while it is the only instance (name it in default_instance to keep it answering)",
-			"default", r.def.Name, "instances", len(next.names))
+			"default", r.def.Name, "instances", next.len())
 	case r.built && !r.answering && answering:
 		r.Logger.Info("the default instance answers every requester again: it is the only instance", "default", r.def.Name)
 	}
 	r.answering, r.built = answering, true
 }
 
-// add puts a derived instance into the index, refusing clashes.
-func (x *index) add(inst *ec2.Instance) error {
-	if _, dup := x.byName[inst.Name]; dup {
-		return ec2.Errorf(ec2.ECONFLICT, "an instance named %q already exists", inst.Name)
+// deriveAll derives specs on every core: at start-up with 100,000 stored
+// instances, deriving and validating is most of the work. errs[i] is the
+// error of specs[i].
+func (r *Registry) deriveAll(specs []*ec2.Instance) (insts []*ec2.Instance, errs []error) {
+	insts, errs = make([]*ec2.Instance, len(specs)), make([]error, len(specs))
+	workers := min(runtime.GOMAXPROCS(0), len(specs)/1000+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(specs); i += workers {
+				insts[i], errs[i] = r.derive(specs[i])
+			}
+		})
 	}
-	for _, a := range inst.SourceAddrs {
-		ip, err := netip.ParseAddr(a)
-		if err != nil {
-			return ec2.Errorf(ec2.EINVALID, "source address %q is not an IP address", a)
-		}
-		if other := x.byAddr[ip.Unmap()]; other != nil {
-			return ec2.Errorf(ec2.ECONFLICT, "address %s already belongs to instance %s", ip, other.Name)
-		}
-	}
-	mac := inst.Primary().MAC
-	if inst.MatchMAC {
-		if other := x.byMAC[mac]; other != nil {
-			return ec2.Errorf(ec2.ECONFLICT, "MAC %s already belongs to instance %s", mac, other.Name)
-		}
-	}
-	x.byName[inst.Name] = inst
-	x.names = append(x.names, inst.Name)
-	for _, a := range inst.SourceAddrs {
-		ip, _ := netip.ParseAddr(a)
-		x.byAddr[ip.Unmap()] = inst
-	}
-	if inst.MatchMAC {
-		x.byMAC[mac] = inst
-	}
-	return nil
+	wg.Wait()
+	return insts, errs
 }
 
 // derive turns a stored spec into the instance it describes.
@@ -316,21 +298,21 @@ func (r *Registry) LocateInstance(ctx context.Context, req ec2.Requester) (*ec2.
 			if len(pt.secret) == 0 || !hmac.Equal([]byte(Sign(pt.secret, req.ProxiedInstance)), []byte(req.ProxiedSignature)) {
 				return nil, ec2.Errorf(ec2.EFORBIDDEN, "identity headers from proxy %s are unsigned or badly signed", req.Addr)
 			}
-			if inst := x.byName[req.ProxiedInstance]; inst != nil {
+			if inst := x.byName.get(req.ProxiedInstance); inst != nil {
 				return inst, nil
 			}
 			return nil, r.unknown(req.Addr, "proxy "+req.Addr.String()+" named unknown instance "+req.ProxiedInstance)
 		}
 	}
-	if inst := x.byAddr[req.Addr]; inst != nil {
+	if inst := x.byAddr.get(req.Addr); inst != nil {
 		if inst.Origin == ec2.OriginDocker {
 			return r.boundToMAC(ctx, inst, req.Addr)
 		}
 		return inst, nil
 	}
-	if len(x.byMAC) > 0 && r.Neighbours != nil {
+	if x.byMAC.len() > 0 && r.Neighbours != nil {
 		if mac := r.macOf(ctx, req.Addr); mac != "" {
-			if inst := x.byMAC[mac]; inst != nil {
+			if inst := x.byMAC.get(mac); inst != nil {
 				return inst, nil
 			}
 		}
@@ -406,31 +388,44 @@ func (r *Registry) macOf(ctx context.Context, a netip.Addr) string {
 
 // ListInstances implements ec2.InstanceService.
 func (r *Registry) ListInstances(context.Context) ([]*ec2.Instance, error) {
-	x := r.idx.Load()
-	out := make([]*ec2.Instance, 0, len(x.names))
-	for _, n := range x.names {
-		out = append(out, x.byName[n].Clone())
+	list := r.idx.Load().instances()
+	for i, inst := range list {
+		list[i] = inst.Clone()
 	}
-	return out, nil
+	return list, nil
+}
+
+// ListInstancesPage implements ec2.InstancePager: up to limit instances
+// whose names sort after after, and whether more follow. Pages of one
+// list come from the index of the moment each is asked for: an instance
+// added or removed meanwhile is seen or not, but none is listed twice.
+func (r *Registry) ListInstancesPage(_ context.Context, after string, limit int) ([]*ec2.Instance, bool, error) {
+	if limit <= 0 {
+		return nil, false, ec2.Errorf(ec2.EINVALID, "the page size must be at least 1, got %d", limit)
+	}
+	x := r.idx.Load()
+	names := x.after(after, limit+1)
+	more := len(names) > limit
+	names = names[:min(len(names), limit)]
+	out := make([]*ec2.Instance, len(names))
+	for i, n := range names {
+		out[i] = x.byName.get(n).Clone()
+	}
+	return out, more, nil
 }
 
 // CountByOrigin returns how many instances are served, by ec2.Instance
 // Origin.
 func (r *Registry) CountByOrigin() map[string]int {
-	x := r.idx.Load()
-	out := map[string]int{}
-	for _, inst := range x.byName {
-		out[inst.Origin]++
-	}
-	return out
+	return maps.Clone(r.idx.Load().counts)
 }
 
 // Has tells whether an instance of that name is served.
-func (r *Registry) Has(name string) bool { return r.idx.Load().byName[name] != nil }
+func (r *Registry) Has(name string) bool { return r.idx.Load().byName.get(name) != nil }
 
 // GetInstance implements ec2.InstanceService.
 func (r *Registry) GetInstance(_ context.Context, name string) (*ec2.Instance, error) {
-	if inst := r.idx.Load().byName[name]; inst != nil {
+	if inst := r.idx.Load().byName.get(name); inst != nil {
 		return inst.Clone(), nil
 	}
 	return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
@@ -440,7 +435,7 @@ func (r *Registry) GetInstance(_ context.Context, name string) (*ec2.Instance, e
 // stored spec; their derived form is returned.
 func (r *Registry) GetInstanceSpec(ctx context.Context, name string) (*ec2.Instance, error) {
 	x := r.idx.Load()
-	if spec := x.specs[name]; spec != nil {
+	if spec := x.specs.get(name); spec != nil {
 		return spec.Clone(), nil
 	}
 	return r.GetInstance(ctx, name)
@@ -469,7 +464,7 @@ func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.Instan
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	x := r.idx.Load()
-	cur := x.byName[name]
+	cur := x.byName.get(name)
 	switch {
 	case cur == nil:
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
@@ -480,7 +475,7 @@ func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.Instan
 	case cur.Origin != ec2.OriginAPI:
 		return nil, ownedError(cur, "changed")
 	}
-	spec := x.specs[name].Clone()
+	spec := x.specs.get(name).Clone()
 	u.Apply(spec)
 	return r.put(ctx, spec, true)
 }
@@ -520,7 +515,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	x := r.idx.Load()
-	cur := x.byName[spec.Name]
+	cur := x.byName.get(spec.Name)
 	switch {
 	case !replace && cur != nil:
 		return nil, ec2.Errorf(ec2.ECONFLICT, "an instance named %q already exists", spec.Name)
@@ -531,16 +526,14 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	case cur != nil && cur.Origin != ec2.OriginAPI:
 		return nil, ownedError(cur, "changed")
 	}
-	// Check clashes against every other instance before touching the store.
-	trial := &index{byName: map[string]*ec2.Instance{}, byAddr: map[netip.Addr]*ec2.Instance{}, byMAC: map[string]*ec2.Instance{}}
-	for _, n := range x.names {
-		if n != spec.Name {
-			trial.add(x.byName[n])
-		}
-	}
-	if err := trial.add(inst); err != nil {
+	// Clashes with every other instance are checked before touching the
+	// store; the edit copies only the shards it touches.
+	next := x.edit()
+	next.remove(spec.Name)
+	if err := next.add(r.withEvents(inst)); err != nil {
 		return nil, err
 	}
+	next.specs.set(spec.Name, spec)
 	if replace {
 		err = r.Store.UpdateInstance(ctx, spec)
 	} else {
@@ -549,7 +542,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	if err != nil {
 		return nil, err
 	}
-	if err := r.rebuild(ctx); err != nil {
+	if err := r.publish(next.done()); err != nil {
 		return nil, err
 	}
 	verb := "registered"
@@ -566,7 +559,8 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 	defer r.writeMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cur := r.idx.Load().byName[name]
+	x := r.idx.Load()
+	cur := x.byName.get(name)
 	switch {
 	case cur == nil:
 		return ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
@@ -585,7 +579,9 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 			r.Logger.Warn("releasing the address failed", "instance", name, "err", err)
 		}
 	}
-	if err := r.rebuild(ctx); err != nil {
+	next := x.edit()
+	next.remove(name)
+	if err := r.publish(next.done()); err != nil {
 		return err
 	}
 	r.Logger.Info("instance removed", "instance", name)
@@ -595,7 +591,7 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 // String describes the registry for logs.
 func (r *Registry) String() string {
 	x := r.idx.Load()
-	return fmt.Sprintf("registry(%d instances, default %q)", len(x.names), r.def.Name)
+	return fmt.Sprintf("registry(%d instances, default %q)", x.len(), r.def.Name)
 }
 
 // readOnly is the EFORBIDDEN error for changing or removing an instance of
@@ -610,4 +606,147 @@ func (r *Registry) readOnly(name, verb string) error {
 		return ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; remove it there", name)
 	}
 	return ec2.Errorf(ec2.EFORBIDDEN, "instance %q is declared in the config file; change it there", name)
+}
+
+var (
+	_ ec2.InstancePager   = (*Registry)(nil)
+	_ ec2.InstanceBatcher = (*Registry)(nil)
+)
+
+// AddInstanceBatch implements ec2.InstanceBatcher: every spec is prepared
+// and validated, then checked against the index and the batch, before the
+// one store transaction; then the index takes them in one change.
+func (r *Registry) AddInstanceBatch(ctx context.Context, specs []*ec2.Instance) (_ []*ec2.Instance, err error) {
+	if r.Store == nil {
+		return nil, ec2.Errorf(ec2.EUNSUPPORTED, "this server has no store for instances registered at run time")
+	}
+	bs, ok := r.Store.(ec2.InstanceBatchStore)
+	if !ok {
+		return nil, ec2.Errorf(ec2.EUNSUPPORTED, "this server's instance store cannot write a batch in one transaction")
+	}
+	if len(specs) == 0 {
+		return nil, ec2.Errorf(ec2.EINVALID, "the batch holds no instance")
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	refused := make([]error, len(specs))
+	clean := make([]*ec2.Instance, len(specs))
+	var allocated []string // MACs given an address by this batch
+	defer func() {
+		if err != nil {
+			for _, mac := range allocated {
+				r.Addresses.Release(mac) // not registered after all
+			}
+		}
+	}()
+	now := r.Clock.Now().UTC().Truncate(time.Second)
+	for i, spec := range specs {
+		// Checked before derivation, which would name a nameless spec "default".
+		if err := ec2.CheckName(spec.Name); err != nil {
+			refused[i] = err
+			continue
+		}
+		spec = spec.Clone()
+		spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}
+		if spec.PendingTime.IsZero() {
+			spec.PendingTime = now
+		}
+		clean[i] = spec
+	}
+	toDerive := make([]*ec2.Instance, 0, len(specs))
+	for _, spec := range clean {
+		if spec != nil {
+			toDerive = append(toDerive, spec)
+		}
+	}
+	derived, derrs := r.deriveAll(toDerive)
+	insts := make([]*ec2.Instance, len(specs))
+	for i, j := 0, 0; i < len(specs); i++ {
+		if clean[i] != nil {
+			insts[i], refused[i] = derived[j], derrs[j]
+			j++
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.idx.Load().edit()
+	for i, inst := range insts {
+		if refused[i] != nil {
+			continue
+		}
+		spec := clean[i]
+		if cur := next.get(spec.Name); cur != nil {
+			switch cur.Origin {
+			case ec2.OriginAPI:
+				refused[i] = ec2.Errorf(ec2.ECONFLICT, "an instance named %q already exists", spec.Name)
+			case ec2.OriginConfig:
+				refused[i] = r.readOnly(spec.Name, "changed")
+			default:
+				refused[i] = ownedError(cur, "changed")
+			}
+			continue
+		}
+		if r.Addresses != nil && len(spec.SourceAddrs) == 0 && len(spec.Interfaces) > 0 && spec.Interfaces[0].MAC != "" {
+			mac := strings.ToLower(spec.Interfaces[0].MAC)
+			addr, aerr := r.Addresses.Allocate(mac, spec.Name)
+			if aerr != nil {
+				refused[i] = ec2.Errorf(ec2.ECONFLICT, "no address for %s: %v", spec.Name, aerr)
+				continue
+			}
+			allocated = append(allocated, mac)
+			spec.SourceAddrs = []string{addr.String()}
+			if inst, refused[i] = r.derive(spec); refused[i] != nil {
+				continue
+			}
+			insts[i] = inst
+		}
+		if err := next.add(r.withEvents(inst)); err != nil {
+			refused[i] = err
+			continue
+		}
+		next.specs.set(spec.Name, spec)
+	}
+	if err := batchRefusal(specs, refused); err != nil {
+		return nil, err
+	}
+	if err := bs.CreateInstances(ctx, clean); err != nil {
+		return nil, err
+	}
+	if err := r.publish(next.done()); err != nil {
+		return nil, err
+	}
+	r.Logger.Info("instances registered", "count", len(insts), "first", insts[0].Name, "last", insts[len(insts)-1].Name)
+	out := make([]*ec2.Instance, len(insts))
+	for i, inst := range insts {
+		out[i] = inst.Clone()
+	}
+	return out, nil
+}
+
+// batchRefusal is the error of a batch with refused entries, nil if none:
+// one line per entry (its number from 1 and its name), and the code of
+// the entries when they all have the same.
+func batchRefusal(specs []*ec2.Instance, refused []error) error {
+	var lines []string
+	code := ""
+	for i, err := range refused {
+		if err == nil {
+			continue
+		}
+		switch c := ec2.ErrorCode(err); {
+		case code == "":
+			code = c
+		case code != c:
+			code = ec2.EINVALID
+		}
+		lines = append(lines, fmt.Sprintf("instance %d of %d (%q): %s", i+1, len(specs), specs[i].Name, ec2.ErrorMessage(err)))
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	if len(specs) == 1 {
+		return refused[0]
+	}
+	return &ec2.Error{Code: code, Message: fmt.Sprintf("%d of %d instances refused, nothing was added:\n%s",
+		len(lines), len(specs), strings.Join(lines, "\n"))}
 }

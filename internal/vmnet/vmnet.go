@@ -23,7 +23,7 @@ type Network struct {
 	alloc *ipam.Allocator
 	dns   *dnsmasq.Server
 	log   *slog.Logger
-	hosts chan []dnsmasq.Host // latest host list; older pending lists are replaced
+	hosts chan func() []*ec2.Instance // latest instances; older pending lists are replaced
 	done  chan struct{}
 	loop  sync.WaitGroup
 	once  sync.Once
@@ -36,7 +36,7 @@ func Open(cfg *config.VMNetwork, dataDir string, logger *slog.Logger) (*Network,
 	if err != nil {
 		return nil, fmt.Errorf("vm_network: %w", err)
 	}
-	v := &Network{cfg: cfg, alloc: alloc, log: logger, hosts: make(chan []dnsmasq.Host, 1), done: make(chan struct{})}
+	v := &Network{cfg: cfg, alloc: alloc, log: logger, hosts: make(chan func() []*ec2.Instance, 1), done: make(chan struct{})}
 	v.dns = dnsmasq.New(dnsmasq.Config{
 		Dir: filepath.Join(dataDir, "dnsmasq"), Interface: cfg.Bridge, Subnet: cfg.Subnet, Gateway: cfg.Gateway,
 		Domain: cfg.Domain, Metadata: netip.MustParseAddr("169.254.169.254"), Netns: cfg.Netns,
@@ -51,15 +51,15 @@ func (v *Network) Alloc() *ipam.Allocator { return v.alloc }
 func (v *Network) DNS() *dnsmasq.Server { return v.dns }
 
 // Changed receives every instance after a registry change (under the
-// registry's lock, so it must not block) and queues the host list for the
-// goroutine Start runs.
-func (v *Network) Changed(insts []*ec2.Instance) {
-	hosts := Hosts(v.cfg.Subnet, insts)
+// registry's lock, so it must not block): all returns them and costs O(n),
+// so it is called by the goroutine Start runs, once for changes that came
+// faster than dnsmasq took them.
+func (v *Network) Changed(all func() []*ec2.Instance) {
 	select {
 	case <-v.hosts: // drop the older pending list
 	default:
 	}
-	v.hosts <- hosts
+	v.hosts <- all
 }
 
 // Hosts is the DHCP host list of insts: one entry per instance with a
@@ -95,8 +95,8 @@ func (v *Network) Start(ctx context.Context) error {
 			select {
 			case <-v.done:
 				return
-			case hosts := <-v.hosts:
-				if err := v.dns.SetHosts(hosts); err != nil {
+			case all := <-v.hosts:
+				if err := v.dns.SetHosts(Hosts(v.cfg.Subnet, all())); err != nil {
 					v.log.Warn("updating dnsmasq hosts failed", "err", err)
 				}
 			}

@@ -65,7 +65,7 @@ func TestConfigOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.Changed([]*ec2.Instance{inst("vm1", "02:00:00:00:00:07", addr.String())})
+	v.Changed(func() []*ec2.Instance { return []*ec2.Instance{inst("vm1", "02:00:00:00:00:07", addr.String())} })
 	deadline := time.Now().Add(10 * time.Second)
 	for len(v.DNS().Hosts()) == 0 {
 		if time.Now().After(deadline) {
