@@ -264,6 +264,36 @@ func (s *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance) 
 	})
 }
 
+var _ ec2.InstanceBatchStore = (*InstanceStore)(nil)
+
+// CreateInstances implements ec2.InstanceBatchStore: one bbolt Update, so
+// one fsync for the batch, and all the records or none.
+func (s *InstanceStore) CreateInstances(ctx context.Context, insts []*ec2.Instance) error {
+	vals := make([][]byte, len(insts))
+	for i, inst := range insts {
+		v, err := encode(inst)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte(bucketInstances))
+		for i, inst := range insts {
+			if b.Get([]byte(inst.Name)) != nil {
+				return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
+			}
+			if err := b.Put([]byte(inst.Name), vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // UpdateInstance implements ec2.InstanceStore. The record is replaced whole,
 // so a field cleared in inst is cleared in the store.
 func (s *InstanceStore) UpdateInstance(ctx context.Context, inst *ec2.Instance) error {

@@ -331,8 +331,25 @@ func (is *InstanceStore) decodeAll(kvs []*mvccpb.KeyValue) ([]*ec2.Instance, err
 	return insts, nil
 }
 
-// Revision is the revision of the latest FindInstances.
+// Revision is the revision of the latest FindInstances, or of this
+// store's own latest write when it came right after it.
 func (is *InstanceStore) Revision() int64 { return is.rev.Load() }
+
+// advance moves Revision from before to the last of revs when revs are the
+// revisions right after it, one by one: this store's own writes, which the
+// registry applies to its index itself, so that a Follower needs no list
+// of them. A write of someone else in between leaves Revision where it was,
+// and the Follower lists the instances again.
+func (is *InstanceStore) advance(before int64, revs ...int64) {
+	for i, r := range revs {
+		if r != before+int64(i)+1 {
+			return
+		}
+	}
+	if len(revs) > 0 {
+		is.rev.CompareAndSwap(before, revs[len(revs)-1])
+	}
+}
 
 // CreateInstance implements ec2.InstanceStore.
 func (is *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance) error {
@@ -342,6 +359,7 @@ func (is *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance)
 	}
 	var resp *clientv3.TxnResponse
 	k := is.key(inst.Name)
+	before := is.rev.Load()
 	if err := is.call(ctx, "the creation of instance "+inst.Name, func(ctx context.Context) (err error) {
 		resp, err = is.s.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
@@ -353,7 +371,120 @@ func (is *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance)
 	if !resp.Succeeded {
 		return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
 	}
+	is.advance(before, resp.Header.Revision)
 	return nil
+}
+
+// Limits of one transaction of CreateInstances: etcd's default
+// --max-txn-ops (128) and, with room to spare, its default request size
+// limit (1.5 MiB).
+const (
+	maxTxnOps   = 128
+	maxTxnBytes = 1 << 20
+)
+
+var _ ec2.InstanceBatchStore = (*InstanceStore)(nil)
+
+// CreateInstances implements ec2.InstanceBatchStore. A batch that fits in
+// one transaction (128 records, 1 MiB) is one Txn: every record or none. A
+// larger one is written in such transactions in order; when one fails, those
+// already written are deleted again (each only if no one changed it since),
+// so that the batch leaves nothing behind; followers may see those records
+// come and go. If the removal fails too (etcd went away), the error names
+// what stays stored.
+func (is *InstanceStore) CreateInstances(ctx context.Context, insts []*ec2.Instance) error {
+	var chunks []*batchTxn
+	size := 0
+	seen := make(map[string]bool, len(insts))
+	for _, inst := range insts {
+		v, err := encode(inst)
+		if err != nil {
+			return err
+		}
+		if seen[inst.Name] {
+			// etcd refuses a transaction that puts one key twice.
+			return ec2.Errorf(ec2.ECONFLICT, "instance %q is twice in the batch", inst.Name)
+		}
+		seen[inst.Name] = true
+		if len(chunks) == 0 || len(chunks[len(chunks)-1].ops) == maxTxnOps || size+len(v) > maxTxnBytes {
+			chunks = append(chunks, &batchTxn{})
+			size = 0
+		}
+		c, k := chunks[len(chunks)-1], is.key(inst.Name)
+		c.names = append(c.names, inst.Name)
+		c.cmps = append(c.cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+		c.ops = append(c.ops, clientv3.OpPut(k, string(v)))
+		size += len(k) + len(v)
+	}
+	var written []*batchTxn
+	before := is.rev.Load()
+	for _, c := range chunks {
+		var resp *clientv3.TxnResponse
+		err := is.call(ctx, fmt.Sprintf("the creation of %d instances", len(insts)), func(ctx context.Context) (err error) {
+			resp, err = is.s.client.Txn(ctx).If(c.cmps...).Then(c.ops...).Commit()
+			return err
+		})
+		if err == nil && !resp.Succeeded {
+			err = is.conflict(ctx, c.names)
+		}
+		if err != nil {
+			if len(written) == 0 {
+				return err
+			}
+			return is.undo(ctx, err, written)
+		}
+		c.rev = resp.Header.Revision
+		written = append(written, c)
+	}
+	revs := make([]int64, len(written))
+	for i, c := range written {
+		revs[i] = c.rev
+	}
+	is.advance(before, revs...)
+	return nil
+}
+
+// conflict is the ECONFLICT error of a batch transaction that failed its
+// comparisons: it names the first of names that exists.
+func (is *InstanceStore) conflict(ctx context.Context, names []string) error {
+	for _, n := range names {
+		if _, err := is.FindInstanceByName(ctx, n); err == nil || ec2.ErrorCode(err) != ec2.ENOTFOUND {
+			return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", n)
+		}
+	}
+	return ec2.Errorf(ec2.ECONFLICT, "an instance of the batch already exists")
+}
+
+// batchTxn is one transaction of CreateInstances.
+type batchTxn struct {
+	names []string
+	cmps  []clientv3.Cmp
+	ops   []clientv3.Op
+	rev   int64 // the revision it was written at
+}
+
+// undo deletes the transactions of a batch already written after a later
+// one failed with cause, each record only if still at the revision the
+// batch wrote it at. The error is cause, saying what the batch left.
+func (is *InstanceStore) undo(ctx context.Context, cause error, written []*batchTxn) error {
+	var kept []string
+	for _, c := range written {
+		for _, n := range c.names {
+			k := is.key(n)
+			err := is.call(context.WithoutCancel(ctx), "the removal of instance "+n, func(ctx context.Context) error {
+				_, err := is.s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", c.rev)).Then(clientv3.OpDelete(k)).Commit()
+				return err
+			})
+			if err != nil {
+				kept = append(kept, n)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		return ec2.Errorf(ec2.ErrorCode(cause), "%s (nothing of the batch was kept)", ec2.ErrorMessage(cause))
+	}
+	return ec2.Errorf(ec2.ErrorCode(cause), "%s; %d instances of the batch were stored and could not be removed again, and stay: %s",
+		ec2.ErrorMessage(cause), len(kept), strings.Join(kept, ", "))
 }
 
 // UpdateInstance implements ec2.InstanceStore: the record is replaced
@@ -365,6 +496,7 @@ func (is *InstanceStore) UpdateInstance(ctx context.Context, inst *ec2.Instance)
 	}
 	var resp *clientv3.TxnResponse
 	k := is.key(inst.Name)
+	before := is.rev.Load()
 	if err := is.call(ctx, "the update of instance "+inst.Name, func(ctx context.Context) (err error) {
 		resp, err = is.s.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(k), ">", 0)).
@@ -376,6 +508,7 @@ func (is *InstanceStore) UpdateInstance(ctx context.Context, inst *ec2.Instance)
 	if !resp.Succeeded {
 		return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", inst.Name)
 	}
+	is.advance(before, resp.Header.Revision)
 	return nil
 }
 
@@ -386,6 +519,7 @@ func (is *InstanceStore) DeleteInstance(ctx context.Context, name string) error 
 		return err
 	}
 	var resp *clientv3.DeleteResponse
+	before := is.rev.Load()
 	if err := is.call(ctx, "the removal of instance "+name, func(ctx context.Context) (err error) {
 		resp, err = is.s.client.Delete(ctx, is.key(name))
 		return err
@@ -395,6 +529,7 @@ func (is *InstanceStore) DeleteInstance(ctx context.Context, name string) error 
 	if resp.Deleted == 0 {
 		return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", name)
 	}
+	is.advance(before, resp.Header.Revision)
 	return nil
 }
 

@@ -253,6 +253,51 @@ func Run(t *testing.T, newStore func(t *testing.T) ec2.InstanceStore) {
 		}
 	})
 
+	t.Run("CreateInstancesAllOrNothing", func(t *testing.T) {
+		s := newStore(t)
+		bs, ok := s.(ec2.InstanceBatchStore)
+		if !ok {
+			t.Skip("the store writes no batches")
+		}
+		mustCreate(t, s, FullInstance("taken"))
+		// 300 is more than one etcd transaction holds (128 operations).
+		batch := func(prefix string, n int) []*ec2.Instance {
+			list := make([]*ec2.Instance, n)
+			for i := range list {
+				list[i] = FullInstance(fmt.Sprintf("%s-%03d", prefix, i))
+			}
+			return list
+		}
+		tests := []struct {
+			name  string
+			batch []*ec2.Instance
+		}{
+			{"name taken", append(batch("a", 3), FullInstance("taken"))},
+			{"name taken after the first transaction", append(batch("b", 299), FullInstance("taken"))},
+			{"name twice", append(batch("c", 2), FullInstance("c-001"))},
+		}
+		for _, tt := range tests {
+			err := bs.CreateInstances(ctx, tt.batch)
+			if code := ec2.ErrorCode(err); code != ec2.ECONFLICT {
+				t.Errorf("%s: CreateInstances: %v (code %q), want ECONFLICT", tt.name, err, code)
+			}
+			if all, err := s.FindInstances(ctx); err != nil || len(all) != 1 {
+				t.Errorf("%s: the store holds %v (%v) after a refused batch; want only taken", tt.name, names(all), err)
+			}
+		}
+		want := batch("d", 300)
+		if err := bs.CreateInstances(ctx, want); err != nil {
+			t.Fatalf("CreateInstances: %v", err)
+		}
+		all, err := s.FindInstances(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, all[:300], equal); diff != "" || len(all) != 301 {
+			t.Errorf("FindInstances after CreateInstances of 300 (%d found) (-want +got):\n%s", len(all), diff)
+		}
+	})
+
 	t.Run("CanceledContext", func(t *testing.T) {
 		s := newStore(t)
 		mustCreate(t, s, FullInstance("present"))
