@@ -241,14 +241,9 @@ func (i *Instance) Clone() *Instance {
 }
 
 var (
-	reInstanceID  = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
-	reAccountID   = regexp.MustCompile(`^[0-9]{12}$`)
-	reRegion      = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
-	reMAC         = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
-	reRoleName    = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
-	reTagKey      = regexp.MustCompile(`^[a-zA-Z0-9+\-=._:@,]{1,128}$`)
-	rePrefixedID  = regexp.MustCompile(`^[a-z]+-[0-9a-f]{8,17}$`)
-	reInstanceTyp = regexp.MustCompile(`^[a-z0-9-]+\.[a-z0-9-]+$`)
+	reRegion   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	reRoleName = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
+	reTagKey   = regexp.MustCompile(`^[a-zA-Z0-9+\-=._:@,]{1,128}$`)
 )
 
 // AutoscalingStates are the values of autoscaling/target-lifecycle-state.
@@ -273,10 +268,10 @@ func (i *Instance) Validate() []*FieldError {
 	if err := CheckName(i.Name); err != nil {
 		bad("name", "%s", ErrorMessage(err))
 	}
-	if !reInstanceID.MatchString(i.ID) {
+	if !isInstanceID(i.ID) {
 		bad("instance_id", "must look like i-0123456789abcdef0, got %q", i.ID)
 	}
-	if !reAccountID.MatchString(i.AccountID) {
+	if !isAccountID(i.AccountID) {
 		bad("account_id", "must be 12 digits, got %q", i.AccountID)
 	}
 	if !reRegion.MatchString(i.Region) {
@@ -285,7 +280,7 @@ func (i *Instance) Validate() []*FieldError {
 	if z, ok := strings.CutPrefix(i.AvailabilityZone, i.Region); !ok || len(z) != 1 || z[0] < 'a' || z[0] > 'z' {
 		bad("availability_zone", "must be the region followed by a zone letter (e.g. %sa), got %q", i.Region, i.AvailabilityZone)
 	}
-	if !reInstanceTyp.MatchString(i.InstanceType) {
+	if !isInstanceType(i.InstanceType) {
 		bad("instance_type", "must look like m5.large, got %q", i.InstanceType)
 	}
 	switch i.Architecture {
@@ -331,7 +326,7 @@ func (i *Instance) Validate() []*FieldError {
 	macs, devices := map[string]bool{}, map[int]bool{}
 	for n, ni := range i.Interfaces {
 		field := fmt.Sprintf("network_interfaces[%d]", n)
-		if !reMAC.MatchString(ni.MAC) {
+		if !isMAC(ni.MAC) {
 			bad(field+".mac", "must be six lower-case hex pairs separated by colons, got %q", ni.MAC)
 		} else if macs[ni.MAC] {
 			bad(field+".mac", "duplicate MAC %s", ni.MAC)
@@ -370,7 +365,7 @@ func (i *Instance) Validate() []*FieldError {
 		cidrs("vpc_ipv4_cidrs", false, ni.VPCIPv4CIDRs...)
 		cidrs("subnet_ipv6_cidrs", true, ni.SubnetIPv6CIDRs...)
 		cidrs("vpc_ipv6_cidrs", true, ni.VPCIPv6CIDRs...)
-		if !rePrefixedID.MatchString(ni.ID) || !strings.HasPrefix(ni.ID, "eni-") {
+		if !isPrefixedID(ni.ID) || !strings.HasPrefix(ni.ID, "eni-") {
 			bad(field+".interface_id", "must look like eni-0123456789abcdef0, got %q", ni.ID)
 		}
 	}
@@ -437,4 +432,78 @@ func (i *Instance) Validate() []*FieldError {
 		bad("hop_limit", "must be between 1 and 64, got %d", i.Metadata.PutResponseHopLimit)
 	}
 	return errs
+}
+
+// The checks below are the simplest patterns of Validate, written out
+// rather than matched with regexp, which was most of the time of
+// validating 100,000 stored instances at start-up. Each comment is the
+// pattern it implements; TestFormatChecks compares them.
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isInstanceID: ^i-[0-9a-f]{8}([0-9a-f]{9})?$
+func isInstanceID(s string) bool {
+	return (len(s) == 10 || len(s) == 19) && s[:2] == "i-" && isLowerHex(s[2:])
+}
+
+// isAccountID: ^[0-9]{12}$
+func isAccountID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isMAC: ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$
+func isMAC(s string) bool {
+	if len(s) != 17 {
+		return false
+	}
+	for i := 0; i < 17; i += 3 {
+		if !isLowerHex(s[i:i+2]) || (i+2 < 17 && s[i+2] != ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// isPrefixedID: ^[a-z]+-[0-9a-f]{8,17}$
+func isPrefixedID(s string) bool {
+	i := strings.IndexByte(s, '-')
+	if i < 1 || len(s)-i-1 < 8 || len(s)-i-1 > 17 || !isLowerHex(s[i+1:]) {
+		return false
+	}
+	for j := 0; j < i; j++ {
+		if s[j] < 'a' || s[j] > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// isInstanceType: ^[a-z0-9-]+\.[a-z0-9-]+$
+func isInstanceType(s string) bool {
+	dot := strings.IndexByte(s, '.')
+	if dot < 1 || dot == len(s)-1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i != dot && (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }

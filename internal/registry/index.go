@@ -94,7 +94,6 @@ func (e *mapEdit[K]) del(k K) {
 // that a request sees the instances before or after a change, never a mix.
 type index struct {
 	byName *shardMap[string] // derived
-	specs  *shardMap[string] // as registered (API instances only)
 	byAddr *shardMap[netip.Addr]
 	byMAC  *shardMap[string]
 	// counts are the instances by origin (metrics read them at each scrape).
@@ -111,7 +110,7 @@ type index struct {
 }
 
 func emptyIndex(seed maphash.Seed) *index {
-	return &index{byName: newShardMap[string](seed), specs: newShardMap[string](seed),
+	return &index{byName: newShardMap[string](seed),
 		byAddr: newShardMap[netip.Addr](seed), byMAC: newShardMap[string](seed), counts: map[string]int{}}
 }
 
@@ -160,13 +159,13 @@ func (x *index) after(after string, limit int) []string {
 // changes to copies of the shards they touch; done returns the new index.
 // An edit that is dropped leaves the index it started from as it was.
 type indexEdit struct {
-	byName, specs, byMAC *mapEdit[string]
-	byAddr               *mapEdit[netip.Addr]
-	counts               map[string]int
+	byName, byMAC *mapEdit[string]
+	byAddr        *mapEdit[netip.Addr]
+	counts        map[string]int
 }
 
 func (x *index) edit() *indexEdit {
-	return &indexEdit{byName: editMap(x.byName), specs: editMap(x.specs), byAddr: editMap(x.byAddr),
+	return &indexEdit{byName: editMap(x.byName), byAddr: editMap(x.byAddr),
 		byMAC: editMap(x.byMAC), counts: maps.Clone(x.counts)}
 }
 
@@ -178,7 +177,7 @@ func (e *indexEdit) done() *index {
 			delete(e.counts, o)
 		}
 	}
-	return &index{byName: e.byName.m, specs: e.specs.m, byAddr: e.byAddr.m, byMAC: e.byMAC.m, counts: e.counts}
+	return &index{byName: e.byName.m, byAddr: e.byAddr.m, byMAC: e.byMAC.m, counts: e.counts}
 }
 
 // get returns the instance of that name in the edit, nil if none.
@@ -218,14 +217,13 @@ func (e *indexEdit) add(inst *ec2.Instance) error {
 	return nil
 }
 
-// remove takes the named instance and its spec out of the index, if there.
+// remove takes the named instance out of the index, if there.
 func (e *indexEdit) remove(name string) *ec2.Instance {
 	inst := e.byName.m.get(name)
 	if inst == nil {
 		return nil
 	}
 	e.byName.del(name)
-	e.specs.del(name)
 	for _, a := range inst.SourceAddrs {
 		if ip, err := netip.ParseAddr(a); err == nil && e.byAddr.m.get(ip.Unmap()) == inst {
 			e.byAddr.del(ip.Unmap())

@@ -192,7 +192,6 @@ func (r *Registry) rebuild(ctx context.Context) error {
 				r.Logger.Warn("stored instance not served", "instance", spec.Name, "err", ec2.ErrorMessage(err))
 				continue
 			}
-			next.specs.set(spec.Name, spec)
 		}
 	}
 	for _, origin := range sortedKeys(r.discovered) {
@@ -431,12 +430,13 @@ func (r *Registry) GetInstance(_ context.Context, name string) (*ec2.Instance, e
 	return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 }
 
-// GetInstanceSpec implements ec2.InstanceService. Config instances have no
-// stored spec; their derived form is returned.
+// GetInstanceSpec implements ec2.InstanceService. The spec of a registered
+// instance is read from the store (the index keeps only the derived
+// instance: at 100,000 instances, keeping both doubled the memory);
+// config instances have no stored spec, and their derived form is returned.
 func (r *Registry) GetInstanceSpec(ctx context.Context, name string) (*ec2.Instance, error) {
-	x := r.idx.Load()
-	if spec := x.specs.get(name); spec != nil {
-		return spec.Clone(), nil
+	if inst := r.idx.Load().byName.get(name); inst != nil && inst.Origin == ec2.OriginAPI && r.Store != nil {
+		return r.Store.FindInstanceByName(ctx, name)
 	}
 	return r.GetInstance(ctx, name)
 }
@@ -475,7 +475,10 @@ func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.Instan
 	case cur.Origin != ec2.OriginAPI:
 		return nil, ownedError(cur, "changed")
 	}
-	spec := x.specs.get(name).Clone()
+	spec, err := r.Store.FindInstanceByName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	u.Apply(spec)
 	return r.put(ctx, spec, true)
 }
@@ -533,7 +536,6 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	if err := next.add(r.withEvents(inst)); err != nil {
 		return nil, err
 	}
-	next.specs.set(spec.Name, spec)
 	if replace {
 		err = r.Store.UpdateInstance(ctx, spec)
 	} else {
@@ -704,7 +706,6 @@ func (r *Registry) AddInstanceBatch(ctx context.Context, specs []*ec2.Instance) 
 			refused[i] = err
 			continue
 		}
-		next.specs.set(spec.Name, spec)
 	}
 	if err := batchRefusal(specs, refused); err != nil {
 		return nil, err

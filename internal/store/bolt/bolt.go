@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -39,6 +40,9 @@ const (
 type DB struct {
 	bolt *bbolt.DB
 	path string
+	// first holds the records Open's check decoded, for the first
+	// FindInstances (the registry's Load) if nothing was written since.
+	first atomic.Pointer[[]*ec2.Instance]
 }
 
 // Open opens the database at path, creating it (and its directory, 0700) if
@@ -62,7 +66,8 @@ func Open(path string) (*DB, error) {
 		return nil, err
 	}
 	if exists {
-		if found, _ := problems(db.bolt, path); len(found) > 0 {
+		found, _, decoded := problems(db.bolt, path, true)
+		if len(found) > 0 {
 			db.bolt.Close()
 			p := found[0]
 			if len(found) > 1 {
@@ -70,6 +75,7 @@ func Open(path string) (*DB, error) {
 			}
 			return nil, &DamagedError{Path: path, Problem: p}
 		}
+		db.first.Store(&decoded)
 	}
 	if err := guard(path, func() error { return db.bolt.Update(initSchema) }); err != nil {
 		db.bolt.Close()
@@ -164,14 +170,15 @@ func (db *DB) Close() error {
 
 // Instances returns the store of run-time instances kept in db.
 func (db *DB) Instances() *InstanceStore {
-	return &InstanceStore{db: db.bolt, path: db.path}
+	return &InstanceStore{db: db.bolt, path: db.path, owner: db}
 }
 
 // InstanceStore is ec2.InstanceStore on a DB. It is safe for concurrent use:
 // bbolt serialises writers and gives readers consistent snapshots.
 type InstanceStore struct {
-	db   *bbolt.DB
-	path string
+	db    *bbolt.DB
+	path  string
+	owner *DB
 }
 
 // view and update run a transaction under guard: damage found after start-up
@@ -182,6 +189,7 @@ func (s *InstanceStore) view(f func(tx *bbolt.Tx) error) error {
 }
 
 func (s *InstanceStore) update(f func(tx *bbolt.Tx) error) error {
+	s.owner.first.Store(nil) // the records Open decoded are no longer the file's
 	return s.guard(func() error { return s.db.Update(f) })
 }
 
@@ -229,16 +237,28 @@ func (s *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if first := s.owner.first.Swap(nil); first != nil {
+		// Decoded by Open's check, and nothing written since: the caller
+		// (the registry's Load) is the first and only one to get them.
+		return *first, nil
+	}
 	var insts []*ec2.Instance
 	err := s.view(func(tx *bbolt.Tx) error {
-		return tx.Bucket([]byte(bucketInstances)).ForEach(func(k, v []byte) error {
-			inst, err := s.decode(string(k), v)
-			if err != nil {
-				return err
-			}
-			insts = append(insts, inst)
+		var keys, vals [][]byte
+		if err := tx.Bucket([]byte(bucketInstances)).ForEach(func(k, v []byte) error {
+			keys, vals = append(keys, k), append(vals, v)
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		var errs []error
+		insts, errs = decodeAll(keys, vals)
+		for i, err := range errs {
+			if err != nil {
+				return ec2.Errorf(ec2.EINTERNAL, "instance %q: database record is corrupt: %v (database %s; see imds db check)", keys[i], err, s.path)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

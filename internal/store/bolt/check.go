@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/imdsdev/imds/internal/ec2"
 )
 
 // verifyTimeout bounds the consistency check of Open. An imds database
@@ -53,8 +57,10 @@ func guard(path string, f func() error) (err error) {
 // every page reachable from its buckets (walked here, where faults are
 // caught, then bbolt's consistency check), and every instance record. It
 // returns the problems found (at most maxProblems) and the number of
-// instance records that decode.
-func problems(db *bbolt.DB, path string) (found []string, instances int) {
+// instance records that decode. With keep, it also returns the decoded
+// records, in order, when all decode: Open hands them to the first
+// FindInstances rather than decoding the file twice.
+func problems(db *bbolt.DB, path string, keep bool) (found []string, instances int, decoded []*ec2.Instance) {
 	add := func(format string, args ...any) bool {
 		if len(found) < maxProblems {
 			found = append(found, fmt.Sprintf(format, args...))
@@ -64,7 +70,7 @@ func problems(db *bbolt.DB, path string) (found []string, instances int) {
 	st, err := os.Stat(path)
 	if err != nil {
 		add("%v", err)
-		return found, 0
+		return found, 0, nil
 	}
 	err = guard(path, func() error {
 		return db.View(func(tx *bbolt.Tx) error {
@@ -137,18 +143,29 @@ func problems(db *bbolt.DB, path string) (found []string, instances int) {
 			if b == nil {
 				return nil
 			}
-			return b.ForEach(func(k, v []byte) error {
+			var keys, vals [][]byte
+			if err := b.ForEach(func(k, v []byte) error {
 				if v == nil {
 					add("instances: %q is a bucket, not a record", k)
 					return nil
 				}
-				if _, err := decode(string(k), v); err != nil {
-					add("instance %q: the record is corrupt: %v", k, err)
-					return nil
+				keys, vals = append(keys, k), append(vals, v)
+				return nil
+			}); err != nil {
+				return err
+			}
+			insts, errs := decodeAll(keys, vals)
+			for i, err := range errs {
+				if err != nil {
+					add("instance %q: the record is corrupt: %v", keys[i], err)
+					continue
 				}
 				instances++
-				return nil
-			})
+			}
+			if keep && len(found) == 0 {
+				decoded = insts
+			}
+			return nil
 		})
 	})
 	if err != nil {
@@ -159,5 +176,26 @@ func problems(db *bbolt.DB, path string) (found []string, instances int) {
 			add("%v", err)
 		}
 	}
-	return found, instances
+	if len(found) > 0 {
+		decoded = nil
+	}
+	return found, instances, decoded
+}
+
+// decodeAll decodes the records vals stored under keys on every core: at
+// 100,000 records, JSON decoding is most of the time of opening a file.
+// keys and vals may belong to bbolt: the results share no memory with them.
+func decodeAll(keys, vals [][]byte) ([]*ec2.Instance, []error) {
+	insts, errs := make([]*ec2.Instance, len(keys)), make([]error, len(keys))
+	workers := min(runtime.GOMAXPROCS(0), len(keys)/1000+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(keys); i += workers {
+				insts[i], errs[i] = decode(string(keys[i]), vals[i])
+			}
+		})
+	}
+	wg.Wait()
+	return insts, errs
 }

@@ -31,7 +31,7 @@ func Check(path string) (instances int, found []string, err error) {
 		return 0, nil, err
 	}
 	defer db.bolt.Close()
-	found, instances = problems(db.bolt, path)
+	found, instances, _ = problems(db.bolt, path, false)
 	return instances, found, nil
 }
 
