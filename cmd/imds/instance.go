@@ -333,8 +333,19 @@ func newInstanceAddCommand(af *adminFlags) *cobra.Command {
 					return err
 				}
 				added = []*ec2.Instance{inst}
-			} else if added, err = addFromFile(cmd, c, fromFile); err != nil {
-				return err
+			} else {
+				if added, err = addFromFile(cmd, c, fromFile); err != nil {
+					return err
+				}
+				src, what := fromFile, "instances"
+				if src == "-" {
+					src = "standard input"
+				}
+				if len(added) == 1 {
+					what = "instance"
+				}
+				// On stderr, so that -o json and -o yaml stay documents.
+				fmt.Fprintf(cmd.ErrOrStderr(), "imds instance add: %d %s added from %s, all in one change\n", len(added), what, src)
 			}
 			return printInstances(cmd.OutOrStdout(), output, added, false)
 		},
@@ -386,7 +397,10 @@ func addFromFile(cmd *cobra.Command, c *admin.Client, path string) ([]*ec2.Insta
 }
 
 func newInstanceListCommand(af *adminFlags) *cobra.Command {
-	var output string
+	var (
+		output string
+		limit  int
+	)
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -396,19 +410,123 @@ func newInstanceListCommand(af *adminFlags) *cobra.Command {
 			if err := outputFormat(output); err != nil {
 				return err
 			}
+			if limit < 0 {
+				return fmt.Errorf("--limit: must be 0 (every instance) or more, got %d", limit)
+			}
 			c, err := af.client(cmd.Flags())
 			if err != nil {
 				return err
 			}
-			list, err := c.ListInstances(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return printInstances(cmd.OutOrStdout(), output, list, false)
+			return listInstances(cmd, c, output, limit)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output `format`: table, json or yaml")
+	cmd.Flags().IntVar(&limit, "limit", 0, "list at most `N` instances, the first by name (0: every instance)")
 	return cmd
+}
+
+// listInstances prints the instances a page at a time, as they come, so
+// that neither side holds the whole list: at 100,000 instances it is over
+// 100 MB of documents.
+func listInstances(cmd *cobra.Command, c *admin.Client, format string, limit int) error {
+	p := &listPrinter{w: cmd.OutOrStdout(), format: format}
+	after, n := "", 0
+	for {
+		size := admin.ClientPage
+		if limit > 0 {
+			size = min(size, limit-n)
+		}
+		page, more, err := c.ListInstancesPage(cmd.Context(), after, size)
+		if err != nil {
+			return err
+		}
+		if err := p.page(page); err != nil {
+			return err
+		}
+		n += len(page)
+		if !more || len(page) == 0 {
+			break
+		}
+		if limit > 0 && n >= limit {
+			if err := p.end(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "imds instance list: the first %d instances; more follow (--limit 0 lists every one)\n", n)
+			return nil
+		}
+		after = page[len(page)-1].Name
+	}
+	return p.end()
+}
+
+// listPrinter writes a list page by page in the same form printInstances
+// writes it whole: a table (its header once; columns sized per page), or
+// the document {instances: [...]} in JSON or YAML.
+type listPrinter struct {
+	w       io.Writer
+	format  string
+	started bool // something was written
+}
+
+func (p *listPrinter) page(list []*ec2.Instance) error {
+	switch {
+	case len(list) == 0:
+		return nil
+	case p.format == "table":
+		err := printTableRows(p.w, list, !p.started)
+		p.started = true
+		return err
+	}
+	docs := make([]json.RawMessage, len(list))
+	for i, inst := range list {
+		var err error
+		if docs[i], err = config.MarshalInstance(inst); err != nil {
+			return err
+		}
+	}
+	if p.format == "yaml" {
+		doc, err := json.Marshal(map[string]any{"instances": docs})
+		if err != nil {
+			return err
+		}
+		out, err := jsonToYAML(doc)
+		if err != nil {
+			return err
+		}
+		if p.started {
+			out = bytes.TrimPrefix(out, []byte("instances:\n"))
+		}
+		p.started = true
+		_, err = p.w.Write(out)
+		return err
+	}
+	var b bytes.Buffer
+	if !p.started {
+		b.WriteString("{\n  \"instances\": [\n")
+	}
+	for i, doc := range docs {
+		if p.started || i > 0 {
+			b.WriteString(",\n")
+		}
+		b.WriteString("    ")
+		if err := json.Indent(&b, doc, "    ", "  "); err != nil {
+			return err
+		}
+	}
+	p.started = true
+	_, err := p.w.Write(b.Bytes())
+	return err
+}
+
+func (p *listPrinter) end() error {
+	if !p.started {
+		return printInstances(p.w, p.format, nil, false)
+	}
+	if p.format == "json" {
+		_, err := io.WriteString(p.w, "\n  ]\n}\n")
+		return err
+	}
+	return nil
 }
 
 func newInstanceGetCommand(af *adminFlags) *cobra.Command {
@@ -567,9 +685,14 @@ func writeDocument(w io.Writer, format string, doc []byte) error {
 }
 
 // printTable writes one line per instance.
-func printTable(w io.Writer, list []*ec2.Instance) error {
+func printTable(w io.Writer, list []*ec2.Instance) error { return printTableRows(w, list, true) }
+
+// printTableRows writes one line per instance, after the header if asked.
+func printTableRows(w io.Writer, list []*ec2.Instance, header bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tINSTANCE-ID\tORIGIN\tADDRESSES\tMAC\tROLE\tIMDSV2")
+	if header {
+		fmt.Fprintln(tw, "NAME\tINSTANCE-ID\tORIGIN\tADDRESSES\tMAC\tROLE\tIMDSV2")
+	}
 	dash := func(s string) string {
 		if s == "" {
 			return "-"

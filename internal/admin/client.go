@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,13 +74,50 @@ func NewTCPClient(baseURL, token string) *Client {
 	}
 }
 
-// ListInstances implements ec2.InstanceService.
+// ClientPage is the page size of ListInstances: each response stays far
+// below the client's limit on what it reads of one (64 MiB).
+const ClientPage = 1000
+
+var _ ec2.InstancePager = (*Client)(nil)
+
+// ListInstances implements ec2.InstanceService, a page at a time (see
+// ListInstancesPage), so that no response is too large to read at any
+// number of instances.
 func (c *Client) ListInstances(ctx context.Context) ([]*ec2.Instance, error) {
-	var body listBody
-	if err := c.do(ctx, http.MethodGet, "/v1/instances", "", nil, &body); err != nil {
-		return nil, err
+	var all []*ec2.Instance
+	after := ""
+	for {
+		page, more, err := c.ListInstancesPage(ctx, after, ClientPage)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if !more || len(page) == 0 {
+			return all, nil
+		}
+		after = page[len(page)-1].Name
 	}
-	return parseDocuments(body.Instances)
+}
+
+// ListInstancesPage implements ec2.InstancePager with GET
+// /v1/instances?limit=N&continue=TOKEN.
+func (c *Client) ListInstancesPage(ctx context.Context, after string, limit int) ([]*ec2.Instance, bool, error) {
+	if limit < 1 || limit > MaxPageSize {
+		return nil, false, ec2.Errorf(ec2.EINVALID, "the page size must be from 1 to %d, got %d", MaxPageSize, limit)
+	}
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if after != "" {
+		q.Set("continue", ContinueToken(after))
+	}
+	var body pageBody
+	if err := c.do(ctx, http.MethodGet, "/v1/instances?"+q.Encode(), "", nil, &body); err != nil {
+		return nil, false, err
+	}
+	list, err := parseDocuments(body.Instances)
+	if err != nil {
+		return nil, false, err
+	}
+	return list, body.Continue != "", nil
 }
 
 // GetInstance implements ec2.InstanceService.

@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -440,22 +444,135 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) error {
 	return nil
 }
 
+// Pages of GET /v1/instances.
+const (
+	// MaxPageSize is the largest limit a list takes.
+	MaxPageSize = 10000
+	// streamPage is the page the server reads the registry by when a list
+	// asks for no limit and gets every instance in one streamed answer.
+	streamPage = 500
+)
+
+// handleInstanceList answers a page (limit, continue) or every instance,
+// streamed: written a page of the registry at a time, so that the
+// server's memory stays flat whatever the number of instances.
 func (s *Server) handleInstanceList(w http.ResponseWriter, r *http.Request) error {
-	list, err := s.Service.ListInstances(r.Context())
+	q := r.URL.Query()
+	limit, after, err := pageQuery(q.Get("limit"), q.Get("continue"), q.Has("limit"), q.Has("continue"))
 	if err != nil {
 		return err
 	}
-	docs, err := documents(list)
+	pager, ok := s.Service.(ec2.InstancePager)
+	if !ok {
+		pager = listPager{s.Service}
+	}
+	if limit > 0 {
+		page, more, err := pager.ListInstancesPage(r.Context(), after, limit)
+		if err != nil {
+			return err
+		}
+		docs, err := documents(page)
+		if err != nil {
+			return err
+		}
+		body := pageBody{Instances: docs}
+		if more {
+			body.Continue = ContinueToken(page[len(page)-1].Name)
+		}
+		data, err := encodeJSON(body)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, data)
+		return nil
+	}
+	// Every instance: the first page decides the status (an error is
+	// still an error document); later ones are streamed after it.
+	page, more, err := pager.ListInstancesPage(r.Context(), after, streamPage)
 	if err != nil {
 		return err
 	}
-	body, err := encodeJSON(listBody{Instances: docs})
-	if err != nil {
-		return err
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(`{"instances":[`)
+	n := 0
+	for {
+		for _, inst := range page {
+			doc, err := document(inst)
+			if err != nil {
+				return s.abortList(r, err)
+			}
+			if n > 0 {
+				bw.WriteByte(',')
+			}
+			bw.Write(doc)
+			n++
+		}
+		if !more {
+			break
+		}
+		if page, more, err = pager.ListInstancesPage(r.Context(), page[len(page)-1].Name, streamPage); err != nil {
+			return s.abortList(r, err)
+		}
 	}
-	writeJSON(w, http.StatusOK, body)
+	bw.WriteString("]}\n")
+	bw.Flush() // the status is sent: a client gone away can be told nothing
 	return nil
 }
+
+// abortList ends a streamed list that failed after its status was sent:
+// the connection is cut, so that the client sees a truncated answer
+// rather than a short list.
+func (s *Server) abortList(r *http.Request, err error) error {
+	s.Logger.Warn("admin API: instance list cut short", "err", ec2.ErrorMessage(err), "remote", r.RemoteAddr)
+	panic(http.ErrAbortHandler)
+}
+
+// listPager pages a service that only lists whole (each page lists all).
+type listPager struct{ svc ec2.InstanceService }
+
+func (p listPager) ListInstancesPage(ctx context.Context, after string, limit int) ([]*ec2.Instance, bool, error) {
+	list, err := p.svc.ListInstances(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	i, _ := slices.BinarySearchFunc(list, after, func(inst *ec2.Instance, name string) int { return strings.Compare(inst.Name, name) })
+	if i < len(list) && list[i].Name == after {
+		i++
+	}
+	end := min(len(list), i+limit)
+	return list[i:end], end < len(list), nil
+}
+
+// pageQuery checks the limit and continue parameters of a list: limit 0
+// means every instance.
+func pageQuery(limit, token string, hasLimit, hasToken bool) (int, string, error) {
+	n := 0
+	if hasLimit {
+		v, err := strconv.Atoi(limit)
+		if err != nil || v < 1 || v > MaxPageSize {
+			return 0, "", ec2.Errorf(ec2.EINVALID, "limit: must be a number from 1 to %d, got %q", MaxPageSize, limit)
+		}
+		n = v
+	}
+	if !hasToken {
+		return n, "", nil
+	}
+	if !hasLimit {
+		return 0, "", ec2.Errorf(ec2.EINVALID, "continue: only with limit (the token comes from a page)")
+	}
+	after, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(after) == 0 || ec2.CheckName(string(after)) != nil {
+		return 0, "", ec2.Errorf(ec2.EINVALID, "continue: %q is not a token of this API (use the continue value of the last page)", token)
+	}
+	return n, string(after), nil
+}
+
+// ContinueToken is the continue value of a page that ends with the
+// instance named last: pages are in name order, and the next one starts
+// after it.
+func ContinueToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
 
 func (s *Server) handleInstanceGet(w http.ResponseWriter, r *http.Request) error {
 	inst, err := s.Service.GetInstance(r.Context(), r.PathValue("name"))
@@ -478,6 +595,15 @@ func (s *Server) handleInstanceCreate(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
+	if b, ok := s.Service.(ec2.InstanceBatcher); ok && len(specs) > 1 {
+		// All or nothing: every entry is checked, then all are written in one
+		// store transaction.
+		added, err := b.AddInstanceBatch(r.Context(), specs)
+		if err != nil {
+			return err
+		}
+		return writeInstances(w, added)
+	}
 	added := make([]*ec2.Instance, 0, len(specs))
 	for n, spec := range specs {
 		inst, err := s.Service.AddInstance(r.Context(), spec)
@@ -486,6 +612,11 @@ func (s *Server) handleInstanceCreate(w http.ResponseWriter, r *http.Request) er
 		}
 		added = append(added, inst)
 	}
+	return writeInstances(w, added)
+}
+
+// writeInstances answers 201 with the added instances.
+func writeInstances(w http.ResponseWriter, added []*ec2.Instance) error {
 	docs, err := documents(added)
 	if err != nil {
 		return err
@@ -604,9 +735,12 @@ func (s *Server) handleCredentialsRotate(w http.ResponseWriter, r *http.Request)
 	return nil
 }
 
-// listBody is the response of GET /v1/instances.
-type listBody struct {
+// pageBody is the response of GET /v1/instances (streamed whole without
+// limit) and of a page of it (limit=N): Continue, when more follow, asks
+// for the next page.
+type pageBody struct {
 	Instances []json.RawMessage `json:"instances"`
+	Continue  string            `json:"continue,omitempty"`
 }
 
 // readInstances decodes the request body with config.ParseInstances.
