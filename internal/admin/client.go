@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imdsdev/imds/internal/config"
@@ -338,13 +340,23 @@ func responseError(resp *http.Response, data []byte) error {
 }
 
 func parseDocuments(docs []json.RawMessage) ([]*ec2.Instance, error) {
-	list := make([]*ec2.Instance, 0, len(docs))
-	for _, doc := range docs {
-		inst, err := parseDocument(doc)
+	// On every core: the strict decoder costs about 0.2 ms a document,
+	// which is most of the time of reading a page of 1,000.
+	list, errs := make([]*ec2.Instance, len(docs)), make([]error, len(docs))
+	workers := min(runtime.GOMAXPROCS(0), len(docs)/100+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(docs); i += workers {
+				list[i], errs[i] = parseDocument(docs[i])
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
-			return nil, err
+			return nil, err // the first, as one by one
 		}
-		list = append(list, inst)
 	}
 	return list, nil
 }

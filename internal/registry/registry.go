@@ -73,6 +73,7 @@ type Registry struct {
 	def        Default
 	answering  bool                // the implicit default answered unknown requesters at the last change
 	built      bool                // the index was built at least once
+	loaded     bool                // Load or Reload ran: rebuilds read the store
 	overlays   map[string]*overlay // run-time events and faults per instance name
 	allFaults  ec2.Faults          // faults of every instance
 	done       chan struct{}
@@ -128,6 +129,7 @@ func New(store ec2.InstanceStore, opt ec2.DeriveOptions) *Registry {
 func (r *Registry) Load(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.loaded = true
 	return r.rebuild(ctx)
 }
 
@@ -141,6 +143,7 @@ func (r *Registry) Load(ctx context.Context) error {
 func (r *Registry) Reload(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.loaded = true
 	if err := r.rebuild(ctx); err != nil {
 		return err
 	}
@@ -167,7 +170,9 @@ func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Def
 	return nil
 }
 
-// rebuild makes a new index from the config and the store. r.mu is held.
+// rebuild makes a new index from the config and the store (once loaded:
+// SetConfig before Load reads no store, which Load reads right after).
+// r.mu is held.
 func (r *Registry) rebuild(ctx context.Context) error {
 	next := emptyIndex(r.seed).edit()
 	for _, inst := range r.config {
@@ -175,12 +180,13 @@ func (r *Registry) rebuild(ctx context.Context) error {
 			return err
 		}
 	}
-	if r.Store != nil {
+	if r.Store != nil && r.loaded {
 		specs, err := r.Store.FindInstances(ctx)
 		if err != nil {
 			return err
 		}
-		insts, errs := r.deriveAll(specs)
+		// The list is ours: derived in place, with no copy of each spec.
+		insts, errs := r.deriveAll(specs, true)
 		for i, spec := range specs {
 			err := errs[i]
 			if err == nil {
@@ -243,15 +249,21 @@ func (r *Registry) logDefault(next *index) {
 
 // deriveAll derives specs on every core: at start-up with 100,000 stored
 // instances, deriving and validating is most of the work. errs[i] is the
-// error of specs[i].
-func (r *Registry) deriveAll(specs []*ec2.Instance) (insts []*ec2.Instance, errs []error) {
+// error of specs[i]. With owned, specs are the caller's to give away and
+// are derived in place: at start-up, a copy of each was as much memory
+// again, freed too late to be given back to the system.
+func (r *Registry) deriveAll(specs []*ec2.Instance, owned bool) (insts []*ec2.Instance, errs []error) {
 	insts, errs = make([]*ec2.Instance, len(specs)), make([]error, len(specs))
 	workers := min(runtime.GOMAXPROCS(0), len(specs)/1000+1)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < len(specs); i += workers {
-				insts[i], errs[i] = r.derive(specs[i])
+				if owned {
+					insts[i], errs[i] = r.deriveInPlace(specs[i])
+				} else {
+					insts[i], errs[i] = r.derive(specs[i])
+				}
 			}
 		})
 	}
@@ -261,7 +273,12 @@ func (r *Registry) deriveAll(specs []*ec2.Instance) (insts []*ec2.Instance, errs
 
 // derive turns a stored spec into the instance it describes.
 func (r *Registry) derive(spec *ec2.Instance) (*ec2.Instance, error) {
-	inst := spec.Clone()
+	return r.deriveInPlace(spec.Clone())
+}
+
+// deriveInPlace derives inst itself.
+func (r *Registry) deriveInPlace(inst *ec2.Instance) (*ec2.Instance, error) {
+	name := inst.Name
 	ec2.Derive(inst, r.Derive)
 	inst.Origin = ec2.OriginAPI
 	if errs := inst.Validate(); len(errs) > 0 {
@@ -269,7 +286,7 @@ func (r *Registry) derive(spec *ec2.Instance) (*ec2.Instance, error) {
 		for i, e := range errs {
 			msgs[i] = e.Error()
 		}
-		return nil, ec2.Errorf(ec2.EINVALID, "instance %q: %s", spec.Name, strings.Join(msgs, "; "))
+		return nil, ec2.Errorf(ec2.EINVALID, "instance %q: %s", name, strings.Join(msgs, "; "))
 	}
 	return inst, nil
 }
@@ -418,6 +435,9 @@ func (r *Registry) ListInstancesPage(_ context.Context, after string, limit int)
 func (r *Registry) CountByOrigin() map[string]int {
 	return maps.Clone(r.idx.Load().counts)
 }
+
+// Len is the number of instances served.
+func (r *Registry) Len() int { return r.idx.Load().len() }
 
 // Has tells whether an instance of that name is served.
 func (r *Registry) Has(name string) bool { return r.idx.Load().byName.get(name) != nil }
@@ -661,7 +681,7 @@ func (r *Registry) AddInstanceBatch(ctx context.Context, specs []*ec2.Instance) 
 			toDerive = append(toDerive, spec)
 		}
 	}
-	derived, derrs := r.deriveAll(toDerive)
+	derived, derrs := r.deriveAll(toDerive, false)
 	insts := make([]*ec2.Instance, len(specs))
 	for i, j := 0, 0; i < len(specs); i++ {
 		if clean[i] != nil {
@@ -750,4 +770,44 @@ func batchRefusal(specs []*ec2.Instance, refused []error) error {
 	}
 	return &ec2.Error{Code: code, Message: fmt.Sprintf("%d of %d instances refused, nothing was added:\n%s",
 		len(lines), len(specs), strings.Join(lines, "\n"))}
+}
+
+// ApplyStored applies changes that another writer made to the store (an
+// etcd Follower hands them over): the specs put, and the names removed.
+// Like Reload, a stored instance that clashes with another or no longer
+// validates is left out, loudly; unlike Reload, it costs what it touches.
+// Events and faults of a removed instance are dropped.
+func (r *Registry) ApplyStored(ctx context.Context, put []*ec2.Instance, removed []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	insts, errs := r.deriveAll(put, true)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.idx.Load().edit()
+	gone := func(name string) bool {
+		if cur := next.get(name); cur != nil && cur.Origin == ec2.OriginAPI {
+			next.remove(name)
+			return true
+		}
+		return false
+	}
+	for _, name := range removed {
+		if gone(name) {
+			delete(r.overlays, name)
+		}
+	}
+	for i, spec := range put {
+		gone(spec.Name)
+		err := errs[i]
+		if err == nil {
+			err = next.add(r.withEvents(insts[i]))
+		}
+		if err != nil {
+			r.Logger.Warn("stored instance not served", "instance", spec.Name, "err", ec2.ErrorMessage(err))
+		}
+	}
+	return r.publish(next.done())
 }

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -247,7 +249,10 @@ type InstanceStore struct {
 	rev atomic.Int64
 	// last is the latest list read, as etcd sent it, answered while etcd
 	// does not (see FindInstances): decoded again then, so that each
-	// caller gets values of its own without copying every list.
+	// caller gets values of its own without copying every list. This
+	// store's own writes and the changes a Follower applies are patched
+	// into it (remember), since the registry no longer lists the store
+	// after each of them.
 	last atomic.Pointer[[]*mvccpb.KeyValue]
 }
 
@@ -335,6 +340,44 @@ func (is *InstanceStore) decodeAll(kvs []*mvccpb.KeyValue) ([]*ec2.Instance, err
 // store's own latest write when it came right after it.
 func (is *InstanceStore) Revision() int64 { return is.rev.Load() }
 
+// remember patches the list FindInstances answers while etcd does not
+// with changes by key (a nil value: removed). It copies the list (pointers
+// only): about 0.1 ms at 100,000 instances.
+func (is *InstanceStore) remember(changes map[string][]byte) {
+	for {
+		old := is.last.Load()
+		if old == nil || len(changes) == 0 {
+			return
+		}
+		next := make([]*mvccpb.KeyValue, 0, len(*old)+len(changes))
+		found := make(map[string]bool, len(changes))
+		for _, kv := range *old {
+			v, ok := changes[string(kv.Key)]
+			switch {
+			case !ok:
+				next = append(next, kv)
+			case v != nil:
+				next = append(next, &mvccpb.KeyValue{Key: kv.Key, Value: v})
+			}
+			if ok {
+				found[string(kv.Key)] = true
+			}
+		}
+		sorted := true
+		for k, v := range changes {
+			if v != nil && !found[k] {
+				next, sorted = append(next, &mvccpb.KeyValue{Key: []byte(k), Value: v}), false
+			}
+		}
+		if !sorted {
+			slices.SortFunc(next, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
+		}
+		if is.last.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
 // advance moves Revision from before to the last of revs when revs are the
 // revisions right after it, one by one: this store's own writes, which the
 // registry applies to its index itself, so that a Follower needs no list
@@ -371,6 +414,7 @@ func (is *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance)
 	if !resp.Succeeded {
 		return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
 	}
+	is.remember(map[string][]byte{k: v})
 	is.advance(before, resp.Header.Revision)
 	return nil
 }
@@ -437,9 +481,14 @@ func (is *InstanceStore) CreateInstances(ctx context.Context, insts []*ec2.Insta
 		written = append(written, c)
 	}
 	revs := make([]int64, len(written))
+	stored := make(map[string][]byte, len(insts))
 	for i, c := range written {
 		revs[i] = c.rev
+		for _, op := range c.ops {
+			stored[string(op.KeyBytes())] = op.ValueBytes()
+		}
 	}
+	is.remember(stored)
 	is.advance(before, revs...)
 	return nil
 }
@@ -508,6 +557,7 @@ func (is *InstanceStore) UpdateInstance(ctx context.Context, inst *ec2.Instance)
 	if !resp.Succeeded {
 		return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", inst.Name)
 	}
+	is.remember(map[string][]byte{k: v})
 	is.advance(before, resp.Header.Revision)
 	return nil
 }
@@ -529,6 +579,7 @@ func (is *InstanceStore) DeleteInstance(ctx context.Context, name string) error 
 	if resp.Deleted == 0 {
 		return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", name)
 	}
+	is.remember(map[string][]byte{is.key(name): nil})
 	is.advance(before, resp.Header.Revision)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/imdsdev/imds/internal/clock"
+	"github.com/imdsdev/imds/internal/ec2"
 )
 
 // DefaultProbeInterval is how often a Follower checks that etcd answers
@@ -27,6 +29,12 @@ type Follower struct {
 	// Reload lists the instances again and swaps the registry's index whole
 	// (registry.Registry.Reload).
 	Reload func(ctx context.Context) error
+	// Apply, if set, applies the changes of a watch to the registry
+	// (registry.Registry.ApplyStored): the specs put, by name, and the names
+	// removed, so that a change costs what it touches rather than a list of
+	// every instance. A change that does not decode, or an error of Apply,
+	// falls back to Reload.
+	Apply func(ctx context.Context, put []*ec2.Instance, removed []string) error
 	// Clock paces the probes and retries.
 	Clock clock.Clock
 	// ProbeInterval is DefaultProbeInterval when zero.
@@ -136,6 +144,7 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 			if err != nil {
 				return err
 			}
+			events := resp.Events
 			// Coalesce what else is waiting: one list covers it all.
 			for more := true; more; {
 				select {
@@ -148,6 +157,7 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 						return err
 					}
 					latest = max(latest, r)
+					events = append(events, resp.Events...)
 				default:
 					more = false
 				}
@@ -155,7 +165,7 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 			// The registry's own writes list the instances too: a change
 			// already in its index needs no second list.
 			if latest > is.Revision() {
-				if err := f.Reload(ctx); err != nil {
+				if err := f.update(ctx, events, latest); err != nil {
 					return err
 				}
 			}
@@ -164,6 +174,53 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 				return err
 			}
 			probe = f.Clock.NewTimer(f.ProbeInterval)
+		}
+	}
+}
+
+// update brings the registry up to revision latest with events, those of
+// the watch since the revision it had: by Apply when set and every event
+// decodes, else by Reload.
+func (f *Follower) update(ctx context.Context, events []*clientv3.Event, latest int64) error {
+	is := f.Store.Instances()
+	if f.Apply == nil {
+		return f.Reload(ctx)
+	}
+	since := is.Revision()
+	// The last event of each key is its state at latest.
+	final := map[string]*clientv3.Event{}
+	for _, ev := range events {
+		if ev.Kv.ModRevision > since { // else already in the index: this store's own write
+			final[string(ev.Kv.Key)] = ev
+		}
+	}
+	var put []*ec2.Instance
+	var removed []string
+	changes := make(map[string][]byte, len(final))
+	for key, ev := range final {
+		name := strings.TrimPrefix(key, is.dir)
+		if ev.Type == clientv3.EventTypeDelete {
+			removed = append(removed, name)
+			changes[key] = nil
+			continue
+		}
+		spec, err := is.decode(name, ev.Kv.Value)
+		if err != nil {
+			f.Logger.Warn("etcd: a changed instance does not decode: listing every instance again", "instance", name, "err", ec2.ErrorMessage(err))
+			return f.Reload(ctx)
+		}
+		put = append(put, spec)
+		changes[key] = ev.Kv.Value
+	}
+	if err := f.Apply(ctx, put, removed); err != nil {
+		f.Logger.Warn("etcd: applying changes failed: listing every instance again", "err", ec2.ErrorMessage(err))
+		return f.Reload(ctx)
+	}
+	is.remember(changes)
+	for {
+		cur := is.rev.Load()
+		if latest <= cur || is.rev.CompareAndSwap(cur, latest) {
+			return nil
 		}
 	}
 }
