@@ -64,11 +64,7 @@ func (v *views) status(ctx context.Context) (admin.StatusDocument, error) {
 	if l := v.listen.Load(); l != nil {
 		doc.Listen = *l
 	}
-	list, err := v.reg.ListInstances(ctx)
-	if err != nil {
-		return doc, err
-	}
-	doc.Instances = len(list)
+	doc.Instances = v.reg.Len()
 	sources := map[string]string{}
 	file := v.file.Load()
 	for _, r := range file.Roles {
@@ -77,15 +73,17 @@ func (v *views) status(ctx context.Context) (admin.StatusDocument, error) {
 	// One instance per role is enough to ask for its credentials.
 	byRole := map[string]*ec2.Instance{}
 	count := map[string]int{}
-	for _, inst := range list {
-		if inst.Role == nil {
-			continue
+	// Read in place: a copy of every instance per status request was
+	// 70 MB at 100,000.
+	v.reg.Each(func(inst *ec2.Instance) bool {
+		if inst.Role != nil {
+			count[inst.Role.Name]++
+			if byRole[inst.Role.Name] == nil {
+				byRole[inst.Role.Name] = inst
+			}
 		}
-		count[inst.Role.Name]++
-		if byRole[inst.Role.Name] == nil {
-			byRole[inst.Role.Name] = inst
-		}
-	}
+		return true
+	})
 	names := make([]string, 0, len(byRole)+len(sources))
 	for n := range byRole {
 		names = append(names, n)

@@ -436,6 +436,19 @@ func (r *Registry) CountByOrigin() map[string]int {
 	return maps.Clone(r.idx.Load().counts)
 }
 
+// Each calls f with every instance served, in name order, until f returns
+// false: the registry's own immutable values, not copies, so that a caller
+// that only reads (status pages, counts) costs no copy of 100,000
+// instances. f must not modify them.
+func (r *Registry) Each(f func(*ec2.Instance) bool) {
+	x := r.idx.Load()
+	for _, n := range x.names() {
+		if !f(x.byName.get(n)) {
+			return
+		}
+	}
+}
+
 // Len is the number of instances served.
 func (r *Registry) Len() int { return r.idx.Load().len() }
 
