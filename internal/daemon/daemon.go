@@ -254,6 +254,11 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err := reg.SetConfig(o.ctx, insts, def); err != nil {
 		return fmt.Errorf("%s: %s", firstNonEmpty(o.cfg.ConfigPath, "configuration"), ec2.ErrorMessage(err))
 	}
+	if o.etcd != nil {
+		// shareStore loads them, derived from the cluster's seed: loading
+		// them here too, with this machine's, would cost as much again.
+		return nil
+	}
 	if err := reg.Load(o.ctx); err != nil {
 		return fmt.Errorf("loading instances from %s: %w", d.DataDir, err)
 	}
