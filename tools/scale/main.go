@@ -36,6 +36,7 @@ type figures struct {
 	Instances       int     `json:"instances"`
 	Batch           int     `json:"batch"`
 	RegisterSeconds float64 `json:"register_s"`
+	BatchMillis     stat    `json:"batch_ms"`
 	AddMillis       stat    `json:"add_ms"`
 	RemoveMillis    stat    `json:"remove_ms"`
 	ServerRSSMB     float64 `json:"server_rss_mb_after_register"`
@@ -81,7 +82,9 @@ func run(bin string, n, batch, samples int) error {
 	c := admin.NewClient(srv.socket)
 
 	t0 := time.Now()
+	var batches []float64
 	for i := 0; i < n; i += batch {
+		tb := time.Now()
 		docs := make([]map[string]any, 0, batch)
 		for j := i; j < min(n, i+batch); j++ {
 			docs = append(docs, map[string]any{"name": name(j), "source_addresses": []string{addr(j)}})
@@ -90,8 +93,10 @@ func run(bin string, n, batch, samples int) error {
 		if _, err := c.AddInstances(ctx, body); err != nil {
 			return fmt.Errorf("registering instances %d-%d: %w", i, i+len(docs)-1, err)
 		}
+		batches = append(batches, ms(time.Since(tb)))
 	}
 	f.RegisterSeconds = time.Since(t0).Seconds()
+	f.BatchMillis = summary(batches)
 
 	var adds, removes []float64
 	for i := range samples {
