@@ -17,6 +17,7 @@ var formatChecks = []struct {
 	{"isMAC", isMAC, regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)},
 	{"isPrefixedID", isPrefixedID, regexp.MustCompile(`^[a-z]+-[0-9a-f]{8,17}$`)},
 	{"isInstanceType", isInstanceType, regexp.MustCompile(`^[a-z0-9-]+\.[a-z0-9-]+$`)},
+	{"isRegion", isRegion, regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)},
 }
 
 var formatSamples = []string{
@@ -24,6 +25,7 @@ var formatSamples = []string{
 	"123456789012", "12345678901", "1234567890123", "12345678901a",
 	"02:00:00:00:00:07", "02:00:00:00:00:0G", "02-00-00-00-00-07", "02:00:00:00:00:07:", "0:00:00:00:00:077",
 	"eni-0123abcd", "eni-0123456789abcdef0", "eni-0123456789abcdef01", "-0123abcd", "Eni-0123abcd", "eni-0123abc", "sg-0123abcd-1",
+	"us-east-1", "us-gov-west-1", "eu-west-", "eu--1", "e-west-1", "eu-1", "EU-west-1", "eu-west-1a", "eu-west-12", "use-west-1", "eu-wEst-1",
 	"t3.small", "t3.", ".small", "t3.small.x", "T3.small", "m5d-x.2xlarge", "t3..small", "a.b",
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -241,7 +242,6 @@ func (i *Instance) Clone() *Instance {
 }
 
 var (
-	reRegion   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 	reRoleName = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
 	reTagKey   = regexp.MustCompile(`^[a-zA-Z0-9+\-=._:@,]{1,128}$`)
 )
@@ -274,7 +274,7 @@ func (i *Instance) Validate() []*FieldError {
 	if !isAccountID(i.AccountID) {
 		bad("account_id", "must be 12 digits, got %q", i.AccountID)
 	}
-	if !reRegion.MatchString(i.Region) {
+	if !isRegion(i.Region) {
 		bad("region", "must look like us-east-1, got %q", i.Region)
 	}
 	if z, ok := strings.CutPrefix(i.AvailabilityZone, i.Region); !ok || len(z) != 1 || z[0] < 'a' || z[0] > 'z' {
@@ -325,7 +325,7 @@ func (i *Instance) Validate() []*FieldError {
 	}
 	macs, devices := map[string]bool{}, map[int]bool{}
 	for n, ni := range i.Interfaces {
-		field := fmt.Sprintf("network_interfaces[%d]", n)
+		field := "network_interfaces[" + strconv.Itoa(n) + "]"
 		if !isMAC(ni.MAC) {
 			bad(field+".mac", "must be six lower-case hex pairs separated by colons, got %q", ni.MAC)
 		} else if macs[ni.MAC] {
@@ -506,4 +506,19 @@ func isInstanceType(s string) bool {
 		}
 	}
 	return true
+}
+
+// isRegion: ^[a-z]{2}(-[a-z]+)+-[0-9]+$
+func isRegion(s string) bool {
+	parts := strings.Split(s, "-")
+	if len(parts) < 3 || len(parts[0]) != 2 {
+		return false
+	}
+	for _, p := range parts[:len(parts)-1] {
+		if p == "" || strings.IndexFunc(p, func(r rune) bool { return r < 'a' || r > 'z' }) >= 0 {
+			return false
+		}
+	}
+	last := parts[len(parts)-1]
+	return last != "" && strings.IndexFunc(last, func(r rune) bool { return r < '0' || r > '9' }) < 0
 }
