@@ -1,0 +1,153 @@
+package storetest
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/imdsdev/imds/internal/ec2"
+)
+
+// overlayNotKept are the paths of ec2.Overlay that stores do not keep:
+// parts of EventService's answers, never of an instance's state.
+var overlayNotKept = []string{"ec2.Overlay.Events.AutoscalingState", "ec2.Overlay.Events.SpotReplaced"}
+
+// FullOverlay returns an overlay with every kept field set. Times are whole
+// seconds in UTC, as the registry fixes them.
+func FullOverlay() ec2.Overlay {
+	// A fixed instant: stores keep times as given, no clock is read.
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	return ec2.Overlay{
+		Events: ec2.Events{
+			Spot:          &ec2.SpotNotice{Action: ec2.SpotStop, Time: at.Add(2 * time.Minute), Notice: at},
+			SpotScheduled: &ec2.SpotNotice{Action: ec2.SpotTerminate, Time: at.Add(time.Hour), Notice: at.Add(50 * time.Minute)},
+			Rebalance:     at.Add(time.Second),
+			Maintenance: []ec2.MaintenanceEvent{
+				{ID: "instance-event-0123456789abcdef0", Code: "system-reboot", Description: "scheduled reboot",
+					State: ec2.MaintenanceActive, NotBefore: at.Add(time.Hour), NotAfter: at.Add(80 * time.Minute)},
+				{ID: "instance-event-0fedcba9876543210", Code: "instance-stop", Description: "[Canceled] scheduled stop",
+					State: ec2.MaintenanceCanceled, NotBefore: at, NotAfter: at.Add(20 * time.Minute)},
+			},
+		},
+		AutoscalingState: "Warmed:Stopped",
+		Spot:             true,
+		Faults: ec2.Faults{Latency: 10 * time.Millisecond, LatencyMax: time.Second, ErrorRate: 0.25, ErrorStatus: 500,
+			RateLimit: 5, Burst: 2, Token: ec2.TokenRefuse, ExpiredCredentials: true, DropRate: 0.5},
+	}
+}
+
+// RunOverlays runs the ec2.OverlayStore contract tests against stores made
+// by newStore (a fresh, empty store per call).
+func RunOverlays(t *testing.T, newStore func(t *testing.T) ec2.OverlayStore) {
+	ctx := t.Context()
+	equal := cmpopts.EquateEmpty()
+
+	t.Run("SampleIsFull", func(t *testing.T) {
+		zero := slices.DeleteFunc(ZeroFields(FullOverlay()), func(p string) bool { return slices.Contains(overlayNotKept, p) })
+		if len(zero) > 0 {
+			t.Errorf("FullOverlay leaves fields unset, so their storage goes untested: %v", zero)
+		}
+	})
+
+	t.Run("EmptyAtFirst", func(t *testing.T) {
+		s := newStore(t)
+		got, err := s.FindOverlays(ctx)
+		if err != nil {
+			t.Fatalf("FindOverlays: %v", err)
+		}
+		if len(got) != 0 {
+			t.Errorf("a new store holds overlays: %v", got)
+		}
+	})
+
+	t.Run("PutFindRoundTrip", func(t *testing.T) {
+		s := newStore(t)
+		every := ec2.Overlay{Faults: ec2.Faults{Latency: time.Second}}
+		want := map[string]ec2.Overlay{"vm-1": FullOverlay(), "": every}
+		for name, o := range want {
+			if err := s.PutOverlay(ctx, name, o); err != nil {
+				t.Fatalf("PutOverlay(%q): %v", name, err)
+			}
+		}
+		got, err := s.FindOverlays(ctx)
+		if err != nil {
+			t.Fatalf("FindOverlays: %v", err)
+		}
+		if diff := cmp.Diff(want, got, equal); diff != "" {
+			t.Errorf("FindOverlays after PutOverlay (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("PutReplaces", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.PutOverlay(ctx, "vm-1", FullOverlay()); err != nil {
+			t.Fatal(err)
+		}
+		next := ec2.Overlay{AutoscalingState: "Terminated"}
+		if err := s.PutOverlay(ctx, "vm-1", next); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.FindOverlays(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(map[string]ec2.Overlay{"vm-1": next}, got, equal); diff != "" {
+			t.Errorf("a second PutOverlay did not replace the first whole (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("EmptyDeletes", func(t *testing.T) {
+		// Cleared events are deleted, not kept as empty records forever.
+		s := newStore(t)
+		for _, name := range []string{"vm-1", ""} {
+			if err := s.PutOverlay(ctx, name, FullOverlay()); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutOverlay(ctx, name, ec2.Overlay{}); err != nil {
+				t.Fatalf("PutOverlay(%q, empty): %v", name, err)
+			}
+		}
+		// Deleting what is not there is no error: clearing twice is clearing.
+		if err := s.PutOverlay(ctx, "never", ec2.Overlay{}); err != nil {
+			t.Errorf("PutOverlay of an empty overlay for a name with none: %v", err)
+		}
+		got, err := s.FindOverlays(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 0 {
+			t.Errorf("empty overlays were kept: %v", got)
+		}
+	})
+
+	t.Run("ConcurrentPuts", func(t *testing.T) {
+		s := newStore(t)
+		const n = 16
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				if err := s.PutOverlay(ctx, fmt.Sprintf("vm-%02d", i), FullOverlay()); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("PutOverlay: %v", err)
+		}
+		got, err := s.FindOverlays(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != n {
+			t.Errorf("%d overlays stored by %d concurrent puts", len(got), n)
+		}
+	})
+}
