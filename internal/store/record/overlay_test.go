@@ -83,4 +83,3 @@ func FuzzUnmarshalOverlay(f *testing.F) {
 		}
 	})
 }
-
