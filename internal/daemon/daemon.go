@@ -256,6 +256,10 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err := reg.Load(o.ctx); err != nil {
 		return fmt.Errorf("loading instances from %s: %w", d.DataDir, err)
 	}
+	// Events and faults issued before a restart (or on another host).
+	if err := reg.LoadOverlays(o.ctx); err != nil {
+		return fmt.Errorf("loading events and faults: %s", ec2.ErrorMessage(err))
+	}
 	return nil
 }
 

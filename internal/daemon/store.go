@@ -81,7 +81,7 @@ func (d *Daemon) shareStore(o *opening) error {
 	if err := d.announce(o); err != nil {
 		return err
 	}
-	d.Follower = &etcd.Follower{Store: o.etcd, Reload: d.Registry.Reload, Clock: o.clk, Logger: d.Logger}
+	d.Follower = &etcd.Follower{Store: o.etcd, Reload: d.Registry.Reload, Overlays: d.Registry.LoadOverlays, Clock: o.clk, Logger: d.Logger}
 	d.background(o.ctx, d.Follower.Start, d.Follower.Wait)
 	return nil
 }

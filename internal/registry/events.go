@@ -172,6 +172,9 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	case ec2.EventClear:
 		next = overlay{faults: ov.faults} // clear ends events, not faults
 	}
+	if err := r.persist(ctx, name, &next); err != nil {
+		return ec2.Events{}, err
+	}
 	if err := r.apply(ctx, name, &next); err != nil {
 		return ec2.Events{}, err
 	}
@@ -192,8 +195,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 // apply installs an overlay and rebuilds the index. r.mu is held.
 func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 	prev := r.overlays[name]
-	if ov.events.Spot == nil && ov.events.SpotScheduled == nil && !ov.spot && ov.events.Rebalance.IsZero() &&
-		len(ov.events.Maintenance) == 0 && ov.asg == "" && !ov.faults.Active() {
+	if ov.stored().Empty() {
 		delete(r.overlays, name)
 	} else {
 		r.overlays[name] = ov
@@ -224,20 +226,129 @@ func (r *Registry) schedule(name string, n *ec2.SpotNotice) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		cur := r.overlays[name]
-		if cur == nil || cur.events.SpotScheduled != n {
+		switch {
+		case cur != nil && sameNotice(cur.events.Spot, n):
+			return // shown already: the store's copy was loaded since, with its own timer
+		case cur == nil || !sameNotice(cur.events.SpotScheduled, n):
 			r.Logger.Info("scheduled spot notice not shown: replaced or cleared since", "instance", name, "action", n.Action,
 				"time", n.Time.Format(time.RFC3339))
 			return
 		}
-		next := *cur
-		next.events.Maintenance = slices.Clone(cur.events.Maintenance)
-		next.events.Spot, next.events.SpotScheduled = n, nil
-		if err := r.apply(context.Background(), name, &next); err != nil {
+		// Shown here only, not written: every host sharing the store shows it
+		// at the same time from the same record (see showDue), so no two
+		// hosts race to write one change.
+		next := showDue(cur, n.Notice)
+		if err := r.apply(context.Background(), name, next); err != nil {
 			r.Logger.Warn("scheduled event not issued", "instance", name, "err", ec2.ErrorMessage(err))
 			return
 		}
 		r.Logger.Info("scheduled event issued", "instance", name)
 	}()
+}
+
+// sameNotice tells whether a and b are one notice.
+func sameNotice(a, b *ec2.SpotNotice) bool {
+	return a != nil && b != nil && a.Action == b.Action && a.Time.Equal(b.Time) && a.Notice.Equal(b.Notice)
+}
+
+// showDue returns ov with its scheduled spot notice shown if its notice
+// time is at or before now (ov itself otherwise).
+func showDue(ov *overlay, now time.Time) *overlay {
+	n := ov.events.SpotScheduled
+	if n == nil || n.Notice.After(now) {
+		return ov
+	}
+	next := *ov
+	next.events.Maintenance = slices.Clone(ov.events.Maintenance)
+	next.events.Spot, next.events.SpotScheduled = n, nil
+	return &next
+}
+
+// stored is ov in the store's form.
+func (ov *overlay) stored() ec2.Overlay {
+	return ec2.Overlay{Events: ec2.Events{Spot: ov.events.Spot, SpotScheduled: ov.events.SpotScheduled,
+		Rebalance: ov.events.Rebalance, Maintenance: ov.events.Maintenance},
+		AutoscalingState: ov.asg, Spot: ov.spot, Faults: ov.faults}
+}
+
+// fromStored is the overlay o stored.
+func fromStored(o ec2.Overlay) *overlay {
+	return &overlay{events: ec2.Events{Spot: copyNotice(o.Events.Spot), SpotScheduled: copyNotice(o.Events.SpotScheduled),
+		Rebalance: o.Events.Rebalance, Maintenance: slices.Clone(o.Events.Maintenance)},
+		asg: o.AutoscalingState, spot: o.Spot, faults: o.Faults}
+}
+
+// overlayStore is the registry's store as an ec2.OverlayStore, nil if it
+// keeps no events and faults (they then live in memory only).
+func (r *Registry) overlayStore() ec2.OverlayStore {
+	st, _ := r.Store.(ec2.OverlayStore)
+	return st
+}
+
+// persist writes the overlay of name ("" for the faults of every instance)
+// to the store, before the registry shows it: a write the store refuses
+// changes nothing. r.mu is held.
+func (r *Registry) persist(ctx context.Context, name string, ov *overlay) error {
+	if st := r.overlayStore(); st != nil {
+		return st.PutOverlay(ctx, name, ov.stored())
+	}
+	return nil
+}
+
+// forget deletes the stored events and faults of a removed instance, so
+// that an instance registered later under its name starts with none. r.mu
+// is held.
+func (r *Registry) forget(ctx context.Context, name string) error {
+	if st := r.overlayStore(); st != nil {
+		return st.PutOverlay(ctx, name, ec2.Overlay{})
+	}
+	return nil
+}
+
+// LoadOverlays reads the events and faults the store keeps and shows them,
+// replacing those in memory: at start-up, after Load, and whenever another
+// host sharing the store changed them (etcd.Follower). A scheduled spot
+// notice whose time has come is shown, one still ahead is scheduled here
+// too. On an error (the store did not answer) nothing changes. A store
+// that keeps none (not an ec2.OverlayStore) makes it a no-op.
+func (r *Registry) LoadOverlays(ctx context.Context) error {
+	st := r.overlayStore()
+	if st == nil {
+		return nil
+	}
+	stored, err := st.FindOverlays(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.Clock.Now()
+	overlays := make(map[string]*overlay, len(stored))
+	var all ec2.Faults
+	var pending []string
+	for name, o := range stored {
+		if name == "" {
+			all = o.Faults
+			continue
+		}
+		ov := showDue(fromStored(o), now)
+		if ov.events.SpotScheduled != nil {
+			pending = append(pending, name)
+		}
+		overlays[name] = ov
+	}
+	prevOverlays, prevAll := r.overlays, r.allFaults
+	r.overlays, r.allFaults = overlays, all
+	if err := r.rebuild(ctx); err != nil {
+		r.overlays, r.allFaults = prevOverlays, prevAll
+		return err
+	}
+	for _, name := range pending {
+		if prev := prevOverlays[name]; prev == nil || !sameNotice(prev.events.SpotScheduled, overlays[name].events.SpotScheduled) {
+			r.schedule(name, overlays[name].events.SpotScheduled)
+		}
+	}
+	return nil
 }
 
 // Close stops pending scheduled events.

@@ -41,6 +41,9 @@ func (r *Registry) SetFaults(ctx context.Context, name string, f ec2.Faults) err
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if name == "" {
+		if err := r.persist(ctx, "", &overlay{faults: f}); err != nil {
+			return err
+		}
 		prev := r.allFaults
 		r.allFaults = f
 		if err := r.rebuild(ctx); err != nil {
@@ -58,6 +61,9 @@ func (r *Registry) SetFaults(ctx context.Context, name string, f ec2.Faults) err
 		next = *ov
 	}
 	next.faults = f
+	if err := r.persist(ctx, name, &next); err != nil {
+		return err
+	}
 	if err := r.apply(ctx, name, &next); err != nil {
 		return err
 	}

@@ -13,10 +13,6 @@ import (
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
-// overlayNotKept are the paths of ec2.Overlay that stores do not keep:
-// parts of EventService's answers, never of an instance's state.
-var overlayNotKept = []string{"ec2.Overlay.Events.AutoscalingState", "ec2.Overlay.Events.SpotReplaced"}
-
 // FullOverlay returns an overlay with every kept field set. Times are whole
 // seconds in UTC, as the registry fixes them.
 func FullOverlay() ec2.Overlay {
@@ -48,7 +44,9 @@ func RunOverlays(t *testing.T, newStore func(t *testing.T) ec2.OverlayStore) {
 	equal := cmpopts.EquateEmpty()
 
 	t.Run("SampleIsFull", func(t *testing.T) {
-		zero := slices.DeleteFunc(ZeroFields(FullOverlay()), func(p string) bool { return slices.Contains(overlayNotKept, p) })
+		// Parts of EventService's answers, never of an instance's state.
+		notKept := []string{"ec2.Overlay.Events.AutoscalingState", "ec2.Overlay.Events.SpotReplaced"}
+		zero := slices.DeleteFunc(ZeroFields(FullOverlay()), func(p string) bool { return slices.Contains(notKept, p) })
 		if len(zero) > 0 {
 			t.Errorf("FullOverlay leaves fields unset, so their storage goes untested: %v", zero)
 		}
