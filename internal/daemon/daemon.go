@@ -355,6 +355,10 @@ func (d *Daemon) newMetrics(o *opening, srv *imds.Server, rs *creds.Roles) {
 	if o.vms != nil {
 		opt.DNSMasq = o.vms.DNS().Restarts
 	}
+	opt.Store = func() (string, bool) { return "bolt", true }
+	if f := d.Follower; f != nil {
+		opt.Store = func() (string, bool) { return "etcd", f.Online() }
+	}
 	d.Metrics = metrics.New(opt)
 	srv.Recorder = recorders{srv.Recorder, d.Metrics}
 }

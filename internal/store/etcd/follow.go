@@ -42,6 +42,7 @@ type Follower struct {
 
 	online  atomic.Bool
 	resyncs atomic.Int64
+	contact atomic.Int64 // unix nanoseconds of etcd's last answer
 	wg      sync.WaitGroup
 }
 
@@ -60,6 +61,7 @@ func (f *Follower) Start(ctx context.Context) {
 		f.Logger = slog.New(slog.DiscardHandler)
 	}
 	f.online.Store(true)
+	f.touch() // the registry's first list was read just before
 	f.wg.Go(func() { f.run(ctx) })
 }
 
@@ -68,6 +70,11 @@ func (f *Follower) Wait() { f.wg.Wait() }
 
 // Online tells whether etcd answered at the last check.
 func (f *Follower) Online() bool { return f.online.Load() }
+
+// LastContact is when etcd last answered: a change, a probe or a list.
+func (f *Follower) LastContact() time.Time { return time.Unix(0, f.contact.Load()) }
+
+func (f *Follower) touch() { f.contact.Store(f.Clock.Now().UnixNano()) }
 
 // Resyncs counts the full lists after a lost watch, a compaction or an
 // outage (not those of ordinary changes).
@@ -107,6 +114,7 @@ func (f *Follower) resync(ctx context.Context) bool {
 			return false
 		}
 		if err == nil {
+			f.touch()
 			f.resyncs.Add(1)
 			if f.online.CompareAndSwap(false, true) {
 				f.Logger.Info("etcd answers again: instances listed again and followed", "endpoints", f.Store.endpoints,
@@ -146,6 +154,7 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 			if err != nil {
 				return err
 			}
+			f.touch()
 			// Coalesce what else is waiting: one list covers it all.
 			for more := true; more; {
 				select {
@@ -178,6 +187,7 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 			if err := f.Store.Ping(ctx); err != nil {
 				return err
 			}
+			f.touch()
 			probe = f.Clock.NewTimer(f.ProbeInterval)
 		}
 	}
