@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,4 +103,40 @@ func TestEventsAcrossHosts(t *testing.T) {
 		t.Errorf("the refused event shows: %v", inst.Events.Rebalance)
 	}
 	srv.Start() // so that the hosts close without waiting on it
+}
+
+// TestEventsFromTwoHostsAtOnce: two hosts adding maintenance events to one
+// instance at the same time lose none; every host shows them all.
+func TestEventsFromTwoHostsAtOnce(t *testing.T) {
+	ctx := t.Context()
+	srv := etcdtest.Start(t)
+	a := mustOpen(t, etcdConfig(t, "/together/", srv.ClientURL))
+	b := mustOpen(t, etcdConfig(t, "/together/", srv.ClientURL))
+	if _, err := a.Registry.AddInstance(ctx, &ec2.Instance{Name: "vm", SourceAddrs: []string{"127.0.2.9"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "host B to see vm", func() bool { return b.Registry.Has("vm") })
+	const each = 10
+	errs := make(chan error, 2*each)
+	var wg sync.WaitGroup
+	for _, d := range []*Daemon{a, b} {
+		wg.Go(func() {
+			for range each {
+				if _, err := d.Registry.TriggerEvent(ctx, "vm", ec2.EventRequest{Type: ec2.EventMaintenance}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("TriggerEvent: %v", err)
+	}
+	for _, d := range []*Daemon{a, b} {
+		waitFor(t, "every maintenance event on "+d.URL(), func() bool {
+			inst, err := d.Registry.GetInstance(ctx, "vm")
+			return err == nil && len(inst.Events.Maintenance) == 2*each
+		})
+	}
 }

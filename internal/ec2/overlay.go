@@ -36,6 +36,13 @@ func (o Overlay) Empty() bool {
 type OverlayStore interface {
 	// PutOverlay replaces the overlay of name; an empty one is deleted.
 	PutOverlay(ctx context.Context, name string, o Overlay) error
+	// UpdateOverlay applies change to the stored overlay of name (the zero
+	// Overlay if none) and stores what it returns (deleting an empty one)
+	// with no other write of that overlay in between, so that two hosts
+	// issuing events to one instance at once lose neither. change may run
+	// more than once (a store retries when another writer came first); an
+	// error from it is returned as is, with nothing stored.
+	UpdateOverlay(ctx context.Context, name string, change func(Overlay) (Overlay, error)) (Overlay, error)
 	// FindOverlays returns every stored overlay by name.
 	FindOverlays(ctx context.Context) (map[string]Overlay, error)
 }

@@ -87,13 +87,53 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	if r.idx.Load().byName[name] == nil {
 		return ec2.Events{}, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	}
-	ov := r.overlays[name]
-	if ov == nil {
-		ov = &overlay{}
+	var next *overlay
+	var pending, replaced *ec2.SpotNotice // a spot notice to show later, and the one a new notice replaces
+	if st := r.overlayStore(); st != nil {
+		// From the stored events, which another host may have changed a
+		// moment ago, in one update: neither host's event is lost.
+		if _, err := st.UpdateOverlay(ctx, name, func(cur ec2.Overlay) (ec2.Overlay, error) {
+			var err error
+			next, pending, replaced, err = nextEvents(showDue(fromStored(cur), now), name, req, now)
+			if err != nil {
+				return ec2.Overlay{}, err
+			}
+			return next.stored(), nil
+		}); err != nil {
+			return ec2.Events{}, err
+		}
+	} else {
+		ov := r.overlays[name]
+		if ov == nil {
+			ov = &overlay{}
+		}
+		var err error
+		if next, pending, replaced, err = nextEvents(ov, name, req, now); err != nil {
+			return ec2.Events{}, err
+		}
 	}
+	if err := r.apply(ctx, name, next); err != nil {
+		return ec2.Events{}, err
+	}
+	if pending != nil {
+		r.Logger.Info("event scheduled", "instance", name, "type", req.Type, "appears", pending.Notice.Format(time.RFC3339))
+	} else {
+		r.Logger.Info("event issued", "instance", name, "type", req.Type)
+	}
+	inst := r.idx.Load().byName[name]
+	ev := inst.Events
+	ev.Maintenance = slices.Clone(ev.Maintenance)
+	ev.Spot, ev.SpotScheduled = copyNotice(ev.Spot), copyNotice(ev.SpotScheduled)
+	ev.AutoscalingState, ev.SpotReplaced = inst.AutoscalingState, replaced
+	return ev, nil
+}
+
+// nextEvents returns ov with req applied at now (ov is not changed), the
+// spot notice to show later if req scheduled one, and the notice a new one
+// replaced.
+func nextEvents(ov *overlay, name string, req ec2.EventRequest, now time.Time) (_ *overlay, pending, replaced *ec2.SpotNotice, _ error) {
 	next := *ov
 	next.events.Maintenance = slices.Clone(ov.events.Maintenance)
-	var pending, replaced *ec2.SpotNotice // a spot notice to show later, and the one a new notice replaces
 	switch req.Type {
 	case ec2.EventSpot:
 		action := req.Action
@@ -108,7 +148,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 		if at.IsZero() {
 			at = now.Add(lead)
 		} else if at.Before(now) {
-			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "at: %s is in the past (the server's time is %s); give a later time, or a lead alone",
+			return nil, nil, nil, ec2.Errorf(ec2.EINVALID, "at: %s is in the past (the server's time is %s); give a later time, or a lead alone",
 				at.Format(time.RFC3339), now.Format(time.RFC3339))
 		}
 		n := &ec2.SpotNotice{Action: action, Time: at, Notice: at.Add(-lead)}
@@ -156,11 +196,11 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	case ec2.EventMaintenanceComplete, ec2.EventMaintenanceCancel:
 		i := slices.IndexFunc(next.events.Maintenance, func(e ec2.MaintenanceEvent) bool { return e.ID == req.EventID })
 		if i < 0 {
-			return ec2.Events{}, ec2.Errorf(ec2.ENOTFOUND, "instance %s has no maintenance event %q", name, req.EventID)
+			return nil, nil, nil, ec2.Errorf(ec2.ENOTFOUND, "instance %s has no maintenance event %q", name, req.EventID)
 		}
 		e := &next.events.Maintenance[i]
 		if e.State != ec2.MaintenanceActive {
-			return ec2.Events{}, ec2.Errorf(ec2.ECONFLICT, "maintenance event %s is already %s", e.ID, e.State)
+			return nil, nil, nil, ec2.Errorf(ec2.ECONFLICT, "maintenance event %s is already %s", e.ID, e.State)
 		}
 		if req.Type == ec2.EventMaintenanceComplete {
 			e.State, e.Description = ec2.MaintenanceCompleted, "[Completed] "+e.Description
@@ -172,27 +212,12 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	case ec2.EventClear:
 		next = overlay{faults: ov.faults} // clear ends events, not faults
 	}
-	if err := r.persist(ctx, name, &next); err != nil {
-		return ec2.Events{}, err
-	}
-	if err := r.apply(ctx, name, &next); err != nil {
-		return ec2.Events{}, err
-	}
-	if pending != nil {
-		r.schedule(name, pending)
-		r.Logger.Info("event scheduled", "instance", name, "type", req.Type, "appears", pending.Notice.Format(time.RFC3339))
-	} else {
-		r.Logger.Info("event issued", "instance", name, "type", req.Type)
-	}
-	inst := r.idx.Load().byName[name]
-	ev := inst.Events
-	ev.Maintenance = slices.Clone(ev.Maintenance)
-	ev.Spot, ev.SpotScheduled = copyNotice(ev.Spot), copyNotice(ev.SpotScheduled)
-	ev.AutoscalingState, ev.SpotReplaced = inst.AutoscalingState, replaced
-	return ev, nil
+	return &next, pending, replaced, nil
 }
 
-// apply installs an overlay and rebuilds the index. r.mu is held.
+// apply installs an overlay and rebuilds the index, and schedules its
+// spot notice for later if it holds one not scheduled yet (issued here, or
+// by another host and read from the store with this change). r.mu is held.
 func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 	prev := r.overlays[name]
 	if ov.stored().Empty() {
@@ -207,6 +232,9 @@ func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 			delete(r.overlays, name)
 		}
 		return err
+	}
+	if n := ov.events.SpotScheduled; n != nil && (prev == nil || !sameNotice(prev.events.SpotScheduled, n)) {
+		r.schedule(name, n)
 	}
 	return nil
 }

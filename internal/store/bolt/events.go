@@ -59,6 +59,47 @@ func (s *InstanceStore) PutOverlay(ctx context.Context, name string, o ec2.Overl
 	})
 }
 
+// UpdateOverlay implements ec2.OverlayStore: the read, the change and the
+// write are one transaction.
+func (s *InstanceStore) UpdateOverlay(ctx context.Context, name string, change func(ec2.Overlay) (ec2.Overlay, error)) (ec2.Overlay, error) {
+	if name != "" {
+		if err := checkName(name); err != nil {
+			return ec2.Overlay{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return ec2.Overlay{}, err
+	}
+	var next ec2.Overlay
+	err := s.update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(bucketOverlays))
+		if err != nil {
+			return err
+		}
+		var cur ec2.Overlay
+		if v := b.Get(overlayKey(name)); v != nil {
+			if cur, err = record.UnmarshalOverlay(v); err != nil {
+				return ec2.Errorf(ec2.EINTERNAL, "events and faults of %q: database record is corrupt: %v (database %s; see imds db check)", name, err, s.path)
+			}
+		}
+		if next, err = change(cur); err != nil {
+			return err
+		}
+		if next.Empty() {
+			return b.Delete(overlayKey(name))
+		}
+		v, err := record.MarshalOverlay(next)
+		if err != nil {
+			return err
+		}
+		return b.Put(overlayKey(name), v)
+	})
+	if err != nil {
+		return ec2.Overlay{}, err
+	}
+	return next, nil
+}
+
 // FindOverlays implements ec2.OverlayStore. A record that does not decode
 // fails the call naming it, as FindInstances does.
 func (s *InstanceStore) FindOverlays(ctx context.Context) (map[string]ec2.Overlay, error) {

@@ -57,6 +57,63 @@ func (is *InstanceStore) PutOverlay(ctx context.Context, name string, o ec2.Over
 	})
 }
 
+// maxUpdateTries bounds UpdateOverlay's retries when other hosts keep
+// writing the same overlay first.
+const maxUpdateTries = 16
+
+// UpdateOverlay implements ec2.OverlayStore: a read, then a transaction
+// that writes only if the key's revision is still the one read; when
+// another host wrote in between, it reads again and retries.
+func (is *InstanceStore) UpdateOverlay(ctx context.Context, name string, change func(ec2.Overlay) (ec2.Overlay, error)) (ec2.Overlay, error) {
+	if name != "" {
+		if err := checkName(name); err != nil {
+			return ec2.Overlay{}, err
+		}
+	}
+	k := is.overlayKey(name)
+	for range maxUpdateTries {
+		var get *clientv3.GetResponse
+		if err := is.call(ctx, "a read of the events and faults of instance "+name, func(ctx context.Context) (err error) {
+			get, err = is.s.client.Get(ctx, k)
+			return err
+		}); err != nil {
+			return ec2.Overlay{}, err
+		}
+		var cur ec2.Overlay
+		var rev int64 // 0: no key, which ModRevision compares as
+		if len(get.Kvs) > 0 {
+			var err error
+			if cur, err = record.UnmarshalOverlay(get.Kvs[0].Value); err != nil {
+				return ec2.Overlay{}, ec2.Errorf(ec2.EINTERNAL, "the events and faults in etcd (%s at %s) are corrupt: %v", k, is.s.endpoints, err)
+			}
+			rev = get.Kvs[0].ModRevision
+		}
+		next, err := change(cur)
+		if err != nil {
+			return ec2.Overlay{}, err
+		}
+		op := clientv3.OpDelete(k)
+		if !next.Empty() {
+			v, err := record.MarshalOverlay(next)
+			if err != nil {
+				return ec2.Overlay{}, err
+			}
+			op = clientv3.OpPut(k, string(v))
+		}
+		var resp *clientv3.TxnResponse
+		if err := is.call(ctx, "the write of the events and faults of instance "+name, func(ctx context.Context) (err error) {
+			resp, err = is.s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).Then(op).Commit()
+			return err
+		}); err != nil {
+			return ec2.Overlay{}, err
+		}
+		if resp.Succeeded {
+			return next, nil
+		}
+	}
+	return ec2.Overlay{}, ec2.Errorf(ec2.ECONFLICT, "the events and faults of instance %s changed %d times while this host wrote them; try again", name, maxUpdateTries)
+}
+
 // FindOverlays implements ec2.OverlayStore: one range read.
 func (is *InstanceStore) FindOverlays(ctx context.Context) (map[string]ec2.Overlay, error) {
 	var resp *clientv3.GetResponse

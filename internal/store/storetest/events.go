@@ -123,6 +123,92 @@ func RunOverlays(t *testing.T, newStore func(t *testing.T) ec2.OverlayStore) {
 		}
 	})
 
+	t.Run("UpdateSeesCurrent", func(t *testing.T) {
+		s := newStore(t)
+		got, err := s.UpdateOverlay(ctx, "vm-1", func(cur ec2.Overlay) (ec2.Overlay, error) {
+			if !cur.Empty() {
+				t.Errorf("UpdateOverlay of a name with none gave %+v, want the zero Overlay", cur)
+			}
+			return FullOverlay(), nil
+		})
+		if err != nil || !cmp.Equal(got, FullOverlay(), equal) {
+			t.Fatalf("UpdateOverlay = %+v, %v", got, err)
+		}
+		if _, err := s.UpdateOverlay(ctx, "vm-1", func(cur ec2.Overlay) (ec2.Overlay, error) {
+			if diff := cmp.Diff(FullOverlay(), cur, equal); diff != "" {
+				t.Errorf("UpdateOverlay saw (-stored +given):\n%s", diff)
+			}
+			cur.AutoscalingState = "Terminated"
+			return cur, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		all, err := s.FindOverlays(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if all["vm-1"].AutoscalingState != "Terminated" || all["vm-1"].Events.Spot == nil {
+			t.Errorf("after UpdateOverlay: %+v", all["vm-1"])
+		}
+	})
+
+	t.Run("UpdateErrorStoresNothing", func(t *testing.T) {
+		s := newStore(t)
+		refused := ec2.Errorf(ec2.ENOTFOUND, "no such maintenance event")
+		if _, err := s.UpdateOverlay(ctx, "vm-1", func(ec2.Overlay) (ec2.Overlay, error) { return FullOverlay(), refused }); err != refused {
+			t.Errorf("UpdateOverlay returned %v, want the change's own error", err)
+		}
+		if all, err := s.FindOverlays(ctx); err != nil || len(all) != 0 {
+			t.Errorf("a refused change stored %v (%v)", all, err)
+		}
+	})
+
+	t.Run("UpdateToEmptyDeletes", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.PutOverlay(ctx, "vm-1", FullOverlay()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdateOverlay(ctx, "vm-1", func(ec2.Overlay) (ec2.Overlay, error) { return ec2.Overlay{}, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if all, err := s.FindOverlays(ctx); err != nil || len(all) != 0 {
+			t.Errorf("an update to nothing kept %v (%v)", all, err)
+		}
+	})
+
+	t.Run("ConcurrentUpdatesLoseNothing", func(t *testing.T) {
+		// Hosts adding maintenance events to one instance at once: each
+		// update sees the others', none is lost.
+		s := newStore(t)
+		const n = 16
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				_, err := s.UpdateOverlay(ctx, "vm-1", func(cur ec2.Overlay) (ec2.Overlay, error) {
+					cur.Events.Maintenance = append(slices.Clone(cur.Events.Maintenance), ec2.MaintenanceEvent{ID: fmt.Sprintf("e-%02d", i),
+						Code: "system-reboot", State: ec2.MaintenanceActive})
+					return cur, nil
+				})
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("UpdateOverlay: %v", err)
+		}
+		all, err := s.FindOverlays(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(all["vm-1"].Events.Maintenance); got != n {
+			t.Errorf("%d maintenance events after %d concurrent updates", got, n)
+		}
+	})
+
 	t.Run("ConcurrentPuts", func(t *testing.T) {
 		s := newStore(t)
 		const n = 16
