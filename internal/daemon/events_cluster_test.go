@@ -140,3 +140,46 @@ func TestEventsFromTwoHostsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestHostsOwnEventsStayLocal: on etcd, the events of a host's own
+// instances (its config's, here the zero-configuration "default" every
+// host has) and the faults of every instance stay on that host: another
+// host's instance of that name gets none, and etcd holds none.
+func TestHostsOwnEventsStayLocal(t *testing.T) {
+	ctx := t.Context()
+	srv := etcdtest.Start(t)
+	a := mustOpen(t, etcdConfig(t, "/local/", srv.ClientURL))
+	b := mustOpen(t, etcdConfig(t, "/local/", srv.ClientURL))
+	if _, err := a.Registry.TriggerEvent(ctx, "default", ec2.EventRequest{Type: ec2.EventRebalance}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Registry.SetFaults(ctx, "", ec2.Faults{ErrorRate: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	// A change B follows, so that B has read the overlays since.
+	if _, err := a.Registry.AddInstance(ctx, &ec2.Instance{Name: "vm", SourceAddrs: []string{"127.0.2.10"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Registry.TriggerEvent(ctx, "vm", ec2.EventRequest{Type: ec2.EventRebalance}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "host B to show vm's rebalance", func() bool {
+		inst, err := b.Registry.GetInstance(ctx, "vm")
+		return err == nil && !inst.Events.Rebalance.IsZero()
+	})
+	if inst, _ := b.Registry.GetInstance(ctx, "default"); !inst.Events.Rebalance.IsZero() || inst.Faults.Active() {
+		t.Errorf("host B's default got host A's: rebalance %v, faults %s", inst.Events.Rebalance, inst.Faults)
+	}
+	if inst, _ := a.Registry.GetInstance(ctx, "default"); inst.Events.Rebalance.IsZero() || inst.Faults.ErrorRate != 0.5 {
+		t.Errorf("host A's default lost its own: rebalance %v, faults %s", inst.Events.Rebalance, inst.Faults)
+	}
+	direct, err := etcd.Open(ctx, etcd.Config{Endpoints: []string{srv.ClientURL}, Prefix: "/local/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	stored, err := direct.Instances().FindOverlays(ctx)
+	if err != nil || len(stored) != 1 || stored["vm"].Events.Rebalance.IsZero() {
+		t.Errorf("etcd holds %v (%v), want vm's events alone", stored, err)
+	}
+}

@@ -46,3 +46,11 @@ type OverlayStore interface {
 	// FindOverlays returns every stored overlay by name.
 	FindOverlays(ctx context.Context) (map[string]Overlay, error)
 }
+
+// SharedStore is implemented by a store several hosts share (etcd). It
+// keeps the events and faults of the instances it stores only: those of a
+// host's own instances (its config file's, the containers it found) and
+// the faults of every instance stay in that host's memory.
+type SharedStore interface {
+	Shared() bool
+}

@@ -89,7 +89,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	}
 	var next *overlay
 	var pending, replaced *ec2.SpotNotice // a spot notice to show later, and the one a new notice replaces
-	if st := r.overlayStore(); st != nil {
+	if st := r.storeFor(name); st != nil {
 		// From the stored events, which another host may have changed a
 		// moment ago, in one update: neither host's event is lost.
 		if _, err := st.UpdateOverlay(ctx, name, func(cur ec2.Overlay) (ec2.Overlay, error) {
@@ -313,11 +313,35 @@ func (r *Registry) overlayStore() ec2.OverlayStore {
 	return st
 }
 
+// storeFor returns the store that keeps the events and faults of name ("":
+// the faults of every instance), nil if they live in this registry's
+// memory only. A store only this server writes (bolt) keeps them all; one
+// several hosts share (etcd) keeps only those of the instances it stores:
+// the config file's instances, the containers found and the faults of
+// every instance are each host's own, and another host's instance of the
+// same name must not get their events. r.mu is held.
+func (r *Registry) storeFor(name string) ec2.OverlayStore {
+	st := r.overlayStore()
+	if st == nil {
+		return nil
+	}
+	if sh, ok := st.(ec2.SharedStore); !ok || !sh.Shared() {
+		return st
+	}
+	if name == "" {
+		return nil
+	}
+	if inst := r.idx.Load().byName[name]; inst != nil && inst.Origin != ec2.OriginAPI {
+		return nil
+	}
+	return st
+}
+
 // persist writes the overlay of name ("" for the faults of every instance)
-// to the store, before the registry shows it: a write the store refuses
-// changes nothing. r.mu is held.
+// to the store that keeps it, before the registry shows it: a write the
+// store refuses changes nothing. r.mu is held.
 func (r *Registry) persist(ctx context.Context, name string, ov *overlay) error {
-	if st := r.overlayStore(); st != nil {
+	if st := r.storeFor(name); st != nil {
 		return st.PutOverlay(ctx, name, ov.stored())
 	}
 	return nil
@@ -352,11 +376,19 @@ func (r *Registry) LoadOverlays(ctx context.Context) error {
 	defer r.mu.Unlock()
 	now := r.Clock.Now()
 	overlays := make(map[string]*overlay, len(stored))
-	var all ec2.Faults
+	// What lives in memory only stays as it is.
+	for name, ov := range r.overlays {
+		if r.storeFor(name) == nil {
+			overlays[name] = ov
+		}
+	}
+	all := r.allFaults
+	if r.storeFor("") != nil {
+		all = stored[""].Faults
+	}
 	var pending []string
 	for name, o := range stored {
-		if name == "" {
-			all = o.Faults
+		if name == "" || r.storeFor(name) == nil {
 			continue
 		}
 		ov := showDue(fromStored(o), now)

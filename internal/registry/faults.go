@@ -61,7 +61,7 @@ func (r *Registry) SetFaults(ctx context.Context, name string, f ec2.Faults) err
 		c := *ov
 		next = &c
 	}
-	if st := r.overlayStore(); st != nil {
+	if st := r.storeFor(name); st != nil {
 		// The faults alone change: the events are the store's, which
 		// another host may have changed a moment ago.
 		stored, err := st.UpdateOverlay(ctx, name, func(cur ec2.Overlay) (ec2.Overlay, error) {

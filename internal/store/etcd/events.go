@@ -19,7 +19,14 @@ const (
 	keyEveryInstance = "*" // no instance name holds '*'
 )
 
-var _ ec2.OverlayStore = (*InstanceStore)(nil)
+var (
+	_ ec2.OverlayStore = (*InstanceStore)(nil)
+	_ ec2.SharedStore  = (*InstanceStore)(nil)
+)
+
+// Shared implements ec2.SharedStore: every host sharing the prefix reads
+// and writes these instances.
+func (is *InstanceStore) Shared() bool { return true }
 
 func (is *InstanceStore) overlayKey(name string) string {
 	if name == "" {
