@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -25,6 +26,24 @@ func overlayKey(name string) []byte {
 		return []byte(keyEveryInstance)
 	}
 	return []byte(name)
+}
+
+// checkOverlays reports each overlay record that does not decode, for
+// Open's verification and imds db check: FindOverlays would refuse it at
+// start-up.
+func checkOverlays(tx *bbolt.Tx, add func(problem string)) {
+	b := tx.Bucket([]byte(bucketOverlays))
+	if b == nil {
+		return
+	}
+	_ = b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			add(fmt.Sprintf("overlays: %q is a bucket, not a record", k))
+		} else if _, err := record.UnmarshalOverlay(v); err != nil {
+			add(fmt.Sprintf("events and faults of %q: the record is corrupt: %v", k, err))
+		}
+		return nil
+	})
 }
 
 // PutOverlay implements ec2.OverlayStore.
