@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -88,6 +89,20 @@ func StartClusterOn(t testing.TB, n int, host string) []*Server {
 	return startOn(t, n, nil, host)
 }
 
+// dataDir is a fresh directory for one member's data, in memory (/dev/shm)
+// where the machine has it: etcd fsyncs its log on every write, and on a
+// busy shared disk one fsync can outlast the short request timeouts the
+// tests use to notice an outage quickly.
+func dataDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "imds-etcdtest-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func start(t testing.TB, n int, certs *Certs) []*Server {
 	t.Helper()
 	return startOn(t, n, certs, "127.0.0.1")
@@ -114,7 +129,7 @@ func startOn(t testing.TB, n int, certs *Certs, clientHost string) []*Server {
 		}
 		s := &Server{
 			Name:      "m" + strconv.Itoa(i),
-			DataDir:   t.TempDir(),
+			DataDir:   dataDir(t),
 			ClientURL: scheme + net.JoinHostPort(clientHost, strconv.Itoa(ports[2*i])),
 			PeerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[2*i+1]),
 			t:         t,
