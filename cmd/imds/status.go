@@ -27,8 +27,8 @@ func newStatusCommand(clk clock.Clock) *cobra.Command {
 		Long: `imds status asks the running server (GET /v1/server on its admin API) what it
 serves and how its parts are: its metadata listeners, its store (bolt and its
 file, or etcd: whether it answers, its endpoints, the revision of the last list
-and when etcd last answered, this host's name and lease), the VM network, and
-the credentials of each role. It ends with the problems found and exits 1 if
+and when etcd last answered, this host's name and lease, the live hosts), the
+VM network, and the credentials of each role. It ends with the problems found and exits 1 if
 there are any (etcd not answering, no lease, a role without valid
 credentials, no listener), like imds net status.`,
 		Args: noArgs,
@@ -45,14 +45,24 @@ credentials, no listener), like imds net status.`,
 				return err
 			}
 			problems := statusProblems(doc)
+			var hosts []ec2.Host
+			if doc.Store != nil && doc.Store.Backend == "etcd" && doc.Store.Online != nil && *doc.Store.Online {
+				// Not a problem if it fails: etcd may have gone since.
+				hosts, _ = c.ListHosts(cmd.Context())
+			}
 			if output == "table" {
-				err = printStatus(cmd.OutOrStdout(), doc, problems, clk.Now())
+				err = printStatus(cmd.OutOrStdout(), doc, hosts, problems, clk.Now())
 			} else {
 				var b []byte
+				names := []string{}
+				for _, h := range hosts {
+					names = append(names, h.Name)
+				}
 				if b, err = json.Marshal(struct {
 					admin.StatusDocument
+					Hosts    []string `json:"hosts,omitempty"`
 					Problems []string `json:"problems"`
-				}{doc, problems}); err == nil {
+				}{doc, names, problems}); err == nil {
 					err = writeDocument(cmd.OutOrStdout(), output, b)
 				}
 			}
@@ -95,7 +105,7 @@ func statusProblems(doc admin.StatusDocument) []string {
 }
 
 // printStatus writes the report: one line per part, then the problems.
-func printStatus(w io.Writer, doc admin.StatusDocument, problems []string, now time.Time) error {
+func printStatus(w io.Writer, doc admin.StatusDocument, hosts []ec2.Host, problems []string, now time.Time) error {
 	var b strings.Builder
 	line := func(key, format string, args ...any) {
 		fmt.Fprintf(&b, "%-11s %s\n", key, fmt.Sprintf(format, args...))
@@ -127,6 +137,13 @@ func printStatus(w io.Writer, doc admin.StatusDocument, problems []string, now t
 		line("store", "etcd at %s, prefix %s: %s", strings.Join(s.Endpoints, ","), s.Prefix, state)
 		line("", "revision %d, last answer %s, %d resyncs", s.Revision, contact, s.Resyncs)
 		line("", "host %s, lease %s", dash(ec2.Printable(s.Host)), dash(s.Lease))
+		if len(hosts) > 0 {
+			var names []string
+			for _, h := range hosts {
+				names = append(names, ec2.Printable(h.Name))
+			}
+			line("hosts", "%d live: %s", len(hosts), strings.Join(names, ", "))
+		}
 	default:
 		line("store", "%s %s", s.Backend, s.Path)
 	}

@@ -39,7 +39,7 @@ func TestStatusEtcd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("imds status exited %d: %s\n%s", code, stderr, out)
 	}
-	for _, want := range []string{"etcd at " + srv.ClientURL + ", prefix /status/: answers", "host hv-s, lease ", "no problems"} {
+	for _, want := range []string{"etcd at " + srv.ClientURL + ", prefix /status/: answers", "host hv-s, lease ", "hosts       1 live: hv-s", "no problems"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("imds status lacks %q:\n%s", want, out)
 		}
