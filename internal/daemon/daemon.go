@@ -254,13 +254,19 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err := reg.SetConfig(o.ctx, insts, def); err != nil {
 		return fmt.Errorf("%s: %s", firstNonEmpty(o.cfg.ConfigPath, "configuration"), ec2.ErrorMessage(err))
 	}
-	if o.etcd != nil {
-		// shareStore loads them, derived from the cluster's seed: loading
-		// them here too, with this machine's, would cost as much again.
-		return nil
+	// Events and faults issued before a restart (or on another host),
+	// before the instances: read after them, they would make the registry
+	// list and derive every stored instance a second time.
+	if err := reg.LoadOverlays(o.ctx); err != nil {
+		return fmt.Errorf("loading events and faults: %s", ec2.ErrorMessage(err))
 	}
-	if err := reg.Load(o.ctx); err != nil {
-		return fmt.Errorf("loading instances from %s: %w", d.DataDir, err)
+	// With store.etcd, shareStore loads the instances, derived from the
+	// cluster's seed: loading them here too, with this machine's, would
+	// cost as much again.
+	if o.etcd == nil {
+		if err := reg.Load(o.ctx); err != nil {
+			return fmt.Errorf("loading instances from %s: %w", d.DataDir, err)
+		}
 	}
 	return nil
 }
@@ -356,6 +362,10 @@ func (d *Daemon) newMetrics(o *opening, srv *imds.Server, rs *creds.Roles) {
 	}
 	if o.vms != nil {
 		opt.DNSMasq = o.vms.DNS().Restarts
+	}
+	opt.Store = func() (string, bool) { return "bolt", true }
+	if f := d.Follower; f != nil {
+		opt.Store = func() (string, bool) { return "etcd", f.Online() }
 	}
 	d.Metrics = metrics.New(opt)
 	srv.Recorder = recorders{srv.Recorder, d.Metrics}

@@ -73,7 +73,7 @@ type Registry struct {
 	def        Default
 	answering  bool                // the implicit default answered unknown requesters at the last change
 	built      bool                // the index was built at least once
-	loaded     bool                // Load or Reload ran: rebuilds read the store
+	loaded     bool                // Load, Reload or a write ran: rebuilds read the store
 	overlays   map[string]*overlay // run-time events and faults per instance name
 	allFaults  ec2.Faults          // faults of every instance
 	done       chan struct{}
@@ -171,7 +171,8 @@ func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Def
 }
 
 // rebuild makes a new index from the config and the store (once loaded:
-// SetConfig before Load reads no store, which Load reads right after).
+// SetConfig and LoadOverlays before Load read no store, which Load reads
+// right after).
 // r.mu is held.
 func (r *Registry) rebuild(ctx context.Context) error {
 	next := emptyIndex(r.seed).edit()
@@ -550,6 +551,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.loaded = true // the store is written to: later rebuilds must read it
 	x := r.idx.Load()
 	cur := x.byName.get(spec.Name)
 	switch {
@@ -594,6 +596,7 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 	defer r.writeMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.loaded = true
 	x := r.idx.Load()
 	cur := x.byName.get(name)
 	switch {
@@ -603,6 +606,11 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 		return r.readOnly(name, "removed")
 	case cur.Origin != ec2.OriginAPI:
 		return ownedError(cur, "removed")
+	}
+	// Its events and faults first: left behind, they would come back with
+	// the next instance of that name.
+	if err := r.forget(ctx, name); err != nil {
+		return err
 	}
 	if err := r.Store.DeleteInstance(ctx, name); err != nil {
 		return err
@@ -704,6 +712,7 @@ func (r *Registry) AddInstanceBatch(ctx context.Context, specs []*ec2.Instance) 
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.loaded = true
 	next := r.idx.Load().edit()
 	for i, inst := range insts {
 		if refused[i] != nil {
@@ -799,6 +808,7 @@ func (r *Registry) ApplyStored(ctx context.Context, put []*ec2.Instance, removed
 	insts, errs := r.deriveAll(put, true)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.loaded = true
 	next := r.idx.Load().edit()
 	gone := func(name string) bool {
 		if cur := next.get(name); cur != nil && cur.Origin == ec2.OriginAPI {

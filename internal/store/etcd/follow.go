@@ -29,12 +29,16 @@ type Follower struct {
 	// Reload lists the instances again and swaps the registry's index whole
 	// (registry.Registry.Reload).
 	Reload func(ctx context.Context) error
-	// Apply, if set, applies the changes of a watch to the registry
-	// (registry.Registry.ApplyStored): the specs put, by name, and the names
+	// Apply, if set, applies the instance changes of a watch to the
+	// registry (registry.Registry.ApplyStored): the specs put and the names
 	// removed, so that a change costs what it touches rather than a list of
 	// every instance. A change that does not decode, or an error of Apply,
 	// falls back to Reload.
 	Apply func(ctx context.Context, put []*ec2.Instance, removed []string) error
+	// Overlays, if set, reads the events and faults again
+	// (registry.Registry.LoadOverlays): after a change of theirs, and after
+	// every Reload of a resync.
+	Overlays func(ctx context.Context) error
 	// Clock paces the probes and retries.
 	Clock clock.Clock
 	// ProbeInterval is DefaultProbeInterval when zero.
@@ -45,6 +49,7 @@ type Follower struct {
 
 	online  atomic.Bool
 	resyncs atomic.Int64
+	contact atomic.Int64 // unix nanoseconds of etcd's last answer
 	wg      sync.WaitGroup
 }
 
@@ -63,6 +68,7 @@ func (f *Follower) Start(ctx context.Context) {
 		f.Logger = slog.New(slog.DiscardHandler)
 	}
 	f.online.Store(true)
+	f.touch() // the registry's first list was read just before
 	f.wg.Go(func() { f.run(ctx) })
 }
 
@@ -71,6 +77,11 @@ func (f *Follower) Wait() { f.wg.Wait() }
 
 // Online tells whether etcd answered at the last check.
 func (f *Follower) Online() bool { return f.online.Load() }
+
+// LastContact is when etcd last answered: a change, a probe or a list.
+func (f *Follower) LastContact() time.Time { return time.Unix(0, f.contact.Load()) }
+
+func (f *Follower) touch() { f.contact.Store(f.Clock.Now().UnixNano()) }
 
 // Resyncs counts the full lists after a lost watch, a compaction or an
 // outage (not those of ordinary changes).
@@ -103,10 +114,14 @@ func (f *Follower) resync(ctx context.Context) bool {
 		if err == nil {
 			err = f.Reload(ctx)
 		}
+		if err == nil && f.Overlays != nil {
+			err = f.Overlays(ctx)
+		}
 		if ctx.Err() != nil {
 			return false
 		}
 		if err == nil {
+			f.touch()
 			f.resyncs.Add(1)
 			if f.online.CompareAndSwap(false, true) {
 				f.Logger.Info("etcd answers again: instances listed again and followed", "endpoints", f.Store.endpoints,
@@ -129,7 +144,9 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 	is := f.Store.Instances()
 	// RequireLeader: a member cut off from the others ends the watch rather
 	// than keeping it open with no changes.
-	wch := f.Store.client.Watch(clientv3.WithRequireLeader(wctx), is.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	// The whole prefix: instances and overlays in one watch, so that one
+	// revision orders them; changed sorts the keys.
+	wch := f.Store.client.Watch(clientv3.WithRequireLeader(wctx), f.Store.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	probe := f.Clock.NewTimer(f.ProbeInterval)
 	defer func() { probe.Stop() }()
 	for {
@@ -140,11 +157,12 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 			if !ok {
 				return errors.New("the watch ended")
 			}
-			latest, err := changed(resp)
+			latest, overlays, err := f.changed(resp)
 			if err != nil {
 				return err
 			}
 			events := resp.Events
+			f.touch()
 			// Coalesce what else is waiting: one list covers it all.
 			for more := true; more; {
 				select {
@@ -152,20 +170,25 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 					if !ok {
 						return errors.New("the watch ended")
 					}
-					r, err := changed(resp)
+					r, o, err := f.changed(resp)
 					if err != nil {
 						return err
 					}
-					latest = max(latest, r)
+					latest, overlays = max(latest, r), overlays || o
 					events = append(events, resp.Events...)
 				default:
 					more = false
 				}
 			}
-			// The registry's own writes list the instances too: a change
-			// already in its index needs no second list.
+			// The registry's own writes are in its index already (see
+			// InstanceStore.advance): they need no second look.
 			if latest > is.Revision() {
 				if err := f.update(ctx, events, latest); err != nil {
+					return err
+				}
+			}
+			if overlays && f.Overlays != nil {
+				if err := f.Overlays(ctx); err != nil {
 					return err
 				}
 			}
@@ -173,25 +196,26 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 			if err := f.Store.Ping(ctx); err != nil {
 				return err
 			}
+			f.touch()
 			probe = f.Clock.NewTimer(f.ProbeInterval)
 		}
 	}
 }
 
 // update brings the registry up to revision latest with events, those of
-// the watch since the revision it had: by Apply when set and every event
-// decodes, else by Reload.
+// the watch since the revision it had: by Apply when set and every
+// instance event decodes, else by Reload.
 func (f *Follower) update(ctx context.Context, events []*clientv3.Event, latest int64) error {
 	is := f.Store.Instances()
 	if f.Apply == nil {
 		return f.Reload(ctx)
 	}
 	since := is.Revision()
-	// The last event of each key is its state at latest.
+	// The last event of each instance key is its state at latest.
 	final := map[string]*clientv3.Event{}
 	for _, ev := range events {
-		if ev.Kv.ModRevision > since { // else already in the index: this store's own write
-			final[string(ev.Kv.Key)] = ev
+		if k := string(ev.Kv.Key); strings.HasPrefix(k, is.dir) && ev.Kv.ModRevision > since { // else in the index already
+			final[k] = ev
 		}
 	}
 	var put []*ec2.Instance
@@ -225,20 +249,26 @@ func (f *Follower) update(ctx context.Context, events []*clientv3.Event, latest 
 	}
 }
 
-// changed returns the revision of the last change in resp, 0 for a
-// progress notification.
-func changed(resp clientv3.WatchResponse) (int64, error) {
+// changed returns the revision of the last change of an instance in resp
+// (0 for none, or a progress notification), and whether an overlay
+// changed. Other keys (hosts, addresses) are not the registry's.
+func (f *Follower) changed(resp clientv3.WatchResponse) (latest int64, overlays bool, err error) {
 	if resp.CompactRevision != 0 {
-		return 0, fmt.Errorf("%w (compacted at %d)", errCompacted, resp.CompactRevision)
+		return 0, false, fmt.Errorf("%w (compacted at %d)", errCompacted, resp.CompactRevision)
 	}
 	if err := resp.Err(); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var latest int64
+	ovDir := f.Store.prefix + overlaysDir
 	for _, ev := range resp.Events {
-		latest = max(latest, ev.Kv.ModRevision)
+		switch k := string(ev.Kv.Key); {
+		case strings.HasPrefix(k, f.Store.instances.dir):
+			latest = max(latest, ev.Kv.ModRevision)
+		case strings.HasPrefix(k, ovDir):
+			overlays = true
+		}
 	}
-	return latest, nil
+	return latest, overlays, nil
 }
 
 func (f *Follower) sleep(ctx context.Context) bool {
