@@ -20,10 +20,16 @@ import (
 	"github.com/imdsdev/imds/internal/suggest"
 )
 
-// maxSteps bounds the work of walking one document (a step is a key or a list
-// item). Aliases let a few kilobytes describe a huge tree, while a real config
-// file takes a few hundred steps.
-const maxSteps = 1 << 17
+// The work of walking one document (a step is a key or a list item) is
+// bounded by minSteps plus stepsPerNode for each node written in it. An
+// honest document takes at most two steps per node however large it is,
+// while aliases let a few kilobytes describe a huge tree: bounding the walk
+// by the document's own size (as yaml.v3 bounds alias expansion by a ratio)
+// refuses alias bombs without limiting honest size.
+const (
+	minSteps     = 1 << 17
+	stepsPerNode = 4
+)
 
 // readFunc reads the file at path, failing if it is larger than limit bytes.
 // Parse reads from disk; the fuzz test substitutes a fake so that fuzzed
@@ -40,7 +46,8 @@ type decoder struct {
 	// lines maps the dotted path of every key and list item seen to its
 	// line, so that problems found later (by ec2.Validate) point into the file.
 	lines map[string]int
-	steps int
+	// steps is the work spent so far, maxSteps what the document may spend.
+	steps, maxSteps int
 	// merged memoizes the flattened entries of each mapping, so that a mapping
 	// merged or aliased many times is flattened (and its problems reported) once.
 	merged  map[*yaml.Node][]entry
@@ -57,13 +64,14 @@ type decoder struct {
 
 func newDecoder(file, baseDir string, read readFunc) *decoder {
 	return &decoder{
-		file:    file,
-		baseDir: baseDir,
-		read:    read,
-		lines:   map[string]int{},
-		merged:  map[*yaml.Node][]entry{},
-		merging: map[*yaml.Node]bool{},
-		covered: map[string]bool{},
+		file:     file,
+		baseDir:  baseDir,
+		read:     read,
+		maxSteps: minSteps,
+		lines:    map[string]int{},
+		merged:   map[*yaml.Node][]entry{},
+		merging:  map[*yaml.Node]bool{},
+		covered:  map[string]bool{},
 	}
 }
 
@@ -109,14 +117,30 @@ func (d *decoder) isCovered(path string) bool {
 // reported once.
 func (d *decoder) step(line int) bool {
 	d.steps++
-	if d.steps == maxSteps+1 {
+	if d.steps == d.maxSteps+1 {
 		d.errorf(line, "", "document is too large or uses too many aliases")
 	}
-	return d.steps <= maxSteps
+	return d.steps <= d.maxSteps
 }
 
 // exhausted reports whether the document was too big to walk completely.
-func (d *decoder) exhausted() bool { return d.steps > maxSteps }
+func (d *decoder) exhausted() bool { return d.steps > d.maxSteps }
+
+// countNodes returns the number of nodes written in the tree under n,
+// counting an alias as one node (not following it).
+func countNodes(n *yaml.Node) int {
+	count := 0
+	stack := []*yaml.Node{n}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		count++
+		if n.Kind != yaml.AliasNode {
+			stack = append(stack, n.Content...)
+		}
+	}
+	return count
+}
 
 // mark remembers the first line where path is written.
 func (d *decoder) mark(path string, line int) {
@@ -157,6 +181,7 @@ func (d *decoder) document(data []byte) (root *yaml.Node) {
 	if len(doc.Content) == 0 {
 		return nil
 	}
+	d.maxSteps = minSteps + stepsPerNode*countNodes(&doc)
 	return doc.Content[0]
 }
 
