@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -60,6 +61,8 @@ type decoder struct {
 	// offered, when set, is told the keys each decoded mapping accepts (the
 	// test that keeps docs/configuration.md complete uses it).
 	offered func(path string, keys []string)
+	// fields memoizes the fields of each document type (walk.go).
+	fields map[reflect.Type][]fieldInfo
 }
 
 func newDecoder(file, baseDir string, read readFunc) *decoder {
@@ -653,4 +656,13 @@ func errorCause(err error) string {
 		err = pe.Err
 	}
 	return oneLine(err.Error())
+}
+
+// into returns a field decoder that stores a text value in dst.
+func (d *decoder) into(dst *string) field {
+	return func(p string, line int, v *yaml.Node) {
+		if s, ok := d.str(p, line, v); ok {
+			*dst = s
+		}
+	}
 }

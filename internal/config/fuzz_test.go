@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
@@ -73,6 +75,40 @@ func FuzzParse(f *testing.F) {
 		// changes derived values, which are always valid.
 		if _, err := file.BuildInstance(ec2.DeriveOptions{Seed: []byte("fuzz")}); err != nil {
 			t.Errorf("Parse accepted a file that BuildInstance rejects:\n%v", err)
+		}
+	})
+}
+
+// FuzzInstanceDocument checks that decoding and encoding use one schema:
+// whatever ParseInstances accepts, MarshalInstance writes a document that
+// ParseInstances reads back as the same spec.
+func FuzzInstanceDocument(f *testing.F) {
+	for _, s := range []string{
+		"name: a\n",
+		`{"name":"a","role":null,"public_ipv4":"","tags":{"k":7}}`,
+		"- name: a\n  user_data: !!binary H4sI\n- name: b\n  network_interfaces: [{device_number: 1, public_ipv4s: []}]\n",
+		"name: a\nsecurity_groups: [web, {name: ssh, id: sg-1}]\nblock_devices: {root: /dev/xvda}\n",
+		"name: a\npending_time: 2026-01-02T03:04:05+01:00\nfaults: \"latency=10ms\"\nhop_limit: 2\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		specs, err := ParseInstances("fuzz.json", data)
+		if err != nil {
+			return
+		}
+		for _, spec := range specs {
+			doc, err := MarshalInstance(spec)
+			if err != nil {
+				t.Fatalf("MarshalInstance: %v", err)
+			}
+			again, err := ParseInstances("again.json", doc)
+			if err != nil {
+				t.Fatalf("ParseInstances(MarshalInstance(spec)) = %v\ndocument: %s", err, doc)
+			}
+			if diff := cmp.Diff(spec, again[0]); diff != "" {
+				t.Errorf("round trip (-first +again):\n%s\ndocument: %s", diff, doc)
+			}
 		}
 	})
 }
