@@ -62,7 +62,10 @@ type decoder struct {
 	// test that keeps docs/configuration.md complete uses it).
 	offered func(path string, keys []string)
 	// fields memoizes the fields of each document type (walk.go).
-	fields map[reflect.Type][]fieldInfo
+	fields map[reflect.Type]*structInfo
+	// defaultDoc is the document of ec2.NewDefaultInstance(), which every
+	// instance document is decoded over.
+	defaultDoc *InstanceDoc
 }
 
 func newDecoder(file, baseDir string, read readFunc) *decoder {
@@ -314,12 +317,22 @@ func describe(n *yaml.Node) string {
 	}
 }
 
-var reSimpleKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// simpleKey reports whether key is made of [A-Za-z0-9_-] only.
+func simpleKey(key string) bool {
+	for i := range len(key) {
+		switch c := key[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return key != ""
+}
 
 // join appends key to path, quoting keys that would make the path ambiguous
 // or span lines.
 func join(path, key string) string {
-	if !reSimpleKey.MatchString(key) {
+	if !simpleKey(key) {
 		key = strconv.Quote(key)
 	}
 	if path == "" {
@@ -337,6 +350,9 @@ func isMerge(k *yaml.Node) bool {
 // non-text keys. An explicit key overrides a merged one; among merged
 // mappings the first wins, as the YAML merge key specification says.
 func (d *decoder) entries(m *yaml.Node, path string) []entry {
+	// Only an anchored mapping can be reached twice (or merged into
+	// itself): the others are neither remembered nor tracked.
+	anchored := m.Anchor != ""
 	if es, ok := d.merged[m]; ok {
 		return es
 	}
@@ -344,8 +360,10 @@ func (d *decoder) entries(m *yaml.Node, path string) []entry {
 		d.errorf(m.Line, mergePath(path), "merges a mapping into itself")
 		return nil
 	}
-	d.merging[m] = true
-	defer delete(d.merging, m)
+	if anchored {
+		d.merging[m] = true
+		defer delete(d.merging, m)
+	}
 
 	explicit := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -390,7 +408,9 @@ func (d *decoder) entries(m *yaml.Node, path string) []entry {
 		seen[rk.Value] = true
 		out = append(out, entry{name: rk.Value, line: k.Line, value: v})
 	}
-	d.merged[m] = out
+	if anchored {
+		d.merged[m] = out
+	}
 	return out
 }
 
@@ -426,6 +446,24 @@ func mergePath(path string) string {
 // mapping decodes the mapping v against s, reporting unknown keys. It returns
 // false if v is null, which stands for an absent section.
 func (d *decoder) mapping(path string, line int, v *yaml.Node, s schema) bool {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return d.walkMapping(path, line, v, keys, func(e entry, p string) bool {
+		dec, ok := s[e.name]
+		if ok {
+			dec(p, e.line, e.value)
+		}
+		return ok
+	})
+}
+
+// walkMapping calls each for the entries of the mapping v, whose keys may
+// be those of the sorted list keys; each returns false for a key it does
+// not know, which is reported. It returns false if v is null.
+func (d *decoder) walkMapping(path string, line int, v *yaml.Node, keys []string, each func(e entry, path string) bool) bool {
 	rv := resolve(v)
 	if isNull(rv) {
 		return false
@@ -435,30 +473,23 @@ func (d *decoder) mapping(path string, line int, v *yaml.Node, s schema) bool {
 		return false
 	}
 	if d.offered != nil {
-		keys := make([]string, 0, len(s))
-		for k := range s {
-			keys = append(keys, k)
-		}
 		d.offered(path, keys)
 	}
 	for _, e := range d.entries(rv, path) {
 		p := join(path, e.name)
-		dec, ok := s[e.name]
-		if !ok {
-			d.errorf(e.line, p, "unknown key%s", d.hint(path, e.name, s))
-			continue
-		}
 		if !d.step(e.line) {
 			break
 		}
 		d.mark(p, e.line)
-		dec(p, e.line, e.value)
+		if !each(e, p) {
+			d.errorf(e.line, p, "unknown key%s", d.hint(path, e.name, keys))
+		}
 	}
 	return true
 }
 
-// hint suggests what an unknown key was meant to be.
-func (d *decoder) hint(path, name string, s schema) string {
+// hint suggests which of the sorted keys an unknown key was meant to be.
+func (d *decoder) hint(path, name string, keys []string) string {
 	if section, ok := d.misplaced[name]; ok && path == "" {
 		return fmt.Sprintf("; %s belongs under %s:", name, section)
 	}
@@ -481,11 +512,6 @@ func (d *decoder) hint(path, name string, s schema) string {
 	}
 	norm := b.String()
 	best, bestDist := "", 3
-	keys := make([]string, 0, len(s))
-	for k := range s {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	for _, k := range keys {
 		if dist := suggest.Distance(norm, k); dist < bestDist && dist <= len(k)/3 {
 			best, bestDist = k, dist
@@ -511,7 +537,7 @@ func (d *decoder) list(path string, line int, v *yaml.Node, each func(i int, pat
 		if !d.step(it.Line) {
 			break
 		}
-		p := fmt.Sprintf("%s[%d]", path, i)
+		p := path + "[" + strconv.Itoa(i) + "]"
 		d.mark(p, it.Line)
 		each(i, p, it.Line, it)
 	}

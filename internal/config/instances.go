@@ -74,7 +74,7 @@ func parseInstances(name string, data []byte, baseDir string, read readFunc) ([]
 	}
 	out := make([]*ec2.Instance, len(defs))
 	for i, ci := range defs {
-		out[i] = ci.Spec()
+		out[i] = ci.base // defs go no further: no copy needed
 	}
 	return out, nil
 }

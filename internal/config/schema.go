@@ -328,7 +328,12 @@ func (d *decoder) instanceDef(path string, line int, v *yaml.Node) *Instance {
 // instance, and applies what depends on more than one key. It returns nil
 // if v is null or not a mapping, and the keys written.
 func (d *decoder) instance(path string, line int, v *yaml.Node) (*Instance, map[string]keyAt) {
-	doc := docOf(ec2.NewDefaultInstance())
+	if d.defaultDoc == nil {
+		d.defaultDoc = docOf(ec2.NewDefaultInstance())
+	}
+	// A shallow copy: decoding replaces values, never writes through them.
+	doc := new(InstanceDoc)
+	*doc = *d.defaultDoc
 	seen, ok := d.decodeStruct(path, line, v, reflect.ValueOf(doc).Elem())
 	if !ok {
 		return nil, seen

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,13 +51,22 @@ type keyAt struct {
 	null bool // the value is null
 }
 
-// fieldsOf returns the decodable fields of the struct type t, memoized per
-// decoder.
-func (d *decoder) fieldsOf(t reflect.Type) []fieldInfo {
-	if fs, ok := d.fields[t]; ok {
-		return fs
+// structInfo is what decoding needs of a document struct type.
+type structInfo struct {
+	fields []fieldInfo
+	byName map[string]int // index into fields
+	keys   []string       // sorted, for hints
+}
+
+// fieldsOf returns the decodable fields of the struct type t.
+func (d *decoder) fieldsOf(t reflect.Type) []fieldInfo { return d.structOf(t).fields }
+
+// structOf reads the fields of the struct type t, memoized per decoder.
+func (d *decoder) structOf(t reflect.Type) *structInfo {
+	if si, ok := d.fields[t]; ok {
+		return si
 	}
-	var fs []fieldInfo
+	si := &structInfo{byName: map[string]int{}}
 	for i := range t.NumField() {
 		sf := t.Field(i)
 		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
@@ -82,47 +92,46 @@ func (d *decoder) fieldsOf(t reflect.Type) []fieldInfo {
 				f.shorthand = val
 			}
 		}
-		fs = append(fs, f)
+		si.byName[name] = len(si.fields)
+		si.fields = append(si.fields, f)
+		si.keys = append(si.keys, name)
 	}
+	slices.Sort(si.keys)
 	if d.fields == nil {
-		d.fields = map[reflect.Type][]fieldInfo{}
+		d.fields = map[reflect.Type]*structInfo{}
 	}
-	d.fields[t] = fs
-	return fs
+	d.fields[t] = si
+	return si
 }
 
 // keyNames returns the keys of the document struct type t.
-func (d *decoder) keyNames(t reflect.Type) []string {
-	var out []string
-	for _, f := range d.fieldsOf(t) {
-		out = append(out, f.name)
-	}
-	return out
-}
+func (d *decoder) keyNames(t reflect.Type) []string { return d.structOf(t).keys }
 
 // decodeStruct decodes the mapping v into dst, an addressable struct. It
 // returns the keys written (null ones too) and false if v is null, not a
 // mapping or lacks a required key (or sets it to null).
 func (d *decoder) decodeStruct(path string, line int, v *yaml.Node, dst reflect.Value) (map[string]keyAt, bool) {
-	fields := d.fieldsOf(dst.Type())
-	seen := make(map[string]keyAt, len(fields))
-	s := make(schema, len(fields))
-	for _, f := range fields {
-		s[f.name] = func(p string, l int, v *yaml.Node) {
-			null := isNull(resolve(v))
-			seen[f.name] = keyAt{path: p, line: l, null: null}
-			if f.shorthand != "" && !null {
-				// ec2.Validate names interface 0's field; point it at the shorthand.
-				d.mark(sub(path, "network_interfaces[0]."+f.shorthand), l)
-			}
-			d.value(p, l, v, dst.Field(f.index), f)
+	si := d.structOf(dst.Type())
+	seen := map[string]keyAt{}
+	if !d.walkMapping(path, line, v, si.keys, func(e entry, p string) bool {
+		i, ok := si.byName[e.name]
+		if !ok {
+			return false
 		}
-	}
-	if !d.mapping(path, line, v, s) {
+		f := si.fields[i]
+		null := isNull(resolve(e.value))
+		seen[f.name] = keyAt{path: p, line: e.line, null: null}
+		if f.shorthand != "" && !null {
+			// ec2.Validate names interface 0's field; point it at the shorthand.
+			d.mark(sub(path, "network_interfaces[0]."+f.shorthand), e.line)
+		}
+		d.value(p, e.line, e.value, dst.Field(f.index), f)
+		return true
+	}) {
 		return seen, false
 	}
 	ok := true
-	for _, f := range fields {
+	for _, f := range si.fields {
 		if k, set := seen[f.name]; f.required && (!set || k.null) {
 			d.errorf(line, join(path, f.name), "is required")
 			ok = false
