@@ -13,7 +13,7 @@ import (
 // bodies and answers. It is defined once, here: the decoder walks a YAML (or
 // JSON) document against these fields, by their json names, and
 // MarshalInstance writes them. A field's `check` tag adds what its Go type
-// does not say (see fieldOf); fields no answer sets (shorthands, file
+// does not say (see fieldInfo); fields no answer sets (shorthands, file
 // references, schedule) are accepted on input only.
 type InstanceDoc struct {
 	Name   Name   `json:"name,omitempty"`

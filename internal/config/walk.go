@@ -77,11 +77,13 @@ func (d *decoder) structOf(t reflect.Type) *structInfo {
 		f.name, f.index = name, i
 		for opt := range strings.SplitSeq(sf.Tag.Get("check"), ",") {
 			key, val, _ := strings.Cut(opt, "=")
+			var err error
 			switch key {
+			case "":
 			case "min":
-				f.min, _ = strconv.Atoi(val)
+				f.min, err = strconv.Atoi(val)
 			case "max":
-				f.max, _ = strconv.Atoi(val)
+				f.max, err = strconv.Atoi(val)
 			case "enum":
 				f.enum = strings.Split(val, "|")
 			case "nullable":
@@ -90,6 +92,12 @@ func (d *decoder) structOf(t reflect.Type) *structInfo {
 				f.required = true
 			case "shorthand":
 				f.shorthand = val
+			default:
+				err = strconv.ErrSyntax
+			}
+			if err != nil {
+				// A mistake in document.go, which every test run finds.
+				panic("config: " + t.String() + "." + sf.Name + ": bad check tag " + strconv.Quote(opt))
 			}
 		}
 		si.byName[name] = len(si.fields)
