@@ -62,25 +62,7 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 				f.DataDir = d.resolvePath(s)
 			}
 		},
-		"log": func(p string, line int, v *yaml.Node) {
-			d.mapping(p, line, v, schema{
-				"level": func(p string, line int, v *yaml.Node) {
-					if s, ok := d.enum(p, line, v, "debug", "info", "warn", "error"); ok {
-						f.Log.Level = s
-					}
-				},
-				"format": func(p string, line int, v *yaml.Node) {
-					if s, ok := d.enum(p, line, v, "text", "json"); ok {
-						f.Log.Format = s
-					}
-				},
-				"access_log": func(p string, line int, v *yaml.Node) {
-					if b, ok := d.boolean(p, line, v); ok {
-						f.Log.AccessLog = &b
-					}
-				},
-			})
-		},
+		"log": d.section(&f.Log),
 		"credentials": func(p string, line int, v *yaml.Node) {
 			d.mapping(p, line, v, schema{
 				"lifetime": func(p string, line int, v *yaml.Node) {
@@ -96,35 +78,7 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 				},
 			})
 		},
-		"limits": func(p string, line int, v *yaml.Node) {
-			d.mapping(p, line, v, schema{
-				"max_connections": func(p string, l int, v *yaml.Node) {
-					if n, ok := d.integer(p, l, v, 1, 1<<20); ok {
-						f.Limits.MaxConnections = n
-					}
-				},
-				"max_connections_per_source": func(p string, l int, v *yaml.Node) {
-					if n, ok := d.integer(p, l, v, 1, 1<<20); ok {
-						f.Limits.MaxConnectionsPerSource = n
-					}
-				},
-				"header_timeout": func(p string, l int, v *yaml.Node) {
-					if t, ok := d.duration(p, l, v, 100*time.Millisecond, 10*time.Minute); ok {
-						f.Limits.HeaderTimeout = t
-					}
-				},
-				"body_timeout": func(p string, l int, v *yaml.Node) {
-					if t, ok := d.duration(p, l, v, 100*time.Millisecond, 10*time.Minute); ok {
-						f.Limits.BodyTimeout = t
-					}
-				},
-				"idle_timeout": func(p string, l int, v *yaml.Node) {
-					if t, ok := d.duration(p, l, v, 100*time.Millisecond, time.Hour); ok {
-						f.Limits.IdleTimeout = t
-					}
-				},
-			})
-		},
+		"limits": d.section(&f.Limits),
 		"user_data_templates": func(p string, line int, v *yaml.Node) {
 			f.Templates = d.templates(p, line, v)
 		},
@@ -183,48 +137,8 @@ func (d *decoder) top(root *yaml.Node, f *File) {
 		},
 		"hop_distances": func(p string, l int, v *yaml.Node) { f.HopDistances = d.hopDistances(p, l, v) },
 		"store":         func(p string, l int, v *yaml.Node) { d.store(p, l, v, f) },
-		"metrics": func(p string, line int, v *yaml.Node) {
-			d.mapping(p, line, v, schema{
-				"listen": func(p string, l int, v *yaml.Node) {
-					if s, ok := d.str(p, l, v); ok && d.hostPort(p, l, s) {
-						f.Metrics.Listen = s
-					}
-				},
-				"instance_series": func(p string, l int, v *yaml.Node) {
-					if n, ok := d.integer(p, l, v, 1, 1<<20); ok {
-						f.Metrics.InstanceSeries = n
-					}
-				},
-			})
-		},
-		"admin": func(p string, line int, v *yaml.Node) {
-			d.mapping(p, line, v, schema{
-				"socket": func(p string, l int, v *yaml.Node) {
-					if s, ok := d.str(p, l, v); ok && s != "" {
-						f.Admin.Socket = d.resolvePath(s)
-					}
-				},
-				"listen": func(p string, l int, v *yaml.Node) {
-					if s, ok := d.str(p, l, v); ok && d.hostPort(p, l, s) {
-						f.Admin.Listen = s
-					}
-				},
-				"token_file": func(p string, l int, v *yaml.Node) {
-					if s, ok := d.str(p, l, v); ok && s != "" {
-						f.Admin.TokenFile = d.resolvePath(s)
-					}
-				},
-				"socket_group": func(p string, l int, v *yaml.Node) {
-					if s, ok := d.str(p, l, v); ok && s != "" {
-						if !validGroupName(s) {
-							d.errorf(l, p, "%q is not a group name or number", s)
-							return
-						}
-						f.Admin.SocketGroup = s
-					}
-				},
-			})
-		},
+		"metrics":       d.section(&f.Metrics),
+		"admin":         d.section(&f.Admin),
 	})
 
 	upper := f.Credentials.Lifetime - RotationOverlap

@@ -34,8 +34,13 @@ type fieldInfo struct {
 	// unless set), enum=a|b lists the words a string may be, nullable lets
 	// null clear a pointer, required reports a missing key, and
 	// shorthand=KEY names the key of interface 0 the field stands for.
-	min, max  int
-	enum      []string
+	min, max   int
+	dmin, dmax time.Duration // bounds of a time.Duration
+	enum       []string
+	// text names a check of a string: hostport (an address to listen
+	// on), path (a file path, resolved against the document's directory;
+	// "" is absent) or group (a group name or number; "" is absent).
+	text      string
 	nullable  bool
 	required  bool
 	shorthand string
@@ -81,9 +86,19 @@ func (d *decoder) structOf(t reflect.Type) *structInfo {
 			switch key {
 			case "":
 			case "min":
-				f.min, err = strconv.Atoi(val)
+				if sf.Type == reflect.TypeFor[time.Duration]() {
+					f.dmin, err = time.ParseDuration(val)
+				} else {
+					f.min, err = strconv.Atoi(val)
+				}
 			case "max":
-				f.max, err = strconv.Atoi(val)
+				if sf.Type == reflect.TypeFor[time.Duration]() {
+					f.dmax, err = time.ParseDuration(val)
+				} else {
+					f.max, err = strconv.Atoi(val)
+				}
+			case "hostport", "path", "group":
+				f.text = key
 			case "enum":
 				f.enum = strings.Split(val, "|")
 			case "nullable":
@@ -154,6 +169,13 @@ func (d *decoder) value(p string, l int, v *yaml.Node, fv reflect.Value, f field
 	if nd, ok := fv.Addr().Interface().(nodeDecoder); ok {
 		return nd.decodeNode(d, p, l, v)
 	}
+	if fv.Type() == reflect.TypeFor[time.Duration]() {
+		dur, ok := d.duration(p, l, v, f.dmin, f.dmax)
+		if ok {
+			fv.SetInt(int64(dur))
+		}
+		return ok
+	}
 	switch fv.Kind() {
 	case reflect.Pointer:
 		if isNull(resolve(v)) {
@@ -174,7 +196,7 @@ func (d *decoder) value(p string, l int, v *yaml.Node, fv reflect.Value, f field
 		} else {
 			s, ok = d.str(p, l, v)
 		}
-		if !ok {
+		if !ok || !d.checkText(p, l, &s, f.text) {
 			return false
 		}
 		fv.SetString(s)
@@ -215,6 +237,36 @@ func (d *decoder) value(p string, l int, v *yaml.Node, fv reflect.Value, f field
 		panic("config: no decoder for " + fv.Type().String())
 	}
 	return true
+}
+
+// checkText applies the text check of a field to *s, which it may rewrite.
+func (d *decoder) checkText(p string, l int, s *string, check string) bool {
+	switch check {
+	case "hostport":
+		return d.hostPort(p, l, *s)
+	case "path":
+		if *s == "" {
+			return false
+		}
+		*s = d.resolvePath(*s)
+	case "group":
+		if *s == "" {
+			return false
+		}
+		if !validGroupName(*s) {
+			d.errorf(l, p, "%q is not a group name or number", *s)
+			return false
+		}
+	}
+	return true
+}
+
+// section returns the decoder of a settings section into the struct dst
+// points to.
+func (d *decoder) section(dst any) field {
+	return func(p string, l int, v *yaml.Node) {
+		d.decodeStruct(p, l, v, reflect.ValueOf(dst).Elem())
+	}
 }
 
 // decodeNode decodes an instance name: a YAML or JSON string (not a
