@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -80,6 +81,20 @@ func StartCluster(t testing.TB, n int) []*Server {
 	return start(t, n, nil)
 }
 
+// dataDir is a fresh directory for one member's data, in memory (/dev/shm)
+// where the machine has it: etcd fsyncs its log on every write, and on a
+// busy shared disk one fsync can outlast the short request timeouts the
+// tests use to notice an outage quickly.
+func dataDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "imds-etcdtest-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func start(t testing.TB, n int, certs *Certs) []*Server {
 	t.Helper()
 	if err := Available(); err != nil {
@@ -95,7 +110,7 @@ func start(t testing.TB, n int, certs *Certs) []*Server {
 		}
 		s := &Server{
 			Name:      "m" + strconv.Itoa(i),
-			DataDir:   t.TempDir(),
+			DataDir:   dataDir(t),
 			ClientURL: scheme + "127.0.0.1:" + strconv.Itoa(ports[2*i]),
 			PeerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[2*i+1]),
 			t:         t,
