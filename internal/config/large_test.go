@@ -47,6 +47,28 @@ func TestLargeDocuments(t *testing.T) {
 	}
 }
 
+// TestMergedDefaults loads a fleet whose every entry merges one block of
+// defaults: the budget must allow what anchors are for, not only documents
+// without them.
+func TestMergedDefaults(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("instances:\n  - &defaults\n    name: base\n    instance_type: t3.small\n    tags:\n")
+	for i := range 48 {
+		fmt.Fprintf(&b, "      k%d: v%d\n", i, i)
+	}
+	const n = 10_000
+	for i := range n {
+		fmt.Fprintf(&b, "  - <<: *defaults\n    name: vm-%d\n", i)
+	}
+	specs, err := ParseInstances("merged.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatalf("ParseInstances: %.500v", err)
+	}
+	if len(specs) != n+1 || len(specs[n].Tags) != 48 || specs[n].InstanceType != "t3.small" {
+		t.Fatalf("got %d instances, the last %+v", len(specs), specs[len(specs)-1])
+	}
+}
+
 // BenchmarkParseInstances100k decodes, derives and validates a document of
 // 100,000 entries (about 10 MB), as `imds instance add --from-file` and the
 // admin API do; it reports the heap in use after the decode besides the
