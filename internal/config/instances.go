@@ -25,13 +25,18 @@ func ParseInstances(name string, data []byte) ([]*ec2.Instance, error) {
 
 // LoadInstances reads instance definitions from a local file, resolving
 // user_data_file and key_file against its directory (for the CLI, which
-// sends the result with the files inlined).
-func LoadInstances(path string) ([]*ec2.Instance, error) {
+// sends the result with the files inlined). readFiles tells whether the
+// document referenced any file: if not, it can be sent as it is.
+func LoadInstances(path string) (specs []*ec2.Instance, readFiles bool, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{File: path, Line: 1, Field: "file", Problem: readError(path, err)}
+		return nil, false, &Error{File: path, Line: 1, Field: "file", Problem: readError(path, err)}
 	}
-	return parseInstances(path, data, filepath.Dir(path), readLimited)
+	specs, err = parseInstances(path, data, filepath.Dir(path), func(path string, limit int64) ([]byte, error) {
+		readFiles = true
+		return readLimited(path, limit)
+	})
+	return specs, readFiles, err
 }
 
 func parseInstances(name string, data []byte, baseDir string, read readFunc) ([]*ec2.Instance, error) {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -286,5 +288,31 @@ func TestMarshalInstanceDocument(t *testing.T) {
 		`"tags":{"z":"1","a":""},"role":null,"events":{"rebalance":"2026-01-02T03:04:05Z"}}`
 	if string(got) != want {
 		t.Errorf("MarshalInstance:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestLoadInstancesReadFiles: the CLI sends a file as it is unless it
+// references other files, which LoadInstances reads and reports.
+func TestLoadInstancesReadFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	write("k.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZ1enotZnV6ei1mdXp6 k\n")
+	for _, tt := range []struct {
+		doc       string
+		readFiles bool
+	}{
+		{"name: a\npublic_keys: [{name: k, key: ssh-ed25519 AAAA}]\n", false},
+		{"name: a\npublic_keys: [{name: k, key_file: k.pub}]\n", true},
+	} {
+		specs, readFiles, err := LoadInstances(write("doc.yaml", tt.doc))
+		if err != nil || readFiles != tt.readFiles || len(specs) != 1 || specs[0].PublicKeys[0].Key == "" {
+			t.Errorf("LoadInstances(%q) = %v, %v, %v; want readFiles %v and the key", tt.doc, specs, readFiles, err, tt.readFiles)
+		}
 	}
 }
