@@ -465,22 +465,32 @@ func (d *decoder) mapping(path string, line int, v *yaml.Node, s schema) bool {
 	})
 }
 
+// mappingEntries returns the entries of the mapping v; false if v is null
+// or, reported as not being what, something else.
+func (d *decoder) mappingEntries(path string, line int, v *yaml.Node, what string) ([]entry, bool) {
+	rv := resolve(v)
+	if isNull(rv) {
+		return nil, false
+	}
+	if rv.Kind != yaml.MappingNode {
+		d.errorf(line, path, "must be %s, got %s", what, describe(rv))
+		return nil, false
+	}
+	return d.entries(rv, path), true
+}
+
 // walkMapping calls each for the entries of the mapping v, whose keys may
 // be those of the sorted list keys; each returns false for a key it does
 // not know, which is reported. It returns false if v is null.
 func (d *decoder) walkMapping(path string, line int, v *yaml.Node, keys []string, each func(e entry, path string) bool) bool {
-	rv := resolve(v)
-	if isNull(rv) {
-		return false
-	}
-	if rv.Kind != yaml.MappingNode {
-		d.errorf(line, path, "must be a mapping, got %s", describe(rv))
+	es, ok := d.mappingEntries(path, line, v, "a mapping")
+	if !ok {
 		return false
 	}
 	if d.offered != nil {
 		d.offered(path, keys)
 	}
-	for _, e := range d.entries(rv, path) {
+	for _, e := range es {
 		p := join(path, e.name)
 		if !d.step(e.line) {
 			break

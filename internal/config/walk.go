@@ -340,16 +340,12 @@ func (g *SecurityGroups) decodeNode(d *decoder, path string, line int, v *yaml.N
 
 // decodeNode decodes tags: a mapping of keys to text values.
 func (t *Tags) decodeNode(d *decoder, p string, l int, v *yaml.Node) bool {
-	rv := resolve(v)
-	if isNull(rv) {
-		return false
-	}
-	if rv.Kind != yaml.MappingNode {
-		d.errorf(l, p, "must be a mapping of keys to values, got %s", describe(rv))
+	es, ok := d.mappingEntries(p, l, v, "a mapping of keys to values")
+	if !ok {
 		return false
 	}
 	tags := Tags{}
-	for _, e := range d.entries(rv, p) {
+	for _, e := range es {
 		tv := resolve(e.value)
 		if !isText(tv) && !isNull(tv) {
 			d.errorf(e.line, p, "value of %q must be a string, got %s", e.name, describe(tv))
@@ -369,16 +365,12 @@ func (t *Tags) decodeNode(d *decoder, p string, l int, v *yaml.Node) bool {
 
 // decodeNode decodes block_devices: a mapping of names to devices.
 func (b *BlockDevices) decodeNode(d *decoder, p string, l int, v *yaml.Node) bool {
-	rv := resolve(v)
-	if isNull(rv) {
-		return false
-	}
-	if rv.Kind != yaml.MappingNode {
-		d.errorf(l, p, "must be a mapping of names to devices, got %s", describe(rv))
+	es, ok := d.mappingEntries(p, l, v, "a mapping of names to devices")
+	if !ok {
 		return false
 	}
 	devs := BlockDevices{}
-	for i, e := range d.entries(rv, p) {
+	for i, e := range es {
 		// ec2.Validate names devices by position.
 		d.mark(p+"["+strconv.Itoa(i)+"]", e.line)
 		dev, ok := d.str(join(p, e.name), e.line, e.value)
