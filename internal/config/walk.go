@@ -164,7 +164,8 @@ func (d *decoder) decodeStruct(path string, line int, v *yaml.Node, dst reflect.
 }
 
 // value decodes v into fv as f says; false if v is null or invalid
-// (reported), and then fv is left as it was.
+// (reported). A scalar or a list is then left as it was; a struct keeps
+// the keys that were valid.
 func (d *decoder) value(p string, l int, v *yaml.Node, fv reflect.Value, f fieldInfo) bool {
 	if nd, ok := fv.Addr().Interface().(nodeDecoder); ok {
 		return nd.decodeNode(d, p, l, v)
