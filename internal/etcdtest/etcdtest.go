@@ -81,6 +81,14 @@ func StartCluster(t testing.TB, n int) []*Server {
 	return start(t, n, nil)
 }
 
+// StartClusterOn is StartCluster with the members' client URLs on host (an
+// address of this machine, such as a test bridge's, that network namespaces
+// reach) instead of 127.0.0.1; the members talk to each other on loopback.
+func StartClusterOn(t testing.TB, n int, host string) []*Server {
+	t.Helper()
+	return startOn(t, n, nil, host)
+}
+
 // dataDir is a fresh directory for one member's data, in memory (/dev/shm)
 // where the machine has it: etcd fsyncs its log on every write, and on a
 // busy shared disk one fsync can outlast the short request timeouts the
@@ -97,10 +105,21 @@ func dataDir(t testing.TB) string {
 
 func start(t testing.TB, n int, certs *Certs) []*Server {
 	t.Helper()
+	return startOn(t, n, certs, "127.0.0.1")
+}
+
+func startOn(t testing.TB, n int, certs *Certs, clientHost string) []*Server {
+	t.Helper()
 	if err := Available(); err != nil {
 		t.Skipf("no etcd server to test against: %v", err)
 	}
-	ports := freePorts(t, 2*n)
+	ports := freePorts(t, "127.0.0.1", 2*n)
+	if clientHost != "127.0.0.1" {
+		client := freePorts(t, clientHost, n)
+		for i := range n {
+			ports[2*i] = client[i]
+		}
+	}
 	members := make([]*Server, n)
 	var cluster string
 	for i := range n {
@@ -111,7 +130,7 @@ func start(t testing.TB, n int, certs *Certs) []*Server {
 		s := &Server{
 			Name:      "m" + strconv.Itoa(i),
 			DataDir:   dataDir(t),
-			ClientURL: scheme + "127.0.0.1:" + strconv.Itoa(ports[2*i]),
+			ClientURL: scheme + net.JoinHostPort(clientHost, strconv.Itoa(ports[2*i])),
 			PeerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[2*i+1]),
 			t:         t,
 			state:     "new",
@@ -284,8 +303,8 @@ func (s *Server) Log() string {
 	return s.out.String()
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(t testing.TB, n int) []int {
+// freePorts returns n distinct ports of host that were free a moment ago.
+func freePorts(t testing.TB, host string, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	defer func() {
@@ -295,7 +314,7 @@ func freePorts(t testing.TB, n int) []int {
 	}()
 	var ports []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			t.Fatalf("pick a free port: %v", err)
 		}
