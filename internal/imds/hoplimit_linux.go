@@ -10,12 +10,10 @@ import (
 )
 
 // setTTL sets the IP TTL (IPv6 unicast hop limit) of the socket of c to
-// ttl. The returned restore waits until everything written to the socket has
-// been acknowledged by the peer, then puts the previous value back and
-// reports true; if ctx ends first, it leaves the TTL as it is (so that
-// retransmissions die like the first transmission) and reports false.
-// restore is nil when c has no socket or its TTL is ttl already.
-func setTTL(c net.Conn, ttl int) (restore func(context.Context) bool, err error) {
+// ttl. The returned restore puts the previous value back once everything
+// written to the socket has been acknowledged by the peer (see
+// ttlRestorer); it is nil when c has no socket or its TTL is ttl already.
+func setTTL(c net.Conn, ttl int) (restore *ttlRestore, err error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil, nil
@@ -46,13 +44,33 @@ func setTTL(c net.Conn, ttl int) (restore func(context.Context) bool, err error)
 	if old == ttl {
 		return nil, nil // nothing to change, nothing to wait for
 	}
-	return func(ctx context.Context) bool {
-		if !waitAcked(ctx, raw) {
-			return false
-		}
-		_ = raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), level, opt, old) })
-		return true
-	}, nil
+	return &ttlRestore{raw: raw, level: level, opt: opt, old: old}, nil
+}
+
+// ttlRestore puts the TTL of a socket back to old (see ttlRestorer).
+type ttlRestore struct {
+	raw             syscall.RawConn
+	level, opt, old int
+}
+
+func (r *ttlRestore) now() bool {
+	if n, ok := unacked(r.raw); ok && n > 0 {
+		return false
+	}
+	r.put()
+	return true
+}
+
+func (r *ttlRestore) wait(ctx context.Context) bool {
+	if !waitAcked(ctx, r.raw) {
+		return false
+	}
+	r.put()
+	return true
+}
+
+func (r *ttlRestore) put() {
+	_ = r.raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), r.level, r.opt, r.old) })
 }
 
 // waitAcked polls the socket's send queue (SIOCOUTQ: bytes not yet sent or

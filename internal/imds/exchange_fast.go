@@ -1,0 +1,487 @@
+package imds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The metadata listeners are served by valyala/fasthttp rather than
+// net/http: net/http's per-request machinery (a goroutine and a context
+// per connection, a header map per request, a response writer, buffered
+// writers) costs more than the whole metadata lookup, and no net/http
+// server reaches the throughput of a constant fasthttp answer (see
+// tools/bench). Every behaviour is kept: net/http's URL.Path (requestPath),
+// its header caps and timeouts, one flushed response per request (so that
+// the TTL of a token response applies to it alone), held requests that end
+// when the client goes away (watchPeer), and the graceful Close.
+
+// maxHeaderBytes is what net/http accepts with MaxHeaderBytes 32 KiB (it
+// adds 4 KiB of slack): the request line and headers must fit.
+const maxHeaderBytes = 32<<10 + 4<<10
+
+// fastServer is the fasthttp side of a Server.
+type fastServer struct {
+	srv *fasthttp.Server
+	// ctx ends when Close gives up waiting (the requests' lookups end
+	// then); the requests' own contexts end earlier, at Shutdown.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // open, for Close to end when it gives up
+	// bodies keeps the headers of requests whose bodies are being read
+	// before the handler runs: fasthttp forgets them when the body does not
+	// arrive in time, and that request is still answered and recorded.
+	bodies map[*fasthttp.RequestHeader]*fasthttp.RequestHeader
+}
+
+// newFastServer configures fasthttp for the metadata API.
+func (s *Server) newFastServer() *fastServer {
+	fs := &fastServer{conns: map[net.Conn]struct{}{}, bodies: map[*fasthttp.RequestHeader]*fasthttp.RequestHeader{}}
+	fs.ctx, fs.cancel = context.WithCancel(context.Background())
+	fs.srv = &fasthttp.Server{
+		Handler:      func(c *fasthttp.RequestCtx) { s.serveFast(c, nil) },
+		ErrorHandler: s.fastError,
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			// -2 is no Content-Length and no Transfer-Encoding: no body.
+			if n := h.ContentLength(); n == 0 || n == -2 {
+				return fasthttp.RequestConfig{}
+			}
+			d := s.limits.BodyTimeout
+			if strings.HasPrefix(b2s(h.RequestURI()), "/instance-upload") {
+				d = s.limits.UploadTimeout
+			}
+			kept := &fasthttp.RequestHeader{}
+			h.CopyTo(kept)
+			fs.mu.Lock()
+			fs.bodies[h] = kept
+			fs.mu.Unlock()
+			return fasthttp.RequestConfig{ReadTimeout: d}
+		},
+		Name:                         "EC2ws",
+		ReadTimeout:                  s.limits.HeaderTimeout,
+		IdleTimeout:                  s.limits.IdleTimeout,
+		ReadBufferSize:               maxHeaderBytes,
+		MaxRequestBodySize:           MaxUploadBody,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		NoDefaultContentType:         true,
+		Concurrency:                  max(s.limits.MaxConns, 1) + 1, // the listener's cap comes first
+		Logger:                       fastLogger{s.Logger},
+		SecureErrorLogMessage:        true,
+		ConnState: func(c net.Conn, st fasthttp.ConnState) {
+			fs.mu.Lock()
+			switch st {
+			case fasthttp.StateNew:
+				fs.conns[c] = struct{}{}
+			case fasthttp.StateClosed, fasthttp.StateHijacked:
+				delete(fs.conns, c)
+			}
+			fs.mu.Unlock()
+		},
+	}
+	return fs
+}
+
+// closeAll ends every connection and the requests' lookups: Close's last
+// resort once its context is done.
+func (fs *fastServer) closeAll() {
+	fs.cancel()
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for c := range fs.conns {
+		c.Close()
+	}
+}
+
+// takeBody returns (and forgets) the headers kept for h by HeaderReceived.
+func (fs *fastServer) takeBody(h *fasthttp.RequestHeader) *fasthttp.RequestHeader {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	kept := fs.bodies[h]
+	if kept != nil {
+		delete(fs.bodies, h)
+	}
+	return kept
+}
+
+// fastLogger passes fasthttp's own messages (broken connections and the
+// like) to the log at debug level: they are not the API's.
+type fastLogger struct{ l *slog.Logger }
+
+func (f fastLogger) Printf(format string, args ...any) {
+	if f.l.Enabled(context.Background(), slog.LevelDebug) {
+		f.l.Debug("metadata listener", "msg", strings.TrimSpace(fmt.Sprintf(format, args...)))
+	}
+}
+
+// fastError answers what fasthttp refuses before the handler: as net/http
+// would, except for a request whose declared body does not arrive within
+// BodyTimeout, which is the API's to answer (400, recorded, as with
+// net/http).
+func (s *Server) fastError(c *fasthttp.RequestCtx, err error) {
+	if kept := s.fast.takeBody(&c.Request.Header); kept != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.ErrUnexpectedEOF) {
+			kept.CopyTo(&c.Request.Header)
+			s.serveFast(c, err)
+			return
+		}
+	}
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		plainError(c, http.StatusRequestHeaderFieldsTooLarge)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		plainError(c, http.StatusRequestEntityTooLarge)
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.Response.SetStatusCode(http.StatusRequestTimeout)
+			return
+		}
+		plainError(c, http.StatusBadRequest)
+	}
+}
+
+// plainError is net/http's answer to a request it cannot parse.
+func plainError(c *fasthttp.RequestCtx, status int) {
+	c.Response.Reset()
+	c.Response.SetStatusCode(status)
+	c.Response.Header.SetContentType("text/plain; charset=utf-8")
+	c.Response.SetBodyString(fmt.Sprintf("%d %s", status, http.StatusText(status)))
+	c.SetConnectionClose()
+}
+
+// serveFast serves one request from fasthttp; bodyErr is set when its body
+// did not arrive (see fastError).
+func (s *Server) serveFast(c *fasthttp.RequestCtx, bodyErr error) {
+	if bodyErr == nil {
+		s.fast.takeBody(&c.Request.Header)
+	}
+	// One flushed response per request, as net/http writes them: fasthttp
+	// flushes at once when the handler has set a write deadline, instead of
+	// batching the responses of pipelined requests (a token response must go
+	// out alone, with its own TTL). The deadline is net/http's WriteTimeout:
+	// from the end of the headers to the end of the response.
+	_ = c.SetWriteDeadline(time.Now().Add(s.limits.WriteTimeout))
+	x := &fastExchange{s: s, c: c, bodyErr: bodyErr}
+	raw := b2s(c.Request.Header.RequestURI())
+	path, host, err := requestPath(raw)
+	if err != nil {
+		plainError(c, http.StatusBadRequest)
+		return
+	}
+	x.p = path
+	if host == "" {
+		host = b2s(c.Request.Header.Host())
+		if host == "" && c.Request.Header.IsHTTP11() {
+			// net/http refuses HTTP/1.1 requests without Host.
+			plainError(c, http.StatusBadRequest)
+			c.Response.SetBodyString("400 Bad Request: missing required Host header")
+			return
+		}
+	}
+	x.h = host
+	if ci := connInfoOf(c.Conn()); ci != nil {
+		x.ci = ci
+	}
+	s.handle(x)
+}
+
+// fastExchange is an exchange on fasthttp. Its strings are views of
+// fasthttp's buffers, valid until the handler returns.
+type fastExchange struct {
+	s       *Server
+	c       *fasthttp.RequestCtx
+	ci      *connInfo
+	p, h    string
+	bodyErr error
+
+	scanned bool
+	has     uint16
+	vals    [numReqHeaders]string
+
+	goneCh    chan struct{}
+	stopWatch func()
+}
+
+func (x *fastExchange) method() string    { return b2s(x.c.Method()) }
+func (x *fastExchange) path() string      { return x.p }
+func (x *fastExchange) host() string      { return x.h }
+func (x *fastExchange) userAgent() string { return b2s(x.c.Request.Header.UserAgent()) }
+func (x *fastExchange) remoteAddr() string {
+	if x.ci != nil {
+		return x.ci.remote
+	}
+	return x.c.RemoteAddr().String()
+}
+func (x *fastExchange) ctx() context.Context { return x.s.fast.ctx }
+
+func (x *fastExchange) peer() netip.Addr {
+	if x.ci != nil {
+		return x.ci.peer
+	}
+	if a, ok := x.c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (x *fastExchange) local() netip.Addr {
+	if a, ok := x.c.LocalAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// header looks through the request's headers once, for all the ones the
+// API reads (a map lookup per name would cost more than this one pass).
+func (x *fastExchange) header(h reqHeader) (string, bool) {
+	if !x.scanned {
+		x.scanned = true
+		for k, v := range x.c.Request.Header.All() {
+			var i reqHeader
+			switch b2s(k) {
+			case "Origin":
+				i = hOrigin
+			case "Sec-Fetch-Site":
+				i = hSecFetchSite
+			case "X-Forwarded-For":
+				i = hForwardedFor
+			case hdrToken:
+				i = hToken
+			case hdrTokenTTL:
+				i = hTokenTTL
+			case "X-Instance-Id":
+				i = hInstanceID
+			case "X-Instance-Id-Signature":
+				i = hInstanceIDSig
+			default:
+				continue
+			}
+			if x.has&(1<<i) == 0 {
+				x.has |= 1 << i
+				x.vals[i] = b2s(v)
+			}
+		}
+	}
+	return x.vals[h], x.has&(1<<h) != 0
+}
+
+func (x *fastExchange) contentLength() int64 {
+	if x.bodyErr != nil {
+		return 1
+	}
+	n := x.c.Request.Header.ContentLength()
+	if n == -2 { // no Content-Length, no Transfer-Encoding: no body
+		return 0
+	}
+	return int64(n)
+}
+
+func (x *fastExchange) body() io.Reader {
+	if x.bodyErr != nil {
+		return errReader{x.bodyErr}
+	}
+	if r := x.c.RequestBodyStream(); r != nil {
+		return r
+	}
+	return strings.NewReader(b2s(x.c.Request.Body()))
+}
+
+func (x *fastExchange) setReadDeadline(t time.Time) {
+	if x.bodyErr == nil {
+		_ = x.c.SetReadDeadline(t)
+	}
+}
+
+func (x *fastExchange) conn() net.Conn {
+	if x.ci == nil {
+		return nil
+	}
+	return x.c.Conn()
+}
+
+func (x *fastExchange) gone() <-chan struct{} {
+	if x.goneCh == nil {
+		x.goneCh = make(chan struct{})
+		x.stopWatch = watchPeer(x.c.Conn(), x.goneCh)
+	}
+	return x.goneCh
+}
+
+func (x *fastExchange) respond(req *request, ct contentType, body []byte, lastModified string) {
+	r := &x.c.Response
+	r.SetStatusCode(req.status)
+	h := &r.Header
+	h.SetContentType(ct.String())
+	if lastModified != "" {
+		h.SetCanonical(s2b("Accept-Ranges"), s2b("none"))
+		h.SetCanonical(s2b("Last-Modified"), s2b(lastModified))
+	}
+	if req.ttl != "" && req.status == http.StatusOK {
+		h.SetCanonical(s2b(hdrTokenTTL), s2b(req.ttl))
+	}
+	if req.allow != "" {
+		h.SetCanonical(s2b("Allow"), s2b(req.allow))
+	}
+	if req.close || x.bodyErr != nil {
+		h.SetConnectionClose()
+	}
+	r.SetBodyRaw(body)
+}
+
+func (x *fastExchange) drop() {
+	x.c.HijackSetNoResponse(true)
+	x.c.Hijack(func(net.Conn) {}) // fasthttp closes the connection after this
+}
+
+func (x *fastExchange) finish(req *request, log func(fields)) {
+	if x.stopWatch != nil {
+		x.stopWatch()
+	}
+	f := fields{method: x.method(), path: x.p, ua: x.userAgent(), remote: x.remoteAddr()}
+	if req.restore == nil || x.ci == nil {
+		log(f)
+		return
+	}
+	// The token response is written after the handler returns: the TTL is
+	// put back (and the request logged) once the connection has written it.
+	f = fields{method: strings.Clone(f.method), path: strings.Clone(f.path), ua: strings.Clone(f.ua), remote: f.remote}
+	ci, conn, restore := x.ci, x.c.Conn(), req.restore
+	fn := func(werr error) {
+		f.written = time.Now()
+		// Most often the peer has acknowledged the response by now.
+		if werr != nil || restore.now() {
+			log(f)
+			return
+		}
+		// Otherwise the acknowledgement comes with the client's next request
+		// or its FIN: the TTL is put back before anything else is written on
+		// the connection, or when it closes, or the response counts as lost
+		// after hopLimitHold (see pendingTTL).
+		p := &pendingTTL{restore: restore, done: func(delivered bool) {
+			if !delivered {
+				// Never acknowledged: it has not arrived (its packets died on
+				// the way, as they do beyond the hop limit), and its
+				// retransmissions must keep the low TTL. The client gives up
+				// on this connection; close it.
+				req.fault, req.status = "hop-limit", 0
+				conn.Close()
+			}
+			log(f)
+		}}
+		p.timer = time.AfterFunc(hopLimitHold, func() {
+			if ci.pending.CompareAndSwap(p, nil) {
+				p.done(p.restore.now())
+			}
+		})
+		ci.pending.Store(p)
+	}
+	x.ci.after.Store(&fn)
+}
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// requestPath returns what net/http's URL.Path (and, for an absolute URI,
+// URL.Host) is for a request URI: the common form (an absolute path with
+// nothing to decode) is used as is, anything else goes through
+// url.ParseRequestURI, as net/http parses it.
+func requestPath(raw string) (path, host string, err error) {
+	if len(raw) > 0 && raw[0] == '/' {
+		plain := true
+		for i := 0; i < len(raw); i++ {
+			if b := raw[i]; b == '%' || b == '?' || b < ' ' || b == 0x7f {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return raw, "", nil
+		}
+	}
+	u, err := url.ParseRequestURI(raw)
+	if err != nil {
+		return "", "", err
+	}
+	return u.Path, u.Host, nil
+}
+
+// b2s and s2b view bytes as a string and back without copying; the views
+// are only read, and only while the bytes are.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// connInfo is what a connection of the listener knows about itself,
+// computed once at accept.
+type connInfo struct {
+	rel    *releaser
+	peer   netip.Addr
+	remote string
+	// after, if set, runs once the next write to the connection is done
+	// (a token response whose TTL is to be put back).
+	after atomic.Pointer[func(error)]
+	// pending is a token response written with a low TTL and not yet
+	// acknowledged.
+	pending atomic.Pointer[pendingTTL]
+}
+
+// pendingTTL is a token response whose TTL is put back once the peer has
+// acknowledged it: before the connection writes anything else, when it
+// closes, or (never acknowledged) after hopLimitHold.
+type pendingTTL struct {
+	restore ttlRestorer
+	done    func(delivered bool)
+	timer   *time.Timer
+}
+
+func (ci *connInfo) wrote(err error) {
+	if f := ci.after.Swap(nil); f != nil {
+		(*f)(err)
+	}
+}
+
+// settle deals with a pending token response before the connection writes
+// or closes; wait says whether to wait for its acknowledgement.
+func (ci *connInfo) settle(wait bool) {
+	p := ci.pending.Swap(nil)
+	if p == nil {
+		return
+	}
+	p.timer.Stop()
+	delivered := p.restore.now()
+	if !delivered && wait {
+		ctx, cancel := context.WithTimeout(context.Background(), hopLimitHold)
+		delivered = p.restore.wait(ctx)
+		cancel()
+	}
+	p.done(delivered)
+}
+
+func connInfoOf(c net.Conn) *connInfo {
+	switch c := c.(type) {
+	case *limitedTCPConn:
+		return &c.connInfo
+	case *limitedConn:
+		return &c.connInfo
+	}
+	return nil
+}
