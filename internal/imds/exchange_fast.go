@@ -47,12 +47,15 @@ type fastServer struct {
 	// before the handler runs: fasthttp forgets them when the body does not
 	// arrive in time, and that request is still answered and recorded.
 	bodies map[*fasthttp.RequestHeader]*fasthttp.RequestHeader
+	// exchanges are reused from request to request.
+	exchanges sync.Pool
 }
 
 // newFastServer configures fasthttp for the metadata API.
 func (s *Server) newFastServer() *fastServer {
 	fs := &fastServer{conns: map[net.Conn]struct{}{}, bodies: map[*fasthttp.RequestHeader]*fasthttp.RequestHeader{}}
 	fs.ctx, fs.cancel = context.WithCancel(context.Background())
+	fs.exchanges.New = func() any { return new(fastExchange) }
 	fs.srv = &fasthttp.Server{
 		Handler:      func(c *fasthttp.RequestCtx) { s.serveFast(c, nil) },
 		ErrorHandler: s.fastError,
@@ -179,7 +182,12 @@ func (s *Server) serveFast(c *fasthttp.RequestCtx, bodyErr error) {
 	// out alone, with its own TTL). The deadline is net/http's WriteTimeout:
 	// from the end of the headers to the end of the response.
 	_ = c.SetWriteDeadline(time.Now().Add(s.limits.WriteTimeout))
-	x := &fastExchange{s: s, c: c, bodyErr: bodyErr}
+	x := s.fast.exchanges.Get().(*fastExchange)
+	*x = fastExchange{s: s, c: c, bodyErr: bodyErr}
+	defer func() {
+		*x = fastExchange{} // nothing kept alive by the pool
+		s.fast.exchanges.Put(x)
+	}()
 	raw := b2s(c.Request.Header.RequestURI())
 	path, host, err := requestPath(raw)
 	if err != nil {
@@ -200,7 +208,7 @@ func (s *Server) serveFast(c *fasthttp.RequestCtx, bodyErr error) {
 	if ci := connInfoOf(c.Conn()); ci != nil {
 		x.ci = ci
 	}
-	s.handle(x)
+	s.handle(x, &x.req)
 }
 
 // fastExchange is an exchange on fasthttp. Its strings are views of
@@ -215,6 +223,7 @@ type fastExchange struct {
 	scanned bool
 	has     uint16
 	vals    [numReqHeaders]string
+	req     request
 
 	goneCh    chan struct{}
 	stopWatch func()
@@ -351,19 +360,28 @@ func (x *fastExchange) drop() {
 	x.c.Hijack(func(net.Conn) {}) // fasthttp closes the connection after this
 }
 
-func (x *fastExchange) finish(req *request, log func(fields)) {
+func (x *fastExchange) finish(req *request, start time.Time) {
 	if x.stopWatch != nil {
 		x.stopWatch()
 	}
-	f := fields{method: x.method(), path: x.p, ua: x.userAgent(), remote: x.remoteAddr()}
+	s := x.s
+	f := fields{method: x.method(), path: x.p, ua: x.userAgent(), remote: x.remoteAddr(), peer: x.peer()}
 	if req.restore == nil || x.ci == nil {
-		log(f)
+		s.complete(f, req, start)
 		return
 	}
-	// The token response is written after the handler returns: the TTL is
-	// put back (and the request logged) once the connection has written it.
-	f = fields{method: strings.Clone(f.method), path: strings.Clone(f.path), ua: strings.Clone(f.ua), remote: f.remote}
-	ci, conn, restore := x.ci, x.c.Conn(), req.restore
+	x.ci.settleAfterWrite(x.c.Conn(), s, f, req, start)
+}
+
+// settleAfterWrite makes the connection put the TTL back once it has
+// written the token response of req (see pendingTTL), then report the
+// request. The handler has returned by then and its exchange serves
+// another request: what is reported is copied here.
+func (ci *connInfo) settleAfterWrite(conn net.Conn, s *Server, f fields, req *request, start time.Time) {
+	restore := req.restore
+	f.method, f.path, f.ua = cloneMethod(f.method), strings.Clone(f.path), strings.Clone(f.ua)
+	req = &request{status: req.status, api: req.api, instance: req.instance, fault: req.fault, listing: req.listing, err: req.err}
+	log := func(f fields) { s.complete(f, req, start) }
 	fn := func(werr error) {
 		f.written = time.Now()
 		// Most often the peer has acknowledged the response by now.
@@ -393,7 +411,7 @@ func (x *fastExchange) finish(req *request, log func(fields)) {
 		})
 		ci.pending.Store(p)
 	}
-	x.ci.after.Store(&fn)
+	ci.after.Store(&fn)
 }
 
 // errReader fails every read with err.

@@ -18,14 +18,17 @@ func (s *Server) Handler() (http.Handler, error) {
 		return nil, err
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.handle(&httpExchange{w: w, r: r})
+		x := &httpExchange{s: s, w: w, r: r}
+		s.handle(x, &x.req)
 	}), nil
 }
 
 // httpExchange is an exchange on net/http.
 type httpExchange struct {
-	w http.ResponseWriter
-	r *http.Request
+	s   *Server
+	w   http.ResponseWriter
+	r   *http.Request
+	req request
 }
 
 // smallLengths holds the Content-Length values of short bodies, so most
@@ -138,7 +141,7 @@ func (x *httpExchange) drop() {
 
 // finish: net/http serves without a socket of its own here (Handler), so
 // there is no TTL to restore; it only flushes first, as the listener does.
-func (x *httpExchange) finish(req *request, log func(fields)) {
+func (x *httpExchange) finish(req *request, start time.Time) {
 	if req.restore != nil {
 		if err := http.NewResponseController(x.w).Flush(); err == nil {
 			ctx, cancel := context.WithTimeout(x.r.Context(), hopLimitHold)
@@ -149,5 +152,5 @@ func (x *httpExchange) finish(req *request, log func(fields)) {
 			cancel()
 		}
 	}
-	log(fields{method: x.r.Method, path: x.r.URL.Path, ua: x.r.UserAgent(), remote: x.r.RemoteAddr})
+	x.s.complete(fields{method: x.r.Method, path: x.r.URL.Path, ua: x.r.UserAgent(), remote: x.r.RemoteAddr, peer: x.peer()}, req, start)
 }

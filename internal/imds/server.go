@@ -414,23 +414,24 @@ type exchange interface {
 	respond(req *request, ct contentType, body []byte, lastModified string)
 	// drop closes the connection without a response.
 	drop()
-	// finish runs log once the response is complete (after req.restore,
-	// if any, which may turn it into a dropped one); fields are valid in
-	// log only.
-	finish(req *request, log func(fields))
+	// finish calls s.complete once the response is complete (after
+	// req.restore, if any, which may turn it into a dropped one).
+	finish(req *request, start time.Time)
 }
 
 // fields are what the client sent that the log and the record keep.
 type fields struct {
 	method, path, ua, remote string
+	peer                     netip.Addr
 	written                  time.Time // when the response was written, if it was not just now
 }
 
 // handle serves one request through x: the one implementation of the
-// metadata API behind both servers.
-func (s *Server) handle(x exchange) {
+// metadata API behind both servers. req is the caller's storage (reset
+// here), so that a server can reuse it.
+func (s *Server) handle(x exchange, req *request) {
 	start := time.Now()
-	req := request{api: "v1"}
+	*req = request{api: "v1"}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -438,22 +439,26 @@ func (s *Server) handle(x exchange) {
 					panic(p)
 				}
 				req.err = fmt.Errorf("panic: %v", p)
-				s.writeError(x, &req, req.err)
+				s.writeError(x, req, req.err)
 			}
 		}()
-		if err := s.serve(x, &req); err == errNoResponse {
+		if err := s.serve(x, req); err == errNoResponse {
 			req.status = 0
 		} else if err != nil {
 			req.err = err
-			s.writeError(x, &req, err)
+			s.writeError(x, req, err)
 		}
 	}()
-	x.finish(&req, func(f fields) {
-		if req.err != nil {
-			s.logRefusal(x, f, &req)
-		}
-		s.record(f, &req, start)
-	})
+	x.finish(req, start)
+}
+
+// complete reports a request whose response is complete: why it was
+// refused, if it was, the record and the access log.
+func (s *Server) complete(f fields, req *request, start time.Time) {
+	if req.err != nil {
+		s.logRefusal(f, req)
+	}
+	s.record(f, req, start)
 }
 
 // record keeps one request in the request record and the access log.
@@ -467,9 +472,10 @@ func (s *Server) record(f fields, req *request, start time.Time) {
 	}
 	if s.Recorder != nil {
 		// The record outlives the request: it gets copies, not views of
-		// the server's buffers.
-		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: strings.Clone(f.remote), Method: strings.Clone(method),
-			Path: strings.Clone(path), Status: req.status, API: req.api, Latency: latency, UserAgent: strings.Clone(ua), Fault: req.fault,
+		// the server's buffers (remote is the connection's own string).
+		path, ua := clone2(path, ua)
+		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: f.remote, Method: cloneMethod(method),
+			Path: path, Status: req.status, API: req.api, Latency: latency, UserAgent: ua, Fault: req.fault,
 			Category: category(f.path, req.listing)})
 	}
 	if s.AccessLog && s.logHandler.Enabled(context.Background(), slog.LevelInfo) {
@@ -495,18 +501,42 @@ func (s *Server) record(f fields, req *request, start time.Time) {
 	}
 }
 
+// clone2 copies a and b in one allocation.
+func clone2(a, b string) (string, string) {
+	ab := strings.Clone(a + b) // a + b may be a itself when b is empty
+	return ab[:len(a)], ab[len(a):]
+}
+
+// cloneMethod copies a request method, without allocating for the usual
+// ones.
+func cloneMethod(m string) string {
+	switch m {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodOptions:
+		return http.MethodOptions
+	}
+	return strings.Clone(m)
+}
+
 // logRefusal says why a request was refused (400, 401, 403) and what
 // allows it, at most once a minute per requester and reason (see
 // refusalLog), since the access log shows only the status; internal errors
 // are logged always.
 // Unknown requesters (404) are logged by the locator.
-func (s *Server) logRefusal(x exchange, f fields, req *request) {
+func (s *Server) logRefusal(f fields, req *request) {
 	code := ec2.ErrorCode(req.err)
 	switch code {
 	case ec2.EINTERNAL:
 		s.Logger.Error("metadata request failed", "method", strings.Clone(ec2.TruncateField(f.method)), "path", strings.Clone(ec2.TruncateField(f.path)), "instance", req.instance, "err", req.err)
 	case ec2.EINVALID, ec2.EUNAUTHORIZED, ec2.EFORBIDDEN:
-		addr, reason := x.peer(), ec2.ErrorMessage(req.err)
+		addr, reason := f.peer, ec2.ErrorMessage(req.err)
 		if ok, suppressed := s.refusals.allow(addr, reason, s.now()); ok {
 			attrs := []any{"status", req.status, "method", strings.Clone(ec2.TruncateField(f.method)), "path", strings.Clone(ec2.TruncateField(f.path)),
 				"remote", addr.String(), "instance", req.instance, "reason", reason}
