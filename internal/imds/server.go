@@ -18,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/fastlog"
 	"github.com/imdsdev/imds/internal/identity"
 	"github.com/imdsdev/imds/internal/token"
 )
@@ -480,11 +481,13 @@ func (s *Server) record(f fields, req *request, start time.Time) {
 	}
 	if s.AccessLog && s.logHandler.Enabled(context.Background(), slog.LevelInfo) {
 		// Built by hand rather than through Logger.LogAttrs, which would pay
-		// for a stack walk (the source location) on every request. The
-		// handler formats the record before it returns (fastlog and the
-		// standard handlers do), so the views need no copies.
-		rec := slog.NewRecord(start, slog.LevelInfo, "request", 0)
-		rec.AddAttrs(
+		// for a stack walk (the source location) on every request; and
+		// without a slog.Record for the daemon's text log (fastlog), since a
+		// Record allocates for more than five attributes. The handler
+		// formats the line before it returns (fastlog and the standard
+		// handlers do), so the views need no copies.
+		var buf [9]slog.Attr
+		attrs := append(buf[:0],
 			slog.String("method", method),
 			slog.String("path", path),
 			slog.Int("status", req.status),
@@ -495,8 +498,14 @@ func (s *Server) record(f fields, req *request, start time.Time) {
 			slog.String("ua", ua),
 		)
 		if req.fault != "" {
-			rec.AddAttrs(slog.String("fault", req.fault))
+			attrs = append(attrs, slog.String("fault", req.fault))
 		}
+		if h, ok := s.logHandler.(*fastlog.Handler); ok {
+			_ = h.HandleAttrs(start, slog.LevelInfo, "request", attrs)
+			return
+		}
+		rec := slog.NewRecord(start, slog.LevelInfo, "request", 0)
+		rec.AddAttrs(attrs...)
 		_ = s.logHandler.Handle(context.Background(), rec)
 	}
 }
