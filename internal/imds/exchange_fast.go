@@ -373,45 +373,69 @@ func (x *fastExchange) finish(req *request, start time.Time) {
 	x.ci.settleAfterWrite(x.c.Conn(), s, f, req, start)
 }
 
-// settleAfterWrite makes the connection put the TTL back once it has
-// written the token response of req (see pendingTTL), then report the
-// request. The handler has returned by then and its exchange serves
+// settleAfterWrite has the connection report the token request req once
+// it has written its response and the peer has acknowledged it (see
+// tokenReport). The handler has returned by then and its exchange serves
 // another request: what is reported is copied here.
 func (ci *connInfo) settleAfterWrite(conn net.Conn, s *Server, f fields, req *request, start time.Time) {
-	restore := req.restore
 	f.method, f.path, f.ua = cloneMethod(f.method), strings.Clone(f.path), strings.Clone(f.ua)
-	req = &request{status: req.status, api: req.api, instance: req.instance, fault: req.fault, listing: req.listing, err: req.err}
-	log := func(f fields) { s.complete(f, req, start) }
-	fn := func(werr error) {
-		f.written = time.Now()
-		// Most often the peer has acknowledged the response by now.
-		if werr != nil || restore.now() {
-			log(f)
-			return
-		}
-		// Otherwise the acknowledgement comes with the client's next request
-		// or its FIN: the TTL is put back before anything else is written on
-		// the connection, or when it closes, or the response counts as lost
-		// after hopLimitHold (see pendingTTL).
-		p := &pendingTTL{restore: restore, done: func(delivered bool) {
-			if !delivered {
-				// Never acknowledged: it has not arrived (its packets died on
-				// the way, as they do beyond the hop limit), and its
-				// retransmissions must keep the low TTL. The client gives up
-				// on this connection; close it.
-				req.fault, req.status = "hop-limit", 0
-				conn.Close()
-			}
-			log(f)
-		}}
-		p.timer = time.AfterFunc(hopLimitHold, func() {
-			if ci.pending.CompareAndSwap(p, nil) {
-				p.done(p.restore.now())
-			}
-		})
-		ci.pending.Store(p)
+	tr := &tokenReport{s: s, f: f, start: start, conn: conn, restore: req.restore,
+		req: request{status: req.status, api: req.api, instance: req.instance, fault: req.fault, listing: req.listing, err: req.err}}
+	ci.after.Store(tr)
+}
+
+// tokenReport is a token response sent with a lowered TTL, to be reported
+// once the peer has acknowledged it: at once when it has by the end of the
+// write, else (pending) before the connection writes anything else, when
+// it closes, or, never acknowledged, after hopLimitHold: then it has not
+// arrived (its packets died on the way, as they do beyond the hop limit)
+// and its retransmissions must keep the low TTL, so the connection is
+// closed and the request reported unanswered.
+type tokenReport struct {
+	s        *Server
+	f        fields
+	req      request
+	start    time.Time
+	conn     net.Conn
+	restore  ttlRestorer
+	deadline time.Time // pending: when it counts as lost
+}
+
+func (tr *tokenReport) done(delivered bool) {
+	if !delivered {
+		tr.req.fault, tr.req.status = "hop-limit", 0
+		tr.conn.Close()
 	}
-	ci.after.Store(&fn)
+	tr.s.complete(tr.f, &tr.req, tr.start)
+}
+
+// wrote follows the write of tr's response.
+func (ci *connInfo) wroteToken(tr *tokenReport, werr error) {
+	tr.f.written = time.Now()
+	if werr != nil || tr.restore.acked() {
+		tr.done(true)
+		return
+	}
+	tr.deadline = tr.f.written.Add(hopLimitHold)
+	ci.pending.Store(tr)
+	ci.mu.Lock()
+	if ci.expiry == nil {
+		ci.expiry = time.AfterFunc(hopLimitHold, ci.expire)
+	} else {
+		ci.expiry.Reset(hopLimitHold)
+	}
+	ci.mu.Unlock()
+}
+
+// expire reports the pending token response lost once its time is up.
+func (ci *connInfo) expire() {
+	tr := ci.pending.Load()
+	if tr == nil || time.Now().Before(tr.deadline) { // settled, or a newer one
+		return
+	}
+	if ci.pending.CompareAndSwap(tr, nil) {
+		tr.done(tr.restore.acked())
+	}
 }
 
 // errReader fails every read with err.
@@ -449,49 +473,71 @@ func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // connInfo is what a connection of the listener knows about itself,
-// computed once at accept.
+// computed once at accept, and the state of its TTL.
 type connInfo struct {
 	rel    *releaser
 	peer   netip.Addr
 	remote string
-	// after, if set, runs once the next write to the connection is done
-	// (a token response whose TTL is to be put back).
-	after atomic.Pointer[func(error)]
-	// pending is a token response written with a low TTL and not yet
-	// acknowledged.
-	pending atomic.Pointer[pendingTTL]
+	// after, if set, is the token response being written (see
+	// tokenReport); pending, one written and not yet acknowledged.
+	after   atomic.Pointer[tokenReport]
+	pending atomic.Pointer[tokenReport]
+	ttl     ttlState
+
+	mu     sync.Mutex
+	expiry *time.Timer // for pending, made once
 }
 
-// pendingTTL is a token response whose TTL is put back once the peer has
-// acknowledged it: before the connection writes anything else, when it
-// closes, or (never acknowledged) after hopLimitHold.
-type pendingTTL struct {
-	restore ttlRestorer
-	done    func(delivered bool)
-	timer   *time.Timer
+// beforeWrite runs before the connection writes: a pending token response
+// is settled (waiting for its acknowledgement), and the socket's TTL put
+// back unless what is written is a token response at the same TTL.
+func (ci *connInfo) beforeWrite() {
+	ci.settle(true)
+	ci.ttl.mu.Lock()
+	if !ci.ttl.next {
+		ci.ttl.putBack()
+	}
+	ci.ttl.mu.Unlock()
 }
 
 func (ci *connInfo) wrote(err error) {
-	if f := ci.after.Swap(nil); f != nil {
-		(*f)(err)
+	ci.ttl.mu.Lock()
+	ci.ttl.next = false
+	ci.ttl.mu.Unlock()
+	if tr := ci.after.Swap(nil); tr != nil {
+		ci.wroteToken(tr, err)
 	}
 }
 
-// settle deals with a pending token response before the connection writes
-// or closes; wait says whether to wait for its acknowledgement.
+// beforeClose settles a pending token response, and puts the TTL back if
+// everything written has been acknowledged (else retransmissions must keep
+// the low one).
+func (ci *connInfo) beforeClose() {
+	ci.settle(false)
+	ci.ttl.mu.Lock()
+	ci.ttl.putBackIfAcked()
+	ci.ttl.mu.Unlock()
+	ci.mu.Lock()
+	if ci.expiry != nil {
+		ci.expiry.Stop()
+	}
+	ci.mu.Unlock()
+}
+
+// settle reports a pending token response; wait says whether to wait for
+// its acknowledgement.
 func (ci *connInfo) settle(wait bool) {
-	p := ci.pending.Swap(nil)
-	if p == nil {
+	tr := ci.pending.Swap(nil)
+	if tr == nil {
 		return
 	}
-	p.timer.Stop()
-	delivered := p.restore.now()
+	delivered := tr.restore.acked()
 	if !delivered && wait {
-		ctx, cancel := context.WithTimeout(context.Background(), hopLimitHold)
-		delivered = p.restore.wait(ctx)
+		ctx, cancel := context.WithDeadline(context.Background(), tr.deadline)
+		delivered = tr.restore.waitAcked(ctx)
 		cancel()
 	}
-	p.done(delivered)
+	tr.done(delivered)
 }
 
 func connInfoOf(c net.Conn) *connInfo {

@@ -139,18 +139,8 @@ func (x *httpExchange) drop() {
 	}
 }
 
-// finish: net/http serves without a socket of its own here (Handler), so
-// there is no TTL to restore; it only flushes first, as the listener does.
+// finish: Handler serves without a socket of its own (conn is nil), so no
+// token response has a TTL to wait for.
 func (x *httpExchange) finish(req *request, start time.Time) {
-	if req.restore != nil {
-		if err := http.NewResponseController(x.w).Flush(); err == nil {
-			ctx, cancel := context.WithTimeout(x.r.Context(), hopLimitHold)
-			if !req.restore.now() && !req.restore.wait(ctx) {
-				req.fault, req.status = "hop-limit", 0
-				x.drop()
-			}
-			cancel()
-		}
-	}
 	x.s.complete(fields{method: x.r.Method, path: x.r.URL.Path, ua: x.r.UserAgent(), remote: x.r.RemoteAddr, peer: x.peer()}, req, start)
 }

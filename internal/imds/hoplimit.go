@@ -3,6 +3,8 @@ package imds
 import (
 	"context"
 	"net/netip"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -49,15 +51,28 @@ const hopLimitHold = tokenTimeoutHold
 // retransmit a response that died on the way with the normal TTL, and it
 // would arrive after all.) If the response is never acknowledged, the
 // connection is closed and the request logged as unanswered.
-// ttlRestorer puts a socket's TTL back once what was written with the low
-// one has been acknowledged.
+// ttlRestorer tells whether a token response sent with a lowered TTL has
+// been acknowledged (the connection puts the TTL back; see ttlState).
 type ttlRestorer interface {
-	// now looks once: true (and the TTL put back) if everything written
-	// has been acknowledged.
-	now() bool
-	// wait waits until it has been (then true, the TTL put back) or ctx
-	// ends (false, the TTL left low so that retransmissions die too).
-	wait(ctx context.Context) bool
+	// acked looks once: true if everything written has been acknowledged
+	// (or the kernel cannot tell).
+	acked() bool
+	// waitAcked waits until it has been (true) or ctx ends (false).
+	waitAcked(ctx context.Context) bool
+}
+
+// ttlState is what a listener connection knows of its socket's TTL: its
+// own value, read once, and whether it is lowered for token responses.
+// Consecutive token responses at one TTL keep it lowered; the connection
+// puts it back before it writes anything else (ttlState.putBack).
+type ttlState struct {
+	mu          sync.Mutex
+	raw         syscall.RawConn // nil until the first token response
+	level, opt  int
+	old         int  // the socket's own TTL
+	low         int  // the lowered TTL in force; 0: old is
+	next        bool // what is being written is a token response at low
+	unsupported bool // the socket has no TTL to set
 }
 
 func (s *Server) limitHops(x exchange, req *request, limit int) error {
@@ -75,10 +90,11 @@ func (s *Server) limitHops(x exchange, req *request, limit int) error {
 		return s.drop(x)
 	}
 	c := x.conn()
-	if c == nil {
+	ci := connInfoOf(c)
+	if ci == nil {
 		return nil
 	}
-	restore, err := setTTL(c, limit)
+	restore, err := lowerTTL(c, &ci.ttl, limit)
 	if err != nil {
 		s.Logger.Warn("cannot set the hop limit of a token response", "remote", x.remoteAddr(), "err", err)
 		return nil

@@ -189,14 +189,14 @@ type limitedTCPConn struct {
 }
 
 func (c *limitedTCPConn) Write(p []byte) (int, error) {
-	c.settle(true)
+	c.beforeWrite()
 	n, err := c.TCPConn.Write(p)
 	c.wrote(err)
 	return n, err
 }
 
 func (c *limitedTCPConn) Close() error {
-	c.settle(false) // before the socket goes: it tells what was acknowledged
+	c.beforeClose() // before the socket goes: it tells what was acknowledged
 	err := c.TCPConn.Close()
 	c.wrote(net.ErrClosed)
 	c.rel.release()
@@ -209,14 +209,14 @@ type limitedConn struct {
 }
 
 func (c *limitedConn) Write(p []byte) (int, error) {
-	c.settle(true)
+	c.beforeWrite()
 	n, err := c.Conn.Write(p)
 	c.wrote(err)
 	return n, err
 }
 
 func (c *limitedConn) Close() error {
-	c.settle(false) // before the socket goes: it tells what was acknowledged
+	c.beforeClose() // before the socket goes: it tells what was acknowledged
 	err := c.Conn.Close()
 	c.wrote(net.ErrClosed)
 	c.rel.release()
