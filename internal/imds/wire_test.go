@@ -181,3 +181,19 @@ func TestHandlerServesTheSame(t *testing.T) {
 		t.Errorf("the listener and Handler differ:\nlistener:\n%s\nHandler:\n%s", onListener, viaHandler)
 	}
 }
+
+// A header sent with an empty value counts as sent, as net/http has it:
+// an empty token is an invalid token (401), not a missing one (IMDSv1).
+func TestEmptyHeaderIsSent(t *testing.T) {
+	fx, _, _ := openServer(t, imds.Limits{})
+	c := dialFrom(t, fx, "127.0.0.1")
+	resp, _, err := roundTrip(c, "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token:\r\n\r\n")
+	if err != nil || resp.StatusCode != 401 {
+		t.Errorf("empty token header: %v %v, want 401", resp, err)
+	}
+	c = dialFrom(t, fx, "127.0.0.1")
+	resp, _, err = roundTrip(c, "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin:\r\n\r\n")
+	if err != nil || resp.StatusCode != 403 {
+		t.Errorf("empty Origin header: %v %v, want 403", resp, err)
+	}
+}
