@@ -167,8 +167,18 @@ func composeExample(t *testing.T, imdsImage, clientImage string) {
 		return tryRun(dir, env, compose, append([]string{"-p", project}, args...)...)
 	}
 	t.Cleanup(func() { dc("down", "--timeout", "30") })
-	if out, err := dc("up", "-d"); err != nil {
-		t.Fatalf("docker-compose up: %v\n%s", err, out)
+	// Another checkout's run of this test may hold the example's subnet
+	// for a while (the engine refuses overlapping networks): wait for it.
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		out, err := dc("up", "-d")
+		if err == nil {
+			break
+		}
+		if !strings.Contains(out, "Pool overlaps") || time.Now().After(deadline) {
+			t.Fatalf("docker-compose up: %v\n%s", err, out)
+		}
+		dc("down", "--timeout", "30")
+		time.Sleep(2 * time.Second)
 	}
 	for _, app := range []struct{ service, id, region string }{
 		{"app-1", "i-0a000000000000001", "us-east-1"},

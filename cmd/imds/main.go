@@ -81,7 +81,7 @@ func newRootCommand(stdout, stderr io.Writer, clk clock.Clock) *cobra.Command {
 	root.Version = currentBuild().Version
 	root.SetVersionTemplate(`{{with .Root}}{{.Name}} {{.Version}}{{end}}` + "\n" + currentBuild().details())
 	root.AddCommand(newServeCommand(), newInstanceCommand(), newHostCommand(), newEventCommand(clk), newFaultCommand(), newLogsCommand(), newReportCommand(),
-		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand(), newHealthcheckCommand(), newDashboardCommand(clk), newGendocsCommand(), newDBCommand())
+		newNetCommand(), newLibvirtCommand(), newCredsCommand(), newCACommand(), newVersionCommand(), newHealthcheckCommand(), newDashboardCommand(clk), newGendocsCommand(), newDBCommand(), newStatusCommand(clk))
 	root.SetFlagErrorFunc(flagError)
 	groupCommands(root)
 	return root

@@ -106,7 +106,7 @@ func TestReadmeExamples(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", body)
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "IMDS_DATA_DIR="+srv.DataDir)
+			cmd.Env = append(os.Environ(), "IMDS_DATA_DIR="+srv.DataDir, "IMDS_ADMIN_SOCKET="+srv.d.Admin.SocketPath)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			err := cmd.Run()

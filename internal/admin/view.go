@@ -190,6 +190,16 @@ type StoreStatus struct {
 	Prefix    string   `json:"prefix,omitempty"`
 	Online    *bool    `json:"online,omitempty"`
 	Revision  int64    `json:"revision,omitempty"`
+	// LastContact is when etcd last answered this host (a change, a probe
+	// or a list); Resyncs counts the full lists after an outage, a lost
+	// watch or a compaction.
+	LastContact time.Time `json:"last_contact,omitzero"`
+	Resyncs     int64     `json:"resyncs,omitempty"`
+	// Host is this host's name among the hosts sharing the store, and
+	// Lease the etcd lease (hexadecimal) that keeps it listed; "" while
+	// none is held.
+	Host  string `json:"host,omitempty"`
+	Lease string `json:"lease,omitempty"`
 }
 
 // VMNetworkStatus describes the VM network of the config.

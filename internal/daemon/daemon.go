@@ -256,6 +256,10 @@ func (d *Daemon) openRegistry(o *opening) error {
 	if err := reg.Load(o.ctx); err != nil {
 		return fmt.Errorf("loading instances from %s: %w", d.DataDir, err)
 	}
+	// Events and faults issued before a restart (or on another host).
+	if err := reg.LoadOverlays(o.ctx); err != nil {
+		return fmt.Errorf("loading events and faults: %s", ec2.ErrorMessage(err))
+	}
 	return nil
 }
 
@@ -350,6 +354,10 @@ func (d *Daemon) newMetrics(o *opening, srv *imds.Server, rs *creds.Roles) {
 	}
 	if o.vms != nil {
 		opt.DNSMasq = o.vms.DNS().Restarts
+	}
+	opt.Store = func() (string, bool) { return "bolt", true }
+	if f := d.Follower; f != nil {
+		opt.Store = func() (string, bool) { return "etcd", f.Online() }
 	}
 	d.Metrics = metrics.New(opt)
 	srv.Recorder = recorders{srv.Recorder, d.Metrics}

@@ -81,7 +81,7 @@ func (d *Daemon) shareStore(o *opening) error {
 	if err := d.announce(o); err != nil {
 		return err
 	}
-	d.Follower = &etcd.Follower{Store: o.etcd, Reload: d.Registry.Reload, Clock: o.clk, Logger: d.Logger}
+	d.Follower = &etcd.Follower{Store: o.etcd, Reload: d.Registry.Reload, Overlays: d.Registry.LoadOverlays, Clock: o.clk, Logger: d.Logger}
 	d.background(o.ctx, d.Follower.Start, d.Follower.Wait)
 	return nil
 }
@@ -128,9 +128,14 @@ func (d *Daemon) storeStatus(o *opening) func() *admin.StoreStatus {
 		path := filepath.Join(d.DataDir, "imds.db")
 		return func() *admin.StoreStatus { return &admin.StoreStatus{Backend: "bolt", Path: path} }
 	}
-	e, f, is := o.file.Store.Etcd, d.Follower, o.etcd.Instances()
+	e, f, is, p := o.file.Store.Etcd, d.Follower, o.etcd.Instances(), o.presence
 	return func() *admin.StoreStatus {
 		online := f.Online()
-		return &admin.StoreStatus{Backend: "etcd", Endpoints: e.Endpoints, Prefix: e.Prefix, Online: &online, Revision: is.Revision()}
+		st := &admin.StoreStatus{Backend: "etcd", Endpoints: e.Endpoints, Prefix: e.Prefix, Online: &online, Revision: is.Revision(),
+			LastContact: f.LastContact().UTC(), Resyncs: f.Resyncs(), Host: p.Name()}
+		if id := p.Lease(); id != 0 {
+			st.Lease = fmt.Sprintf("%x", id)
+		}
+		return st
 	}
 }

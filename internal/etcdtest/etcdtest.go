@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -80,12 +81,45 @@ func StartCluster(t testing.TB, n int) []*Server {
 	return start(t, n, nil)
 }
 
+// StartClusterOn is StartCluster with the members' client URLs on host (an
+// address of this machine, such as a test bridge's, that network namespaces
+// reach) instead of 127.0.0.1; the members talk to each other on loopback.
+func StartClusterOn(t testing.TB, n int, host string) []*Server {
+	t.Helper()
+	return startOn(t, n, nil, host)
+}
+
+// dataDir is a fresh directory for one member's data, in memory (/dev/shm)
+// where the machine has it: etcd fsyncs its log on every write, and on a
+// busy shared disk one fsync can outlast the short request timeouts the
+// tests use to notice an outage quickly.
+func dataDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "imds-etcdtest-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func start(t testing.TB, n int, certs *Certs) []*Server {
+	t.Helper()
+	return startOn(t, n, certs, "127.0.0.1")
+}
+
+func startOn(t testing.TB, n int, certs *Certs, clientHost string) []*Server {
 	t.Helper()
 	if err := Available(); err != nil {
 		t.Skipf("no etcd server to test against: %v", err)
 	}
-	ports := freePorts(t, 2*n)
+	ports := freePorts(t, "127.0.0.1", 2*n)
+	if clientHost != "127.0.0.1" {
+		client := freePorts(t, clientHost, n)
+		for i := range n {
+			ports[2*i] = client[i]
+		}
+	}
 	members := make([]*Server, n)
 	var cluster string
 	for i := range n {
@@ -95,8 +129,8 @@ func start(t testing.TB, n int, certs *Certs) []*Server {
 		}
 		s := &Server{
 			Name:      "m" + strconv.Itoa(i),
-			DataDir:   t.TempDir(),
-			ClientURL: scheme + "127.0.0.1:" + strconv.Itoa(ports[2*i]),
+			DataDir:   dataDir(t),
+			ClientURL: scheme + net.JoinHostPort(clientHost, strconv.Itoa(ports[2*i])),
 			PeerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[2*i+1]),
 			t:         t,
 			state:     "new",
@@ -269,8 +303,8 @@ func (s *Server) Log() string {
 	return s.out.String()
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(t testing.TB, n int) []int {
+// freePorts returns n distinct ports of host that were free a moment ago.
+func freePorts(t testing.TB, host string, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	defer func() {
@@ -280,7 +314,7 @@ func freePorts(t testing.TB, n int) []int {
 	}()
 	var ports []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			t.Fatalf("pick a free port: %v", err)
 		}

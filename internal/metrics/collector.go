@@ -24,6 +24,7 @@ type descs struct {
 	credLeft      *prometheus.Desc
 	credValid     *prometheus.Desc
 	dnsmasq       *prometheus.Desc
+	storeUp       *prometheus.Desc
 	build         *prometheus.Desc
 }
 
@@ -59,6 +60,9 @@ func newDescs() descs {
 		dnsmasq: prometheus.NewDesc("imds_dnsmasq_restarts_total",
 			"Restarts of the VM network's dnsmasq: after it exited on its own (crash), or to drop a removed host (requested).",
 			[]string{"reason"}, nil),
+		storeUp: prometheus.NewDesc("imds_store_up",
+			"1 if the store of registered instances answered at the last check (etcd: the follower's probe; bolt: always), else 0.",
+			[]string{"backend"}, nil),
 		build: prometheus.NewDesc("imds_build_info",
 			"Always 1; the labels say which imds this is.", []string{"version", "commit", "goversion"}, nil),
 	}
@@ -74,7 +78,7 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.d
 	for _, d := range []*prometheus.Desc{d.requests, d.tokensIssued, d.tokensRefused, d.unknown, d.faults,
-		d.instances, d.series, d.seriesLimit, d.refreshes, d.credAge, d.credLeft, d.credValid, d.dnsmasq, d.build} {
+		d.instances, d.series, d.seriesLimit, d.refreshes, d.credAge, d.credLeft, d.credValid, d.dnsmasq, d.storeUp, d.build} {
 		ch <- d
 	}
 }
@@ -134,6 +138,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		crashes, requested := m.opt.DNSMasq()
 		counter(d.dnsmasq, uint64(crashes), "crash")
 		counter(d.dnsmasq, uint64(requested), "requested")
+	}
+	if m.opt.Store != nil {
+		backend, up := m.opt.Store()
+		v := 0.0
+		if up {
+			v = 1
+		}
+		gauge(d.storeUp, v, backend)
 	}
 	gauge(d.build, 1, m.opt.Version, m.opt.Commit, runtime.Version())
 }

@@ -52,6 +52,9 @@ type Options struct {
 	Roles func() []ec2.RoleStatus
 	// DNSMasq reports dnsmasq's restarts; nil without a VM network.
 	DNSMasq func() (crashes, requested int64)
+	// Store names the store's backend (bolt, etcd) and tells whether it
+	// answered at the last check; nil leaves imds_store_up out.
+	Store func() (backend string, up bool)
 	// Logger receives errors met while serving /metrics.
 	Logger *slog.Logger
 }

@@ -29,7 +29,7 @@ var ourFamilies = []string{
 	"imds_unknown_requests_total", "imds_faulted_requests_total", "imds_instances",
 	"imds_metrics_instance_series", "imds_metrics_instance_series_limit", "imds_credential_refreshes_total",
 	"imds_credentials_age_seconds", "imds_credentials_remaining_seconds", "imds_credentials_valid",
-	"imds_dnsmasq_restarts_total",
+	"imds_dnsmasq_restarts_total", "imds_store_up",
 }
 
 // testOptions has every scrape-time source answer fixed values.
@@ -53,6 +53,7 @@ func testOptions(served map[string]bool) Options {
 			}
 		},
 		DNSMasq: func() (int64, int64) { return 1, 3 },
+		Store:   func() (string, bool) { return "etcd", false },
 	}
 }
 

@@ -87,13 +87,53 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	if r.idx.Load().byName[name] == nil {
 		return ec2.Events{}, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	}
-	ov := r.overlays[name]
-	if ov == nil {
-		ov = &overlay{}
+	var next *overlay
+	var pending, replaced *ec2.SpotNotice // a spot notice to show later, and the one a new notice replaces
+	if st := r.storeFor(name); st != nil {
+		// From the stored events, which another host may have changed a
+		// moment ago, in one update: neither host's event is lost.
+		if _, err := st.UpdateOverlay(ctx, name, func(cur ec2.Overlay) (ec2.Overlay, error) {
+			var err error
+			next, pending, replaced, err = nextEvents(showDue(fromStored(cur), now), name, req, now)
+			if err != nil {
+				return ec2.Overlay{}, err
+			}
+			return next.stored(), nil
+		}); err != nil {
+			return ec2.Events{}, err
+		}
+	} else {
+		ov := r.overlays[name]
+		if ov == nil {
+			ov = &overlay{}
+		}
+		var err error
+		if next, pending, replaced, err = nextEvents(ov, name, req, now); err != nil {
+			return ec2.Events{}, err
+		}
 	}
+	if err := r.apply(ctx, name, next); err != nil {
+		return ec2.Events{}, err
+	}
+	if pending != nil {
+		r.Logger.Info("event scheduled", "instance", name, "type", req.Type, "appears", pending.Notice.Format(time.RFC3339))
+	} else {
+		r.Logger.Info("event issued", "instance", name, "type", req.Type)
+	}
+	inst := r.idx.Load().byName[name]
+	ev := inst.Events
+	ev.Maintenance = slices.Clone(ev.Maintenance)
+	ev.Spot, ev.SpotScheduled = copyNotice(ev.Spot), copyNotice(ev.SpotScheduled)
+	ev.AutoscalingState, ev.SpotReplaced = inst.AutoscalingState, replaced
+	return ev, nil
+}
+
+// nextEvents returns ov with req applied at now (ov is not changed), the
+// spot notice to show later if req scheduled one, and the notice a new one
+// replaced.
+func nextEvents(ov *overlay, name string, req ec2.EventRequest, now time.Time) (_ *overlay, pending, replaced *ec2.SpotNotice, _ error) {
 	next := *ov
 	next.events.Maintenance = slices.Clone(ov.events.Maintenance)
-	var pending, replaced *ec2.SpotNotice // a spot notice to show later, and the one a new notice replaces
 	switch req.Type {
 	case ec2.EventSpot:
 		action := req.Action
@@ -108,7 +148,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 		if at.IsZero() {
 			at = now.Add(lead)
 		} else if at.Before(now) {
-			return ec2.Events{}, ec2.Errorf(ec2.EINVALID, "at: %s is in the past (the server's time is %s); give a later time, or a lead alone",
+			return nil, nil, nil, ec2.Errorf(ec2.EINVALID, "at: %s is in the past (the server's time is %s); give a later time, or a lead alone",
 				at.Format(time.RFC3339), now.Format(time.RFC3339))
 		}
 		n := &ec2.SpotNotice{Action: action, Time: at, Notice: at.Add(-lead)}
@@ -156,11 +196,11 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	case ec2.EventMaintenanceComplete, ec2.EventMaintenanceCancel:
 		i := slices.IndexFunc(next.events.Maintenance, func(e ec2.MaintenanceEvent) bool { return e.ID == req.EventID })
 		if i < 0 {
-			return ec2.Events{}, ec2.Errorf(ec2.ENOTFOUND, "instance %s has no maintenance event %q", name, req.EventID)
+			return nil, nil, nil, ec2.Errorf(ec2.ENOTFOUND, "instance %s has no maintenance event %q", name, req.EventID)
 		}
 		e := &next.events.Maintenance[i]
 		if e.State != ec2.MaintenanceActive {
-			return ec2.Events{}, ec2.Errorf(ec2.ECONFLICT, "maintenance event %s is already %s", e.ID, e.State)
+			return nil, nil, nil, ec2.Errorf(ec2.ECONFLICT, "maintenance event %s is already %s", e.ID, e.State)
 		}
 		if req.Type == ec2.EventMaintenanceComplete {
 			e.State, e.Description = ec2.MaintenanceCompleted, "[Completed] "+e.Description
@@ -172,28 +212,15 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 	case ec2.EventClear:
 		next = overlay{faults: ov.faults} // clear ends events, not faults
 	}
-	if err := r.apply(ctx, name, &next); err != nil {
-		return ec2.Events{}, err
-	}
-	if pending != nil {
-		r.schedule(name, pending)
-		r.Logger.Info("event scheduled", "instance", name, "type", req.Type, "appears", pending.Notice.Format(time.RFC3339))
-	} else {
-		r.Logger.Info("event issued", "instance", name, "type", req.Type)
-	}
-	inst := r.idx.Load().byName[name]
-	ev := inst.Events
-	ev.Maintenance = slices.Clone(ev.Maintenance)
-	ev.Spot, ev.SpotScheduled = copyNotice(ev.Spot), copyNotice(ev.SpotScheduled)
-	ev.AutoscalingState, ev.SpotReplaced = inst.AutoscalingState, replaced
-	return ev, nil
+	return &next, pending, replaced, nil
 }
 
-// apply installs an overlay and rebuilds the index. r.mu is held.
+// apply installs an overlay and rebuilds the index, and schedules its
+// spot notice for later if it holds one not scheduled yet (issued here, or
+// by another host and read from the store with this change). r.mu is held.
 func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 	prev := r.overlays[name]
-	if ov.events.Spot == nil && ov.events.SpotScheduled == nil && !ov.spot && ov.events.Rebalance.IsZero() &&
-		len(ov.events.Maintenance) == 0 && ov.asg == "" && !ov.faults.Active() {
+	if ov.stored().Empty() {
 		delete(r.overlays, name)
 	} else {
 		r.overlays[name] = ov
@@ -205,6 +232,9 @@ func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
 			delete(r.overlays, name)
 		}
 		return err
+	}
+	if n := ov.events.SpotScheduled; n != nil && (prev == nil || !sameNotice(prev.events.SpotScheduled, n)) {
+		r.schedule(name, n)
 	}
 	return nil
 }
@@ -224,20 +254,161 @@ func (r *Registry) schedule(name string, n *ec2.SpotNotice) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		cur := r.overlays[name]
-		if cur == nil || cur.events.SpotScheduled != n {
+		switch {
+		case cur != nil && sameNotice(cur.events.Spot, n):
+			return // shown already: the store's copy was loaded since, with its own timer
+		case cur == nil || !sameNotice(cur.events.SpotScheduled, n):
 			r.Logger.Info("scheduled spot notice not shown: replaced or cleared since", "instance", name, "action", n.Action,
 				"time", n.Time.Format(time.RFC3339))
 			return
 		}
-		next := *cur
-		next.events.Maintenance = slices.Clone(cur.events.Maintenance)
-		next.events.Spot, next.events.SpotScheduled = n, nil
-		if err := r.apply(context.Background(), name, &next); err != nil {
+		// Shown here only, not written: every host sharing the store shows it
+		// at the same time from the same record (see showDue), so no two
+		// hosts race to write one change.
+		next := showDue(cur, n.Notice)
+		if err := r.apply(context.Background(), name, next); err != nil {
 			r.Logger.Warn("scheduled event not issued", "instance", name, "err", ec2.ErrorMessage(err))
 			return
 		}
 		r.Logger.Info("scheduled event issued", "instance", name)
 	}()
+}
+
+// sameNotice tells whether a and b are one notice.
+func sameNotice(a, b *ec2.SpotNotice) bool {
+	return a != nil && b != nil && a.Action == b.Action && a.Time.Equal(b.Time) && a.Notice.Equal(b.Notice)
+}
+
+// showDue returns ov with its scheduled spot notice shown if its notice
+// time is at or before now (ov itself otherwise).
+func showDue(ov *overlay, now time.Time) *overlay {
+	n := ov.events.SpotScheduled
+	if n == nil || n.Notice.After(now) {
+		return ov
+	}
+	next := *ov
+	next.events.Maintenance = slices.Clone(ov.events.Maintenance)
+	next.events.Spot, next.events.SpotScheduled = n, nil
+	return &next
+}
+
+// stored is ov in the store's form.
+func (ov *overlay) stored() ec2.Overlay {
+	return ec2.Overlay{Events: ec2.Events{Spot: ov.events.Spot, SpotScheduled: ov.events.SpotScheduled,
+		Rebalance: ov.events.Rebalance, Maintenance: ov.events.Maintenance},
+		AutoscalingState: ov.asg, Spot: ov.spot, Faults: ov.faults}
+}
+
+// fromStored is the overlay o stored.
+func fromStored(o ec2.Overlay) *overlay {
+	return &overlay{events: ec2.Events{Spot: copyNotice(o.Events.Spot), SpotScheduled: copyNotice(o.Events.SpotScheduled),
+		Rebalance: o.Events.Rebalance, Maintenance: slices.Clone(o.Events.Maintenance)},
+		asg: o.AutoscalingState, spot: o.Spot, faults: o.Faults}
+}
+
+// overlayStore is the registry's store as an ec2.OverlayStore, nil if it
+// keeps no events and faults (they then live in memory only).
+func (r *Registry) overlayStore() ec2.OverlayStore {
+	st, _ := r.Store.(ec2.OverlayStore)
+	return st
+}
+
+// storeFor returns the store that keeps the events and faults of name ("":
+// the faults of every instance), nil if they live in this registry's
+// memory only. A store only this server writes (bolt) keeps them all; one
+// several hosts share (etcd) keeps only those of the instances it stores:
+// the config file's instances, the containers found and the faults of
+// every instance are each host's own, and another host's instance of the
+// same name must not get their events. r.mu is held.
+func (r *Registry) storeFor(name string) ec2.OverlayStore {
+	st := r.overlayStore()
+	if st == nil {
+		return nil
+	}
+	if sh, ok := st.(ec2.SharedStore); !ok || !sh.Shared() {
+		return st
+	}
+	if name == "" {
+		return nil
+	}
+	if inst := r.idx.Load().byName[name]; inst != nil && inst.Origin != ec2.OriginAPI {
+		return nil
+	}
+	return st
+}
+
+// persist writes the overlay of name ("" for the faults of every instance)
+// to the store that keeps it, before the registry shows it: a write the
+// store refuses changes nothing. r.mu is held.
+func (r *Registry) persist(ctx context.Context, name string, ov *overlay) error {
+	if st := r.storeFor(name); st != nil {
+		return st.PutOverlay(ctx, name, ov.stored())
+	}
+	return nil
+}
+
+// forget deletes the stored events and faults of a removed instance, so
+// that an instance registered later under its name starts with none. r.mu
+// is held.
+func (r *Registry) forget(ctx context.Context, name string) error {
+	if st := r.overlayStore(); st != nil {
+		return st.PutOverlay(ctx, name, ec2.Overlay{})
+	}
+	return nil
+}
+
+// LoadOverlays reads the events and faults the store keeps and shows them,
+// replacing those in memory: at start-up, after Load, and whenever another
+// host sharing the store changed them (etcd.Follower). A scheduled spot
+// notice whose time has come is shown, one still ahead is scheduled here
+// too. On an error (the store did not answer) nothing changes. A store
+// that keeps none (not an ec2.OverlayStore) makes it a no-op.
+func (r *Registry) LoadOverlays(ctx context.Context) error {
+	st := r.overlayStore()
+	if st == nil {
+		return nil
+	}
+	stored, err := st.FindOverlays(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.Clock.Now()
+	overlays := make(map[string]*overlay, len(stored))
+	// What lives in memory only stays as it is.
+	for name, ov := range r.overlays {
+		if r.storeFor(name) == nil {
+			overlays[name] = ov
+		}
+	}
+	all := r.allFaults
+	if r.storeFor("") != nil {
+		all = stored[""].Faults
+	}
+	var pending []string
+	for name, o := range stored {
+		if name == "" || r.storeFor(name) == nil {
+			continue
+		}
+		ov := showDue(fromStored(o), now)
+		if ov.events.SpotScheduled != nil {
+			pending = append(pending, name)
+		}
+		overlays[name] = ov
+	}
+	prevOverlays, prevAll := r.overlays, r.allFaults
+	r.overlays, r.allFaults = overlays, all
+	if err := r.rebuild(ctx); err != nil {
+		r.overlays, r.allFaults = prevOverlays, prevAll
+		return err
+	}
+	for _, name := range pending {
+		if prev := prevOverlays[name]; prev == nil || !sameNotice(prev.events.SpotScheduled, overlays[name].events.SpotScheduled) {
+			r.schedule(name, overlays[name].events.SpotScheduled)
+		}
+	}
+	return nil
 }
 
 // Close stops pending scheduled events.

@@ -41,6 +41,9 @@ func (r *Registry) SetFaults(ctx context.Context, name string, f ec2.Faults) err
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if name == "" {
+		if err := r.persist(ctx, "", &overlay{faults: f}); err != nil {
+			return err
+		}
 		prev := r.allFaults
 		r.allFaults = f
 		if err := r.rebuild(ctx); err != nil {
@@ -53,12 +56,25 @@ func (r *Registry) SetFaults(ctx context.Context, name string, f ec2.Faults) err
 	if r.idx.Load().byName[name] == nil {
 		return ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
 	}
-	next := overlay{}
+	next := &overlay{}
 	if ov := r.overlays[name]; ov != nil {
-		next = *ov
+		c := *ov
+		next = &c
+	}
+	if st := r.storeFor(name); st != nil {
+		// The faults alone change: the events are the store's, which
+		// another host may have changed a moment ago.
+		stored, err := st.UpdateOverlay(ctx, name, func(cur ec2.Overlay) (ec2.Overlay, error) {
+			cur.Faults = f
+			return cur, nil
+		})
+		if err != nil {
+			return err
+		}
+		next = showDue(fromStored(stored), r.Clock.Now())
 	}
 	next.faults = f
-	if err := r.apply(ctx, name, &next); err != nil {
+	if err := r.apply(ctx, name, next); err != nil {
 		return err
 	}
 	r.Logger.Info("faults set", "instance", name, "faults", f.String())

@@ -575,6 +575,11 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 	case cur.Origin != ec2.OriginAPI:
 		return ownedError(cur, "removed")
 	}
+	// Its events and faults first: left behind, they would come back with
+	// the next instance of that name.
+	if err := r.forget(ctx, name); err != nil {
+		return err
+	}
 	if err := r.Store.DeleteInstance(ctx, name); err != nil {
 		return err
 	}

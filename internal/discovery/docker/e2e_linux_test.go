@@ -413,9 +413,6 @@ func TestCompose(t *testing.T) {
 // metadataSubnet is the network that has 169.254.169.254 on it.
 const metadataSubnet = "169.254.169.0/24"
 
-// waitSubnetFree waits (up to 3 minutes) until no Docker network has
-// metadataSubnet: the engine refuses overlapping networks, and another run
-// of these tests on the machine may hold it.
 // leftoverPID is the pid in the name of a network these tests create
 // (imds-e2e-PID-...).
 func leftoverPID(network string) (int, bool) {
@@ -428,6 +425,9 @@ func leftoverPID(network string) (int, bool) {
 	return pid, err == nil && pid > 0
 }
 
+// waitSubnetFree waits (up to 3 minutes) until no Docker network has
+// metadataSubnet: the engine refuses overlapping networks, and another run
+// of these tests on the machine may hold it.
 func (e *e2e) waitSubnetFree() {
 	e.t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)

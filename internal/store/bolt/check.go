@@ -133,6 +133,7 @@ func problems(db *bbolt.DB, path string) (found []string, instances int) {
 			if tx.Bucket([]byte(bucketMeta)) == nil && tx.Bucket([]byte(bucketInstances)) != nil {
 				add("bucket %q is missing", bucketMeta)
 			}
+			checkOverlays(tx, func(p string) { add("%s", p) })
 			b := tx.Bucket([]byte(bucketInstances))
 			if b == nil {
 				return nil

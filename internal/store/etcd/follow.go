@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,10 @@ type Follower struct {
 	// Reload lists the instances again and swaps the registry's index whole
 	// (registry.Registry.Reload).
 	Reload func(ctx context.Context) error
+	// Overlays, if set, reads the events and faults again
+	// (registry.Registry.LoadOverlays): after a change of theirs, and after
+	// every Reload of a resync.
+	Overlays func(ctx context.Context) error
 	// Clock paces the probes and retries.
 	Clock clock.Clock
 	// ProbeInterval is DefaultProbeInterval when zero.
@@ -37,6 +42,7 @@ type Follower struct {
 
 	online  atomic.Bool
 	resyncs atomic.Int64
+	contact atomic.Int64 // unix nanoseconds of etcd's last answer
 	wg      sync.WaitGroup
 }
 
@@ -55,6 +61,7 @@ func (f *Follower) Start(ctx context.Context) {
 		f.Logger = slog.New(slog.DiscardHandler)
 	}
 	f.online.Store(true)
+	f.touch() // the registry's first list was read just before
 	f.wg.Go(func() { f.run(ctx) })
 }
 
@@ -63,6 +70,11 @@ func (f *Follower) Wait() { f.wg.Wait() }
 
 // Online tells whether etcd answered at the last check.
 func (f *Follower) Online() bool { return f.online.Load() }
+
+// LastContact is when etcd last answered: a change, a probe or a list.
+func (f *Follower) LastContact() time.Time { return time.Unix(0, f.contact.Load()) }
+
+func (f *Follower) touch() { f.contact.Store(f.Clock.Now().UnixNano()) }
 
 // Resyncs counts the full lists after a lost watch, a compaction or an
 // outage (not those of ordinary changes).
@@ -95,10 +107,14 @@ func (f *Follower) resync(ctx context.Context) bool {
 		if err == nil {
 			err = f.Reload(ctx)
 		}
+		if err == nil && f.Overlays != nil {
+			err = f.Overlays(ctx)
+		}
 		if ctx.Err() != nil {
 			return false
 		}
 		if err == nil {
+			f.touch()
 			f.resyncs.Add(1)
 			if f.online.CompareAndSwap(false, true) {
 				f.Logger.Info("etcd answers again: instances listed again and followed", "endpoints", f.Store.endpoints,
@@ -121,7 +137,9 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 	is := f.Store.Instances()
 	// RequireLeader: a member cut off from the others ends the watch rather
 	// than keeping it open with no changes.
-	wch := f.Store.client.Watch(clientv3.WithRequireLeader(wctx), is.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	// The whole prefix: instances and overlays in one watch, so that one
+	// revision orders them; changed sorts the keys.
+	wch := f.Store.client.Watch(clientv3.WithRequireLeader(wctx), f.Store.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	probe := f.Clock.NewTimer(f.ProbeInterval)
 	defer func() { probe.Stop() }()
 	for {
@@ -132,10 +150,11 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 			if !ok {
 				return errors.New("the watch ended")
 			}
-			latest, err := changed(resp)
+			latest, overlays, err := f.changed(resp)
 			if err != nil {
 				return err
 			}
+			f.touch()
 			// Coalesce what else is waiting: one list covers it all.
 			for more := true; more; {
 				select {
@@ -143,11 +162,11 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 					if !ok {
 						return errors.New("the watch ended")
 					}
-					r, err := changed(resp)
+					r, o, err := f.changed(resp)
 					if err != nil {
 						return err
 					}
-					latest = max(latest, r)
+					latest, overlays = max(latest, r), overlays || o
 				default:
 					more = false
 				}
@@ -159,29 +178,41 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 					return err
 				}
 			}
+			if overlays && f.Overlays != nil {
+				if err := f.Overlays(ctx); err != nil {
+					return err
+				}
+			}
 		case <-probe.C():
 			if err := f.Store.Ping(ctx); err != nil {
 				return err
 			}
+			f.touch()
 			probe = f.Clock.NewTimer(f.ProbeInterval)
 		}
 	}
 }
 
-// changed returns the revision of the last change in resp, 0 for a
-// progress notification.
-func changed(resp clientv3.WatchResponse) (int64, error) {
+// changed returns the revision of the last change of an instance in resp
+// (0 for none, or a progress notification), and whether an overlay
+// changed. Other keys (hosts, addresses) are not the registry's.
+func (f *Follower) changed(resp clientv3.WatchResponse) (latest int64, overlays bool, err error) {
 	if resp.CompactRevision != 0 {
-		return 0, fmt.Errorf("%w (compacted at %d)", errCompacted, resp.CompactRevision)
+		return 0, false, fmt.Errorf("%w (compacted at %d)", errCompacted, resp.CompactRevision)
 	}
 	if err := resp.Err(); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var latest int64
+	ovDir := f.Store.prefix + overlaysDir
 	for _, ev := range resp.Events {
-		latest = max(latest, ev.Kv.ModRevision)
+		switch k := string(ev.Kv.Key); {
+		case strings.HasPrefix(k, f.Store.instances.dir):
+			latest = max(latest, ev.Kv.ModRevision)
+		case strings.HasPrefix(k, ovDir):
+			overlays = true
+		}
 	}
-	return latest, nil
+	return latest, overlays, nil
 }
 
 func (f *Follower) sleep(ctx context.Context) bool {

@@ -193,6 +193,9 @@ func (p *Presence) Close(ctx context.Context) error {
 	return p.s.fail(cctx, "the removal of host "+p.key, err)
 }
 
+// Name is the host's name in the list.
+func (p *Presence) Name() string { return p.rec.Name }
+
 // Lease is the current lease ID, 0 while none is held.
 func (p *Presence) Lease() int64 {
 	p.mu.Lock()

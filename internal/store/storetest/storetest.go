@@ -376,6 +376,12 @@ func FullInstance(name string) *ec2.Instance {
 	}
 }
 
+// NotStored names the fields of ec2.Instance that an instance's record does
+// not keep: run-time state, which a store keeps apart as an ec2.Overlay
+// (RunOverlays) so that no document written through the admin API touches
+// it. ZeroFields does not report them.
+var NotStored = map[string]bool{"Events": true, "Faults": true}
+
 // ZeroFields returns the paths of the fields of v (a struct or a pointer to
 // one) that are zero, looking into nested structs, pointers and slice
 // elements. A field counts as set if any element of its slice sets it, so that
@@ -384,10 +390,6 @@ func FullInstance(name string) *ec2.Instance {
 //
 // It uses reflection so that a field added to ec2.Instance is reported until
 // the sample, and therefore the backends' encodings, cover it.
-// NotStored names the fields of ec2.Instance that stores do not keep: run-time
-// state rebuilt after a restart. ZeroFields does not report them.
-var NotStored = map[string]bool{"Events": true, "Faults": true}
-
 func ZeroFields(v any) []string {
 	set := map[string]bool{}
 	var all []string
