@@ -82,7 +82,7 @@ check:
 lint:
 	./scripts/lint.sh
 
-## bench: throughput of `imds serve` against a minimal net/http server (needs wrk)
+## bench: throughput of `imds serve` against constant net/http and fasthttp servers, RSS, start-up time (needs wrk)
 bench:
 	$(GO) run ./tools/bench $(BENCHFLAGS)
 

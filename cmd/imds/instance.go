@@ -372,7 +372,7 @@ func addFromFile(cmd *cobra.Command, c *admin.Client, path string) ([]*ec2.Insta
 		}
 		return c.AddInstancesFile(cmd.Context(), "stdin", data)
 	}
-	specs, err := config.LoadInstances(path)
+	specs, readFiles, err := config.LoadInstances(path)
 	if err != nil {
 		return nil, err
 	}
@@ -380,7 +380,7 @@ func addFromFile(cmd *cobra.Command, c *admin.Client, path string) ([]*ec2.Insta
 	if err != nil {
 		return nil, fmt.Errorf("--from-file: %w", err)
 	}
-	if _, err := config.ParseInstances(path, data); err == nil {
+	if !readFiles {
 		return c.AddInstancesFile(cmd.Context(), path, data)
 	}
 	docs := make([]json.RawMessage, len(specs))

@@ -94,25 +94,28 @@ type Identity struct {
 	NeighbourTable bool
 }
 
+// Metrics, Admin, Log and Limits are decoded by their fields' json names
+// and check tags, as the instance document is (walk.go).
+
 // Metrics configures the Prometheus metrics. They are always served on
 // the admin API (/metrics); Listen adds an address of their own.
 type Metrics struct {
 	// Listen is an optional host:port serving /metrics without a token:
 	// metrics hold no secrets, addresses or user-data.
-	Listen string
+	Listen string `json:"listen" check:"hostport"`
 	// InstanceSeries bounds how many instances get request series of
 	// their own (0: the default, 1000).
-	InstanceSeries int
+	InstanceSeries int `json:"instance_series" check:"min=1,max=1048576"`
 }
 
 // Admin configures the admin API.
 type Admin struct {
-	Socket    string // Unix socket path; "" means the default
-	Listen    string // optional TCP address; needs TokenFile
-	TokenFile string // file holding the bearer token for Listen
+	Socket    string `json:"socket" check:"path"`     // Unix socket path; "" means the default
+	Listen    string `json:"listen" check:"hostport"` // optional TCP address; needs TokenFile
+	TokenFile string `json:"token_file" check:"path"` // file holding the bearer token for Listen
 	// SocketGroup, if set, is the group (name or number) whose members may
 	// use the Unix socket: it is then mode 0660 with that group, not 0600.
-	SocketGroup string
+	SocketGroup string `json:"socket_group" check:"group"`
 }
 
 // validGroupName accepts what useradd and groupadd accept as a group name
@@ -135,21 +138,21 @@ func validGroupName(s string) bool {
 
 // Log configures logging.
 type Log struct {
-	Level  string // debug, info, warn or error
-	Format string // text or json
+	Level  string `json:"level" check:"enum=debug|info|warn|error"`
+	Format string `json:"format" check:"enum=text|json"`
 	// AccessLog is nil when the file does not say, leaving the choice to the
 	// command line.
-	AccessLog *bool
+	AccessLog *bool `json:"access_log"`
 }
 
 // Limits is the limits: section: caps and times of the metadata listener
 // (see imds.Limits for the defaults).
 type Limits struct {
-	MaxConnections          int
-	MaxConnectionsPerSource int
-	HeaderTimeout           time.Duration
-	BodyTimeout             time.Duration
-	IdleTimeout             time.Duration
+	MaxConnections          int           `json:"max_connections" check:"min=1,max=1048576"`
+	MaxConnectionsPerSource int           `json:"max_connections_per_source" check:"min=1,max=1048576"`
+	HeaderTimeout           time.Duration `json:"header_timeout" check:"min=100ms,max=10m"`
+	BodyTimeout             time.Duration `json:"body_timeout" check:"min=100ms,max=10m"`
+	IdleTimeout             time.Duration `json:"idle_timeout" check:"min=100ms,max=1h"`
 }
 
 // Credentials configures the temporary credentials served for the role.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,10 +21,21 @@ import (
 	"github.com/imdsdev/imds/internal/suggest"
 )
 
-// maxSteps bounds the work of walking one document (a step is a key or a list
-// item). Aliases let a few kilobytes describe a huge tree, while a real config
-// file takes a few hundred steps.
-const maxSteps = 1 << 17
+// The work of walking one document (a step is a key or a list item) is
+// bounded by minSteps plus stepsPerNode for each node written in it:
+// aliases let a few kilobytes describe a huge tree, and bounding the walk by
+// the document's own size (as yaml.v3 bounds alias expansion by a ratio)
+// refuses such alias bombs without limiting honest size. A document without
+// aliases takes at most 2 steps per node; one whose every entry merges a
+// shared block of defaults (<<: *defaults) takes more, about 11 per node for
+// a block of 48 tags (TestMergedDefaults), hence the margin. The price of
+// the margin: a 1 MiB document of aliases can keep the decoder busy about
+// 9 times as long as an honest 1 MiB document (4.3 s against 0.5 s here)
+// before it is refused.
+const (
+	minSteps     = 1 << 17
+	stepsPerNode = 16
+)
 
 // readFunc reads the file at path, failing if it is larger than limit bytes.
 // Parse reads from disk; the fuzz test substitutes a fake so that fuzzed
@@ -40,7 +52,8 @@ type decoder struct {
 	// lines maps the dotted path of every key and list item seen to its
 	// line, so that problems found later (by ec2.Validate) point into the file.
 	lines map[string]int
-	steps int
+	// steps is the work spent so far, maxSteps what the document may spend.
+	steps, maxSteps int
 	// merged memoizes the flattened entries of each mapping, so that a mapping
 	// merged or aliased many times is flattened (and its problems reported) once.
 	merged  map[*yaml.Node][]entry
@@ -53,17 +66,23 @@ type decoder struct {
 	// offered, when set, is told the keys each decoded mapping accepts (the
 	// test that keeps docs/configuration.md complete uses it).
 	offered func(path string, keys []string)
+	// fields memoizes the fields of each document type (walk.go).
+	fields map[reflect.Type]*structInfo
+	// defaultDoc is the document of ec2.NewDefaultInstance(), which every
+	// instance document is decoded over.
+	defaultDoc *InstanceDoc
 }
 
 func newDecoder(file, baseDir string, read readFunc) *decoder {
 	return &decoder{
-		file:    file,
-		baseDir: baseDir,
-		read:    read,
-		lines:   map[string]int{},
-		merged:  map[*yaml.Node][]entry{},
-		merging: map[*yaml.Node]bool{},
-		covered: map[string]bool{},
+		file:     file,
+		baseDir:  baseDir,
+		read:     read,
+		maxSteps: minSteps,
+		lines:    map[string]int{},
+		merged:   map[*yaml.Node][]entry{},
+		merging:  map[*yaml.Node]bool{},
+		covered:  map[string]bool{},
 	}
 }
 
@@ -109,14 +128,30 @@ func (d *decoder) isCovered(path string) bool {
 // reported once.
 func (d *decoder) step(line int) bool {
 	d.steps++
-	if d.steps == maxSteps+1 {
+	if d.steps == d.maxSteps+1 {
 		d.errorf(line, "", "document is too large or uses too many aliases")
 	}
-	return d.steps <= maxSteps
+	return d.steps <= d.maxSteps
 }
 
 // exhausted reports whether the document was too big to walk completely.
-func (d *decoder) exhausted() bool { return d.steps > maxSteps }
+func (d *decoder) exhausted() bool { return d.steps > d.maxSteps }
+
+// countNodes returns the number of nodes written in the tree under n,
+// counting an alias as one node (not following it).
+func countNodes(n *yaml.Node) int {
+	count := 0
+	stack := []*yaml.Node{n}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		count++
+		if n.Kind != yaml.AliasNode {
+			stack = append(stack, n.Content...)
+		}
+	}
+	return count
+}
 
 // mark remembers the first line where path is written.
 func (d *decoder) mark(path string, line int) {
@@ -157,6 +192,7 @@ func (d *decoder) document(data []byte) (root *yaml.Node) {
 	if len(doc.Content) == 0 {
 		return nil
 	}
+	d.maxSteps = minSteps + stepsPerNode*countNodes(&doc)
 	return doc.Content[0]
 }
 
@@ -286,12 +322,22 @@ func describe(n *yaml.Node) string {
 	}
 }
 
-var reSimpleKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// simpleKey reports whether key is made of [A-Za-z0-9_-] only.
+func simpleKey(key string) bool {
+	for i := range len(key) {
+		switch c := key[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return key != ""
+}
 
 // join appends key to path, quoting keys that would make the path ambiguous
 // or span lines.
 func join(path, key string) string {
-	if !reSimpleKey.MatchString(key) {
+	if !simpleKey(key) {
 		key = strconv.Quote(key)
 	}
 	if path == "" {
@@ -309,6 +355,9 @@ func isMerge(k *yaml.Node) bool {
 // non-text keys. An explicit key overrides a merged one; among merged
 // mappings the first wins, as the YAML merge key specification says.
 func (d *decoder) entries(m *yaml.Node, path string) []entry {
+	// Only an anchored mapping can be reached twice (or merged into
+	// itself): the others are neither remembered nor tracked.
+	anchored := m.Anchor != ""
 	if es, ok := d.merged[m]; ok {
 		return es
 	}
@@ -316,8 +365,10 @@ func (d *decoder) entries(m *yaml.Node, path string) []entry {
 		d.errorf(m.Line, mergePath(path), "merges a mapping into itself")
 		return nil
 	}
-	d.merging[m] = true
-	defer delete(d.merging, m)
+	if anchored {
+		d.merging[m] = true
+		defer delete(d.merging, m)
+	}
 
 	explicit := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -362,7 +413,9 @@ func (d *decoder) entries(m *yaml.Node, path string) []entry {
 		seen[rk.Value] = true
 		out = append(out, entry{name: rk.Value, line: k.Line, value: v})
 	}
-	d.merged[m] = out
+	if anchored {
+		d.merged[m] = out
+	}
 	return out
 }
 
@@ -398,39 +451,60 @@ func mergePath(path string) string {
 // mapping decodes the mapping v against s, reporting unknown keys. It returns
 // false if v is null, which stands for an absent section.
 func (d *decoder) mapping(path string, line int, v *yaml.Node, s schema) bool {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return d.walkMapping(path, line, v, keys, func(e entry, p string) bool {
+		dec, ok := s[e.name]
+		if ok {
+			dec(p, e.line, e.value)
+		}
+		return ok
+	})
+}
+
+// mappingEntries returns the entries of the mapping v; false if v is null
+// or, reported as not being what, something else.
+func (d *decoder) mappingEntries(path string, line int, v *yaml.Node, what string) ([]entry, bool) {
 	rv := resolve(v)
 	if isNull(rv) {
-		return false
+		return nil, false
 	}
 	if rv.Kind != yaml.MappingNode {
-		d.errorf(line, path, "must be a mapping, got %s", describe(rv))
+		d.errorf(line, path, "must be %s, got %s", what, describe(rv))
+		return nil, false
+	}
+	return d.entries(rv, path), true
+}
+
+// walkMapping calls each for the entries of the mapping v, whose keys may
+// be those of the sorted list keys; each returns false for a key it does
+// not know, which is reported. It returns false if v is null.
+func (d *decoder) walkMapping(path string, line int, v *yaml.Node, keys []string, each func(e entry, path string) bool) bool {
+	es, ok := d.mappingEntries(path, line, v, "a mapping")
+	if !ok {
 		return false
 	}
 	if d.offered != nil {
-		keys := make([]string, 0, len(s))
-		for k := range s {
-			keys = append(keys, k)
-		}
 		d.offered(path, keys)
 	}
-	for _, e := range d.entries(rv, path) {
+	for _, e := range es {
 		p := join(path, e.name)
-		dec, ok := s[e.name]
-		if !ok {
-			d.errorf(e.line, p, "unknown key%s", d.hint(path, e.name, s))
-			continue
-		}
 		if !d.step(e.line) {
 			break
 		}
 		d.mark(p, e.line)
-		dec(p, e.line, e.value)
+		if !each(e, p) {
+			d.errorf(e.line, p, "unknown key%s", d.hint(path, e.name, keys))
+		}
 	}
 	return true
 }
 
-// hint suggests what an unknown key was meant to be.
-func (d *decoder) hint(path, name string, s schema) string {
+// hint suggests which of the sorted keys an unknown key was meant to be.
+func (d *decoder) hint(path, name string, keys []string) string {
 	if section, ok := d.misplaced[name]; ok && path == "" {
 		return fmt.Sprintf("; %s belongs under %s:", name, section)
 	}
@@ -453,11 +527,6 @@ func (d *decoder) hint(path, name string, s schema) string {
 	}
 	norm := b.String()
 	best, bestDist := "", 3
-	keys := make([]string, 0, len(s))
-	for k := range s {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	for _, k := range keys {
 		if dist := suggest.Distance(norm, k); dist < bestDist && dist <= len(k)/3 {
 			best, bestDist = k, dist
@@ -483,7 +552,7 @@ func (d *decoder) list(path string, line int, v *yaml.Node, each func(i int, pat
 		if !d.step(it.Line) {
 			break
 		}
-		p := fmt.Sprintf("%s[%d]", path, i)
+		p := path + "[" + strconv.Itoa(i) + "]"
 		d.mark(p, it.Line)
 		each(i, p, it.Line, it)
 	}
@@ -628,4 +697,13 @@ func errorCause(err error) string {
 		err = pe.Err
 	}
 	return oneLine(err.Error())
+}
+
+// into returns a field decoder that stores a text value in dst.
+func (d *decoder) into(dst *string) field {
+	return func(p string, line int, v *yaml.Node) {
+		if s, ok := d.str(p, line, v); ok {
+			*dst = s
+		}
+	}
 }

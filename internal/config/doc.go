@@ -27,6 +27,17 @@
 // (user_data_file, key_file, data_dir) are relative to the config file's
 // directory. Anchors, aliases and merge keys (<<) are allowed.
 //
+// # The instance document
+//
+// The keys of instance:, of each item of instances:, of the files of
+// `imds instance add --from-file` and of the admin API's bodies are one
+// schema, InstanceDoc, defined once as Go types. The decoder walks the YAML
+// (or JSON) tree against their fields (walk.go) and MarshalInstance writes
+// them, so what is accepted and what is written cannot drift apart
+// (FuzzInstanceDocument checks the round trip). The work of decoding grows
+// with the document, not with what its aliases expand to: documents of
+// 100,000 entries load, alias bombs are refused.
+//
 // Parse already derives and validates the instance, so a file that parses
 // builds; File is read-only afterwards and BuildInstance may be called from
 // several goroutines.

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/imdsdev/imds/internal/ec2"
 )
 
@@ -73,6 +76,47 @@ func FuzzParse(f *testing.F) {
 		// changes derived values, which are always valid.
 		if _, err := file.BuildInstance(ec2.DeriveOptions{Seed: []byte("fuzz")}); err != nil {
 			t.Errorf("Parse accepted a file that BuildInstance rejects:\n%v", err)
+		}
+	})
+}
+
+// FuzzInstanceDocument checks that decoding and encoding use one schema:
+// whatever ParseInstances accepts, MarshalInstance writes a document that
+// ParseInstances reads back as a spec that derives to the same instance.
+func FuzzInstanceDocument(f *testing.F) {
+	for _, s := range []string{
+		"name: a\n",
+		`{"name":"a","role":null,"public_ipv4":"","tags":{"k":7}}`,
+		"- name: a\n  user_data: !!binary H4sI\n- name: b\n  network_interfaces: [{device_number: 1, public_ipv4s: []}]\n",
+		"name: a\nsecurity_groups: [web, {name: ssh, id: sg-1}]\nblock_devices: {root: /dev/xvda}\n",
+		"name: a\npending_time: 2026-01-02T03:04:05+01:00\nfaults: \"latency=10ms\"\nhop_limit: 2\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		specs, err := ParseInstances("fuzz.json", data)
+		if err != nil {
+			return
+		}
+		for _, spec := range specs {
+			doc, err := MarshalInstance(spec)
+			if err != nil {
+				t.Fatalf("MarshalInstance: %v", err)
+			}
+			again, err := ParseInstances("again.json", doc)
+			if err != nil {
+				t.Fatalf("ParseInstances(MarshalInstance(spec)) = %v\ndocument: %s", err, doc)
+			}
+			// An empty list and none mean the same for most keys (tags: {}
+			// is no tags), and the document leaves both out; where they
+			// differ (public_ipv4s), Derive fills in none. So compare the
+			// derived instances, with empty and nil alike.
+			opt := ec2.DeriveOptions{Seed: []byte("fuzz")}
+			ec2.Derive(spec, opt)
+			ec2.Derive(again[0], opt)
+			if diff := cmp.Diff(spec, again[0], cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("round trip (-first +again):\n%s\ndocument: %s", diff, doc)
+			}
 		}
 	})
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +231,88 @@ func TestParseInstancesNames(t *testing.T) {
 	specs, err := ParseInstances("api", []byte(`{"name":"123"}`))
 	if err != nil || len(specs) != 1 || specs[0].Name != "123" {
 		t.Errorf(`{"name":"123"}: %v, %v; want the name "123"`, specs, err)
+	}
+}
+
+// TestDocumentSources covers the rules between keys of one document: one
+// source of user data whatever the order of the keys, and key_file naming
+// a file.
+func TestDocumentSources(t *testing.T) {
+	for _, tt := range []struct{ src, want string }{
+		{"name: a\nuser_data: hi\nuser_data_base64: aGk=\n", "x:3: user_data_base64: cannot be combined with user_data (line 2); choose one"},
+		{"name: a\nuser_data_base64: aGk=\nuser_data: hi\n", "x:3: user_data: cannot be combined with user_data_base64 (line 2); choose one"},
+		{"name: a\nuser_data_base64: '%%'\n", "x:2: user_data_base64: must be standard base64"},
+		{"name: a\nuser_data_file: ''\n", "x:2: user_data_file: must be a file path, got an empty string"},
+		{"name: a\npublic_keys: [{name: k, key_file: ''}]\n", "x:2: public_keys[0].key_file: must be a file path, got an empty string"},
+		{"name: a\nrole: {instance_profile_name: p}\n", "x:2: role.name: is required"},
+		{"name: a\nmac: 06:00:00:00:00:01\nnetwork_interfaces: [{}]\n", "x:2: mac: cannot be combined with network_interfaces (line 3)"},
+	} {
+		_, err := ParseInstances("x", []byte(tt.src))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseInstances(%q):\n got %v\nwant %q", tt.src, err, tt.want)
+		}
+	}
+	for src, want := range map[string]*ec2.Role{
+		"name: a\nrole: ''\n":   nil,
+		"name: a\nrole: null\n": nil,
+		"name: a\nrole: r\n":    {Name: "r"},
+		"name: a\nrole: {name: r, instance_profile_id: AIPA}\n": {Name: "r", InstanceProfileID: "AIPA"},
+		"name: a\n": {Name: ec2.DefaultRoleName},
+	} {
+		specs, err := ParseInstances("x", []byte(src))
+		if err != nil {
+			t.Errorf("ParseInstances(%q): %v", src, err)
+			continue
+		}
+		if diff := cmp.Diff(want, specs[0].Role); diff != "" {
+			t.Errorf("ParseInstances(%q) role (-want +got):\n%s", src, diff)
+		}
+	}
+}
+
+// TestMarshalInstanceDocument pins the document MarshalInstance writes:
+// keys in schema order, empty values left out, role always.
+func TestMarshalInstanceDocument(t *testing.T) {
+	inst := ec2.NewDefaultInstance()
+	inst.Name = "web-1"
+	inst.Origin = ec2.OriginAPI
+	inst.Interfaces = []ec2.NetworkInterface{{PublicIPv4s: []string{}}, {DeviceNumber: 1}}
+	inst.Tags = []ec2.Tag{{Key: "z", Value: "1"}, {Key: "a", Value: ""}}
+	inst.Events.Rebalance = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) // fixed instant: only formatted
+	inst.Role = nil
+	got, err := MarshalInstance(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"name":"web-1","origin":"api","network_interfaces":[{"public_ipv4s":[]},{"device_number":1}],` +
+		`"tags":{"z":"1","a":""},"role":null,"events":{"rebalance":"2026-01-02T03:04:05Z"}}`
+	if string(got) != want {
+		t.Errorf("MarshalInstance:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestLoadInstancesReadFiles: the CLI sends a file as it is unless it
+// references other files, which LoadInstances reads and reports.
+func TestLoadInstancesReadFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	write("k.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZ1enotZnV6ei1mdXp6 k\n")
+	for _, tt := range []struct {
+		doc       string
+		readFiles bool
+	}{
+		{"name: a\npublic_keys: [{name: k, key: ssh-ed25519 AAAA}]\n", false},
+		{"name: a\npublic_keys: [{name: k, key_file: k.pub}]\n", true},
+	} {
+		specs, readFiles, err := LoadInstances(write("doc.yaml", tt.doc))
+		if err != nil || readFiles != tt.readFiles || len(specs) != 1 || specs[0].PublicKeys[0].Key == "" {
+			t.Errorf("LoadInstances(%q) = %v, %v, %v; want readFiles %v and the key", tt.doc, specs, readFiles, err, tt.readFiles)
+		}
 	}
 }

@@ -60,15 +60,8 @@ var roleKeys = map[string][]string{
 
 // roles decodes the roles: mapping of role names to their definitions.
 func (d *decoder) roles(path string, line int, v *yaml.Node, f *File) {
-	rv := resolve(v)
-	if isNull(rv) {
-		return
-	}
-	if rv.Kind != yaml.MappingNode {
-		d.errorf(line, path, "must be a mapping of role names to their credentials, got %s", describe(rv))
-		return
-	}
-	for _, e := range d.entries(rv, path) {
+	es, _ := d.mappingEntries(path, line, v, "a mapping of role names to their credentials")
+	for _, e := range es {
 		p := path + "." + e.name
 		if !reRoleNameConfig.MatchString(e.name) {
 			d.errorf(e.line, p, "role names are 1-64 characters of letters, digits and +=,.@_-")

@@ -228,3 +228,27 @@ func TestStalledOutputDropsAndReports(t *testing.T) {
 		t.Errorf("%d lines written + %d dropped, want %d logged", kept, w.Dropped(), lines+lines/1000)
 	}
 }
+
+// HandleAttrs writes exactly what Handle writes for the same record.
+func TestHandleAttrsMatchesHandle(t *testing.T) {
+	when := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC) // fixed instant: formatted only
+	attrs := []slog.Attr{
+		slog.String("method", "GET"), slog.String("path", "/latest/meta-data/"), slog.Int("status", 200),
+		slog.String("api", "v1"), slog.Duration("latency", 1500*time.Nanosecond), slog.String("remote", "127.0.0.1:4000"),
+		slog.String("instance", "web 1"), slog.String("ua", `curl "8"`), slog.String("fault", "latency"),
+	}
+	var viaRecord, viaAttrs bytes.Buffer
+	h1 := NewHandler(&viaRecord, nil).WithAttrs([]slog.Attr{slog.String("k", "v")})
+	h2 := NewHandler(&viaAttrs, nil).WithAttrs([]slog.Attr{slog.String("k", "v")})
+	r := slog.NewRecord(when, slog.LevelInfo, "request", 0)
+	r.AddAttrs(attrs...)
+	if err := h1.Handle(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.(*Handler).HandleAttrs(when, slog.LevelInfo, "request", attrs); err != nil {
+		t.Fatal(err)
+	}
+	if viaRecord.String() != viaAttrs.String() {
+		t.Errorf("HandleAttrs wrote %q, Handle %q", viaAttrs.String(), viaRecord.String())
+	}
+}

@@ -75,27 +75,47 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 
 // Handle implements slog.Handler.
 func (h *Handler) Handle(_ context.Context, r slog.Record) error {
+	return h.handle(r.Time, r.Level, r.Message, func(b []byte) []byte {
+		r.Attrs(func(a slog.Attr) bool {
+			b = appendAttr(b, h.group, a)
+			return true
+		})
+		return b
+	})
+}
+
+// HandleAttrs writes the record Handle would write for a slog.Record of t,
+// level, msg and attrs, without building one: a slog.Record holds five
+// attributes and allocates for more, and a server's access log has more
+// on every request. The caller keeps attrs.
+func (h *Handler) HandleAttrs(t time.Time, level slog.Level, msg string, attrs []slog.Attr) error {
+	return h.handle(t, level, msg, func(b []byte) []byte {
+		for _, a := range attrs {
+			b = appendAttr(b, h.group, a)
+		}
+		return b
+	})
+}
+
+func (h *Handler) handle(t time.Time, level slog.Level, msg string, appendAttrs func([]byte) []byte) error {
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]
-	if !r.Time.IsZero() {
+	if !t.IsZero() {
 		b = append(b, "time="...)
-		b = h.clock.append(b, r.Time)
+		b = h.clock.append(b, t)
 		b = append(b, ' ')
 	}
 	b = append(b, "level="...)
-	b = append(b, r.Level.String()...)
+	b = append(b, level.String()...)
 	b = append(b, " msg="...)
-	b = appendString(b, r.Message)
+	b = appendString(b, msg)
 	b = append(b, h.prefix...)
-	r.Attrs(func(a slog.Attr) bool {
-		b = appendAttr(b, h.group, a)
-		return true
-	})
+	b = appendAttrs(b)
 	b = append(b, '\n')
 	_, err := h.out.Write(b)
 	*bp = b
 	bufPool.Put(bp)
-	if err == nil && h.flush != nil && r.Level >= slog.LevelWarn {
+	if err == nil && h.flush != nil && level >= slog.LevelWarn {
 		err = h.flush()
 	}
 	return err

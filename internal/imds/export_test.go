@@ -15,3 +15,6 @@ type RefusalLogForTest struct{ l refusalLog }
 func (r *RefusalLogForTest) Allow(addr netip.Addr, reason string, now time.Time) (bool, int) {
 	return r.l.allow(addr, reason, now)
 }
+
+// RequestPath exposes requestPath to the external tests.
+func RequestPath(raw string) (path, host string, err error) { return requestPath(raw) }

@@ -20,10 +20,10 @@ const tokenTimeoutHold = 30 * time.Second
 
 // injectFault applies the faults of an instance to one request before it is
 // served. It returns an error for responses the fault replaces.
-func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, req *request, f ec2.Faults, tokenPath bool) error {
+func (s *Server) injectFault(x exchange, req *request, f ec2.Faults, tokenPath bool) error {
 	if f.DropRate > 0 && s.random() < f.DropRate {
 		req.fault = "drop"
-		return s.drop(w)
+		return s.drop(x)
 	}
 	if f.Latency > 0 || f.LatencyMax > 0 {
 		d := f.Latency
@@ -34,7 +34,7 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, req *reques
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
-		case <-r.Context().Done():
+		case <-x.gone():
 			t.Stop()
 			return errNoResponse
 		}
@@ -47,7 +47,7 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, req *reques
 		req.fault = "error"
 		return ec2.Errorf(f.ErrorCode(), "injected error (fault)")
 	}
-	if tokenPath && r.Method == http.MethodPut {
+	if tokenPath && x.method() == http.MethodPut {
 		switch f.Token {
 		case ec2.TokenRefuse:
 			req.fault = "token-refuse"
@@ -57,22 +57,18 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, req *reques
 			t := time.NewTimer(tokenTimeoutHold)
 			select {
 			case <-t.C:
-			case <-r.Context().Done():
+			case <-x.gone():
 				t.Stop()
 			}
-			return s.drop(w)
+			return s.drop(x)
 		}
 	}
 	return nil
 }
 
 // drop closes the connection without writing a response.
-func (s *Server) drop(w http.ResponseWriter) error {
-	if hj, ok := w.(http.Hijacker); ok {
-		if conn, _, err := hj.Hijack(); err == nil {
-			conn.Close()
-		}
-	}
+func (s *Server) drop(x exchange) error {
+	x.drop()
 	return errNoResponse
 }
 

@@ -1,12 +1,11 @@
 package imds_test
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -15,22 +14,27 @@ import (
 )
 
 // faultFixture serves an instance with faults and a log the test reads.
-func faultFixture(t *testing.T, f ec2.Faults, random func() float64) (*fixture, *bytes.Buffer) {
+// It serves on a real listener, where held requests must end when the
+// client goes away.
+func faultFixture(t *testing.T, f ec2.Faults, random func() float64) (*fixture, *lockedBuffer) {
 	t.Helper()
 	inst := defaultInstance()
 	inst.Faults = f
-	fx := newFixture(t, inst)
-	var log bytes.Buffer
-	fx.srv.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	fx := prepareFixture(t, inst)
+	log := &lockedBuffer{}
+	fx.srv.Logger = slog.New(slog.NewTextHandler(log, nil))
 	fx.srv.Random = random
-	h, err := fx.srv.Handler()
-	if err != nil {
+	fx.srv.Listen = []string{"127.0.0.1:0"}
+	if err := fx.srv.Open(); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	fx.url = ts.URL
-	return fx, &log
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		fx.srv.Close(ctx)
+	})
+	fx.url = fx.srv.URL()
+	return fx, log
 }
 
 func TestFaultErrorsAndThrottle(t *testing.T) {

@@ -2,9 +2,9 @@ package imds
 
 import (
 	"context"
-	"net"
-	"net/http"
 	"net/netip"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -33,14 +33,6 @@ func (s *Server) HopDistance(addr netip.Addr) int {
 	return hops
 }
 
-// connKey is the context key of the connection a request came on, stored by
-// the ConnContext hook of Open; requests served through Handler have none.
-type connKey struct{}
-
-func withConn(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, c)
-}
-
 // hopLimitHold is how long a token request from beyond the hop limit is
 // held before its connection is closed without an answer (the client
 // normally gives up much sooner, and then the request ends at once).
@@ -52,55 +44,63 @@ const hopLimitHold = tokenTimeoutHold
 // configured HopDistances never sees the response; then limitHops holds the
 // request until the client gives up, closes the connection and returns
 // errNoResponse. Otherwise it sets the TTL of the connection's socket and
-// returns done, which the caller returns once the response is written: done
-// flushes the response, waits until the peer has acknowledged it and puts
-// the socket's TTL back for the responses that follow on a keep-alive
+// leaves req.restore for the server to call once the response is on the
+// wire: it waits until the peer has acknowledged the response and puts the
+// socket's TTL back for the responses that follow on a keep-alive
 // connection. (Putting it back right after the write would let TCP
 // retransmit a response that died on the way with the normal TTL, and it
-// would arrive after all.) If the response is never acknowledged, done
-// closes the connection and returns errNoResponse.
-func (s *Server) limitHops(w http.ResponseWriter, r *http.Request, req *request, limit int) (done func() error, err error) {
+// would arrive after all.) If the response is never acknowledged, the
+// connection is closed and the request logged as unanswered.
+// ttlRestorer tells whether a token response sent with a lowered TTL has
+// been acknowledged (the connection puts the TTL back; see ttlState).
+type ttlRestorer interface {
+	// acked looks once: true if everything written has been acknowledged
+	// (or the kernel cannot tell).
+	acked() bool
+	// waitAcked waits until it has been (true) or ctx ends (false).
+	waitAcked(ctx context.Context) bool
+}
+
+// ttlState is what a listener connection knows of its socket's TTL: its
+// own value, read once, and whether it is lowered for token responses.
+// Consecutive token responses at one TTL keep it lowered; the connection
+// puts it back before it writes anything else (ttlState.putBack).
+type ttlState struct {
+	mu          sync.Mutex
+	raw         syscall.RawConn // nil until the first token response
+	level, opt  int
+	old         int  // the socket's own TTL
+	low         int  // the lowered TTL in force; 0: old is
+	next        bool // what is being written is a token response at low
+	unsupported bool // the socket has no TTL to set
+}
+
+func (s *Server) limitHops(x exchange, req *request, limit int) error {
 	if limit < 1 {
 		limit = 1
 	}
-	if s.HopDistance(requester(r).Addr) > limit {
+	if s.HopDistance(x.peer()) > limit {
 		req.fault = "hop-limit"
 		t := time.NewTimer(hopLimitHold)
 		select {
 		case <-t.C:
-		case <-r.Context().Done():
+		case <-x.gone():
 			t.Stop()
 		}
-		return nil, s.drop(w)
+		return s.drop(x)
 	}
-	c, _ := r.Context().Value(connKey{}).(net.Conn)
-	if c == nil {
-		return noop, nil
-	}
-	restore, err := setTTL(c, limit)
-	if err != nil {
-		s.Logger.Warn("cannot set the hop limit of a token response", "remote", r.RemoteAddr, "err", err)
-		return noop, nil
-	}
-	if restore == nil { // not supported here, or nothing to change
-		return noop, nil
-	}
-	return func() error {
-		if err := http.NewResponseController(w).Flush(); err != nil {
-			return nil // the connection is broken; nothing more is sent on it
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), hopLimitHold)
-		defer cancel()
-		if !restore(ctx) {
-			// The response was not acknowledged: it has not arrived (its
-			// packets died on the way, as they do beyond the hop limit), and
-			// its retransmissions must keep the low TTL. The client gives up
-			// on this connection; close it.
-			req.fault = "hop-limit"
-			return s.drop(w)
-		}
+	c := x.conn()
+	ci := connInfoOf(c)
+	if ci == nil {
 		return nil
-	}, nil
+	}
+	restore, err := lowerTTL(c, &ci.ttl, limit)
+	if err != nil {
+		s.Logger.Warn("cannot set the hop limit of a token response", "remote", x.remoteAddr(), "err", err)
+		return nil
+	}
+	if restore != nil { // nil: not supported here, or nothing to change
+		req.restore = restore
+	}
+	return nil
 }
-
-func noop() error { return nil }

@@ -9,51 +9,98 @@ import (
 	"unsafe"
 )
 
-// setTTL sets the IP TTL (IPv6 unicast hop limit) of the socket of c to
-// ttl. The returned restore waits until everything written to the socket has
-// been acknowledged by the peer, then puts the previous value back and
-// reports true; if ctx ends first, it leaves the TTL as it is (so that
-// retransmissions die like the first transmission) and reports false.
-// restore is nil when c has no socket or its TTL is ttl already.
-func setTTL(c net.Conn, ttl int) (restore func(context.Context) bool, err error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+// lowerTTL sets the IP TTL (IPv6 unicast hop limit) of the socket of c to
+// ttl for the token response about to be written, unless st says it is at
+// ttl already (the previous response was one too). The returned restorer
+// tells when the response has been acknowledged; the connection then puts
+// the socket's own TTL back before it writes anything else (st.putBack).
+// It is nil when c has no socket or its TTL is ttl anyway.
+func lowerTTL(c net.Conn, st *ttlState, ttl int) (ttlRestorer, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.unsupported {
 		return nil, nil
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	level, opt, name := syscall.IPPROTO_IPV6, syscall.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS"
-	// IPv4 peers of a dual-stack socket have IPv4-mapped addresses, and
-	// their packets take IP_TTL (Linux accepts IPPROTO_IP options on IPv6
-	// sockets).
-	if a, ok := c.LocalAddr().(*net.TCPAddr); ok && a.IP.To4() != nil {
-		level, opt, name = syscall.IPPROTO_IP, syscall.IP_TTL, "IP_TTL"
-	}
-	var old int
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		if old, serr = syscall.GetsockoptInt(int(fd), level, opt); serr == nil && old != ttl {
-			serr = syscall.SetsockoptInt(int(fd), level, opt, ttl)
+	if st.raw == nil {
+		sc, ok := c.(syscall.Conn)
+		if !ok {
+			st.unsupported = true
+			return nil, nil
 		}
-	}); err != nil {
-		return nil, err
+		raw, err := sc.SyscallConn()
+		if err != nil {
+			return nil, err
+		}
+		level, opt, name := syscall.IPPROTO_IPV6, syscall.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS"
+		// IPv4 peers of a dual-stack socket have IPv4-mapped addresses, and
+		// their packets take IP_TTL (Linux accepts IPPROTO_IP options on
+		// IPv6 sockets).
+		if a, ok := c.LocalAddr().(*net.TCPAddr); ok && a.IP.To4() != nil {
+			level, opt, name = syscall.IPPROTO_IP, syscall.IP_TTL, "IP_TTL"
+		}
+		var old int
+		var serr error
+		if err := raw.Control(func(fd uintptr) { old, serr = syscall.GetsockoptInt(int(fd), level, opt) }); err != nil {
+			return nil, err
+		}
+		if serr != nil {
+			return nil, fmt.Errorf("getsockopt %s: %w", name, serr)
+		}
+		st.raw, st.level, st.opt, st.old = raw, level, opt, old
+	}
+	switch {
+	case st.low == ttl:
+		// Lowered already for the token response before this one.
+	case ttl == st.old:
+		st.putBack()
+		return nil, nil // nothing to change, nothing to wait for
+	default:
+		if err := st.set(ttl); err != nil {
+			return nil, err
+		}
+		st.low = ttl
+	}
+	st.next = true
+	return ackWatch{st.raw}, nil
+}
+
+func (st *ttlState) set(ttl int) error {
+	var serr error
+	if err := st.raw.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), st.level, st.opt, ttl) }); err != nil {
+		return err
 	}
 	if serr != nil {
-		return nil, fmt.Errorf("setsockopt %s: %w", name, serr)
+		return fmt.Errorf("setsockopt: %w", serr)
 	}
-	if old == ttl {
-		return nil, nil // nothing to change, nothing to wait for
-	}
-	return func(ctx context.Context) bool {
-		if !waitAcked(ctx, raw) {
-			return false
-		}
-		_ = raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), level, opt, old) })
-		return true
-	}, nil
+	return nil
 }
+
+// putBack sets the socket's own TTL again if it is lowered; st.mu held.
+func (st *ttlState) putBack() {
+	if st.low != 0 {
+		_ = st.set(st.old)
+		st.low = 0
+	}
+}
+
+// putBackIfAcked is putBack once everything written has been
+// acknowledged; st.mu held.
+func (st *ttlState) putBackIfAcked() {
+	if st.low != 0 && (ackWatch{st.raw}).acked() {
+		st.putBack()
+	}
+}
+
+// ackWatch tells whether what was written to a socket has been
+// acknowledged (see ttlRestorer).
+type ackWatch struct{ raw syscall.RawConn }
+
+func (a ackWatch) acked() bool {
+	n, ok := unacked(a.raw)
+	return !ok || n == 0
+}
+
+func (a ackWatch) waitAcked(ctx context.Context) bool { return waitAcked(ctx, a.raw) }
 
 // waitAcked polls the socket's send queue (SIOCOUTQ: bytes not yet sent or
 // not yet acknowledged) until it is empty or ctx ends; true if it emptied.

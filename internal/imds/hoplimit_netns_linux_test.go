@@ -51,7 +51,7 @@ func TestTokenAckedByTheFIN(t *testing.T) {
 		t.Fatalf("nft: %v\n%s", err, out)
 	}
 
-	fx := newFixture(t, defaultInstance())
+	fx := prepareFixture(t, defaultInstance())
 	log := &lockedBuffer{}
 	rec := &recorder{}
 	fx.srv.Logger = slog.New(slog.NewTextHandler(log, nil))

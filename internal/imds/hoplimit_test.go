@@ -97,7 +97,7 @@ func hopFixtureOn(t *testing.T, listen string, limit, dist int) (*fixture, *lock
 	t.Helper()
 	inst := defaultInstance()
 	inst.Metadata.PutResponseHopLimit = limit
-	fx := newFixture(t, inst)
+	fx := prepareFixture(t, inst)
 	log := &lockedBuffer{}
 	fx.srv.Logger = slog.New(slog.NewTextHandler(log, nil))
 	fx.srv.Listen = []string{listen}

@@ -61,9 +61,8 @@ type fixture struct {
 	inst  *ec2.Instance
 }
 
-// newFixture serves inst through a real HTTP listener with a deterministic
-// clock and randomness, so that tokens and credentials are reproducible.
-func newFixture(t testing.TB, inst *ec2.Instance) *fixture {
+// prepareFixture builds a server for inst, not yet serving.
+func prepareFixture(t testing.TB, inst *ec2.Instance) *fixture {
 	t.Helper()
 	clk := &clock{t: t0}
 	rnd := rand.NewChaCha8([32]byte{1, 2, 3})
@@ -83,13 +82,41 @@ func newFixture(t testing.TB, inst *ec2.Instance) *fixture {
 	srv.Signer = stubSigner{}
 	srv.Tokens = tokens
 	srv.Now = clk.Now
-	h, err := srv.Handler()
+	return &fixture{srv: srv, clock: clk, creds: creds, inst: inst}
+}
+
+// newFixture serves inst on a real loopback listener (fasthttp, as imds
+// serve does) with a deterministic clock and randomness, so that tokens
+// and credentials are reproducible.
+func newFixture(t testing.TB, inst *ec2.Instance) *fixture {
+	t.Helper()
+	fx := prepareFixture(t, inst)
+	fx.srv.Listen = []string{"127.0.0.1:0"}
+	if err := fx.srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		fx.srv.Close(ctx)
+	})
+	fx.url = fx.srv.URL()
+	return fx
+}
+
+// newHandlerFixture serves inst through Handler (net/http), the way
+// embedding programs serve it.
+func newHandlerFixture(t testing.TB, inst *ec2.Instance) *fixture {
+	t.Helper()
+	fx := prepareFixture(t, inst)
+	h, err := fx.srv.Handler()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	return &fixture{srv: srv, clock: clk, creds: creds, url: ts.URL, inst: inst}
+	fx.url = ts.URL
+	return fx
 }
 
 type readerFunc func([]byte) (int, error)
@@ -446,7 +473,7 @@ func TestEndpointDisabled(t *testing.T) {
 func TestTokenScopedToInstance(t *testing.T) {
 	a, b := defaultInstance(), richInstance()
 	loc := &switchLocator{inst: a}
-	f := newFixture(t, a)
+	f := prepareFixture(t, a)
 	f.srv.Instances = loc
 	h, err := f.srv.Handler()
 	if err != nil {
@@ -659,7 +686,7 @@ func TestEventsGolden(t *testing.T) {
 // TestInstanceUploadOnlyFromTheHost: md_server's upload endpoint refuses
 // requests that do not come from the host itself.
 func TestInstanceUploadOnlyFromTheHost(t *testing.T) {
-	f := newFixture(t, defaultInstance())
+	f := prepareFixture(t, defaultInstance())
 	called := 0
 	f.srv.Upload = func(context.Context, io.Reader) error { called++; return nil }
 	h, err := f.srv.Handler()

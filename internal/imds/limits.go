@@ -160,13 +160,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		rel := &releaser{limits: l.limits, src: src}
+		rel, remote := &releaser{limits: l.limits, src: src}, c.RemoteAddr().String()
 		// Keep the *net.TCPConn visible (the hop limit of token responses
 		// needs its socket).
 		if tc, ok := c.(*net.TCPConn); ok {
-			return &limitedTCPConn{TCPConn: tc, rel: rel}, nil
+			lc := &limitedTCPConn{TCPConn: tc}
+			lc.rel, lc.peer, lc.remote = rel, src, remote
+			return lc, nil
 		}
-		return &limitedConn{Conn: c, rel: rel}, nil
+		lc := &limitedConn{Conn: c}
+		lc.rel, lc.peer, lc.remote = rel, src, remote
+		return lc, nil
 	}
 }
 
@@ -181,22 +185,40 @@ func (r *releaser) release() { r.once.Do(func() { r.limits.release(r.src) }) }
 
 type limitedTCPConn struct {
 	*net.TCPConn
-	rel *releaser
+	connInfo
+}
+
+func (c *limitedTCPConn) Write(p []byte) (int, error) {
+	c.beforeWrite()
+	n, err := c.TCPConn.Write(p)
+	c.wrote(err)
+	return n, err
 }
 
 func (c *limitedTCPConn) Close() error {
+	c.beforeClose() // before the socket goes: it tells what was acknowledged
 	err := c.TCPConn.Close()
+	c.wrote(net.ErrClosed)
 	c.rel.release()
 	return err
 }
 
 type limitedConn struct {
 	net.Conn
-	rel *releaser
+	connInfo
+}
+
+func (c *limitedConn) Write(p []byte) (int, error) {
+	c.beforeWrite()
+	n, err := c.Conn.Write(p)
+	c.wrote(err)
+	return n, err
 }
 
 func (c *limitedConn) Close() error {
+	c.beforeClose() // before the socket goes: it tells what was acknowledged
 	err := c.Conn.Close()
+	c.wrote(net.ErrClosed)
 	c.rel.release()
 	return err
 }

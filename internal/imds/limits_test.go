@@ -43,7 +43,7 @@ func (r *recorder) all() []ec2.RequestRecord {
 // the given limits.
 func openServer(t *testing.T, limits imds.Limits) (*fixture, *lockedBuffer, *recorder) {
 	t.Helper()
-	fx := newFixture(t, defaultInstance())
+	fx := prepareFixture(t, defaultInstance())
 	log := &lockedBuffer{}
 	rec := &recorder{}
 	fx.srv.Logger = slog.New(slog.NewTextHandler(log, nil))

@@ -31,7 +31,7 @@ func TestListenBothWildcards(t *testing.T) {
 		{"IPv4 alone", func(p string) []string { return []string{"0.0.0.0:" + p} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fx := newFixture(t, defaultInstance())
+			fx := prepareFixture(t, defaultInstance())
 			port := openOnFreePort(t, func(port string) error {
 				fx.srv.Listen = tc.listen(port)
 				return fx.srv.Open()

@@ -17,7 +17,7 @@ import (
 // allows it (the access log alone shows only the status), once a minute
 // per requester and kind.
 func TestRefusalsLogTheirReason(t *testing.T) {
-	fx := newFixture(t, defaultInstance())
+	fx := prepareFixture(t, defaultInstance())
 	log := &lockedBuffer{}
 	fx.srv.Logger = slog.New(slog.NewTextHandler(log, nil))
 	h, err := fx.srv.Handler()

@@ -15,8 +15,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/fastlog"
 	"github.com/imdsdev/imds/internal/identity"
 	"github.com/imdsdev/imds/internal/token"
 )
@@ -103,7 +105,7 @@ type Server struct {
 	limits      Limits // Limits with the defaults filled in
 	conns       *connLimiter
 	listeners   []net.Listener
-	http        *http.Server
+	fast        *fastServer
 	wg          sync.WaitGroup
 }
 
@@ -183,15 +185,6 @@ func (s *Server) Reconfigure(st Settings) {
 	s.settings.Store(newSettings(st))
 }
 
-// Handler returns the metadata API as an http.Handler without listening,
-// for tests and for embedding.
-func (s *Server) Handler() (http.Handler, error) {
-	if err := s.init(); err != nil {
-		return nil, err
-	}
-	return http.HandlerFunc(s.serveHTTP), nil
-}
-
 // Open listens on every address of Listen and starts serving. Listen errors
 // are returned synchronously.
 func (s *Server) Open() error {
@@ -199,24 +192,6 @@ func (s *Server) Open() error {
 		return err
 	}
 	s.conns = newConnLimiter(s.limits, s.Logger, time.Now)
-	s.http = &http.Server{
-		Handler: http.HandlerFunc(s.serveHTTP),
-		// No ReadTimeout: it would cancel the context of requests that a
-		// fault holds longer. Bodies get their own deadline in serve.
-		ReadHeaderTimeout: s.limits.HeaderTimeout,
-		WriteTimeout:      s.limits.WriteTimeout,
-		IdleTimeout:       s.limits.IdleTimeout,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
-		// Parse the peer address once per connection, not per request.
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			ctx = withConn(ctx, c) // for the TTL of token responses
-			if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-				return context.WithValue(ctx, peerKey{}, ec2.Requester{Addr: ap.Addr().Unmap()})
-			}
-			return ctx
-		},
-	}
 	for _, addr := range s.Listen {
 		ln, err := net.Listen(listenNetwork(addr, s.Listen), addr)
 		if err != nil {
@@ -225,11 +200,12 @@ func (s *Server) Open() error {
 		}
 		s.listeners = append(s.listeners, &limitListener{Listener: ln, limits: s.conns})
 	}
+	s.fast = s.newFastServer()
 	for _, ln := range s.listeners {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.fast.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 				s.Logger.Error("metadata listener stopped", "addr", ln.Addr().String(), "err", err)
 			}
 		}()
@@ -291,16 +267,25 @@ func (s *Server) URL() string {
 
 // Close stops accepting connections and waits for requests in flight until
 // ctx is done, then closes whatever connections remain (a client may hold
-// connections it never sends a request on, which Shutdown would wait for).
+// connections it never sends a request on, which a graceful shutdown would
+// wait for).
 func (s *Server) Close(ctx context.Context) error {
-	if s.http == nil {
+	if s.fast == nil {
 		return nil
 	}
-	err := s.http.Shutdown(ctx)
+	// Closed here too, since Shutdown knows only the listeners that Serve
+	// has reached.
+	s.closeListeners()
+	err := s.fast.srv.ShutdownWithContext(ctx)
+	if errors.Is(err, net.ErrClosed) { // the listeners closed above
+		err = nil
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		err = s.http.Close()
+		s.fast.closeAll()
+		err = nil
 	}
 	s.wg.Wait()
+	s.fast.cancel()
 	return err
 }
 
@@ -321,7 +306,8 @@ func (s *Server) tree(inst *ec2.Instance) (*compiled, error) {
 	return c, nil
 }
 
-// request carries what the access log reports about one request.
+// request carries what the access log reports about one request, and the
+// headers its response carries besides the fixed ones.
 type request struct {
 	status   int
 	api      string // v1 or v2
@@ -329,36 +315,124 @@ type request struct {
 	fault    string // the fault injected, if any
 	listing  bool   // the answer was a directory listing
 	err      error
+
+	ttl   string // X-Aws-Ec2-Metadata-Token-Ttl-Seconds of a 200
+	allow string // Allow of a 405 or an OPTIONS answer
+	close bool   // Connection: close (what is left of the body must not be read as a request)
+	// restore, set by limitHops, is used once the token response is on
+	// the wire: it puts the socket's TTL back when the peer has
+	// acknowledged the response (never acknowledged: the connection is
+	// dropped).
+	restore ttlRestorer
 }
 
-// smallLengths holds the Content-Length values of short bodies, so most
-// responses set the header without allocating.
-var smallLengths = func() [][]string {
-	v := make([][]string, 4096)
-	for i := range v {
-		v[i] = []string{strconv.Itoa(i)}
-	}
-	return v
-}()
+// contentType is one of the Content-Type values the API answers with.
+type contentType uint8
 
-func contentLength(body []byte) []string {
-	if len(body) < len(smallLengths) {
-		return smallLengths[len(body)]
-	}
-	return []string{strconv.Itoa(len(body))}
-}
-
-var (
-	textPlain   = []string{"text/plain"}
-	textHTML    = []string{"text/html"}
-	octetStream = []string{"application/octet-stream"}
-	serverName  = []string{"EC2ws"}
-	rangesNone  = []string{"none"}
+const (
+	ctText contentType = iota
+	ctHTML
+	ctOctet
 )
 
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+func (c contentType) String() string {
+	switch c {
+	case ctHTML:
+		return "text/html"
+	case ctOctet:
+		return "application/octet-stream"
+	}
+	return "text/plain"
+}
+
+// reqHeader names one of the request headers the API reads.
+type reqHeader uint8
+
+const (
+	hOrigin reqHeader = iota
+	hSecFetchSite
+	hForwardedFor
+	hToken
+	hTokenTTL
+	hInstanceID
+	hInstanceIDSig
+	numReqHeaders
+)
+
+// name is the header's canonical name (as both servers present it).
+func (h reqHeader) name() string {
+	switch h {
+	case hOrigin:
+		return "Origin"
+	case hSecFetchSite:
+		return "Sec-Fetch-Site"
+	case hForwardedFor:
+		return "X-Forwarded-For"
+	case hToken:
+		return hdrToken
+	case hTokenTTL:
+		return hdrTokenTTL
+	case hInstanceID:
+		return "X-Instance-Id"
+	case hInstanceIDSig:
+		return "X-Instance-Id-Signature"
+	}
+	return ""
+}
+
+// exchange is one request and its response, whichever HTTP server carries
+// it: the metadata logic below is written once against it, and served by
+// fasthttp on the listeners (fastExchange) and by net/http through Handler
+// (httpExchange).
+type exchange interface {
+	method() string
+	// path is the request path as net/http's URL.Path has it: percent-
+	// decoded, not cleaned (no "//" or ".." resolution), without the query.
+	path() string
+	host() string
+	userAgent() string
+	remoteAddr() string // host:port, for the log and the record
+	// peer is the connection's remote address (unmapped); local the
+	// address the request came to (invalid when unknown).
+	peer() netip.Addr
+	local() netip.Addr
+	// header returns the first value of h and whether h was sent at all
+	// (an empty value counts as sent).
+	header(h reqHeader) (string, bool)
+	// ctx is the request's context, for the lookups it makes.
+	ctx() context.Context
+	// gone is closed when the client goes away (or the server closes the
+	// connection): held requests end then.
+	gone() <-chan struct{}
+	contentLength() int64
+	body() io.Reader
+	setReadDeadline(time.Time)
+	// conn is the connection's socket, for the TTL of token responses;
+	// nil when there is none.
+	conn() net.Conn
+	// respond writes the response: req.status, ct, body and the headers
+	// req asks for.
+	respond(req *request, ct contentType, body []byte, lastModified string)
+	// drop closes the connection without a response.
+	drop()
+	// finish calls s.complete once the response is complete (after
+	// req.restore, if any, which may turn it into a dropped one).
+	finish(req *request, start time.Time)
+}
+
+// fields are what the client sent that the log and the record keep.
+type fields struct {
+	method, path, ua, remote string
+	peer                     netip.Addr
+	written                  time.Time // when the response was written, if it was not just now
+}
+
+// handle serves one request through x: the one implementation of the
+// metadata API behind both servers. req is the caller's storage (reset
+// here), so that a server can reuse it.
+func (s *Server) handle(x exchange, req *request) {
 	start := time.Now()
-	req := request{api: "v1"}
+	*req = request{api: "v1"}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -366,46 +440,98 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 					panic(p)
 				}
 				req.err = fmt.Errorf("panic: %v", p)
-				s.writeError(w, &req, req.err)
+				s.writeError(x, req, req.err)
 			}
 		}()
-		if err := s.serve(w, r, &req); err == errNoResponse {
+		if err := s.serve(x, req); err == errNoResponse {
 			req.status = 0
 		} else if err != nil {
 			req.err = err
-			s.writeError(w, &req, err)
+			s.writeError(x, req, err)
 		}
 	}()
+	x.finish(req, start)
+}
+
+// complete reports a request whose response is complete: why it was
+// refused, if it was, the record and the access log.
+func (s *Server) complete(f fields, req *request, start time.Time) {
+	if req.err != nil {
+		s.logRefusal(f, req)
+	}
+	s.record(f, req, start)
+}
+
+// record keeps one request in the request record and the access log.
+func (s *Server) record(f fields, req *request, start time.Time) {
 	// What the client sent is kept and logged cut to size: a client must not
 	// be able to fill the record or the log with one request.
-	method, path, ua := ec2.TruncateField(r.Method), ec2.TruncateField(r.URL.Path), ec2.TruncateField(r.UserAgent())
-	if req.err != nil {
-		s.logRefusal(r, &req)
+	method, path, ua := ec2.TruncateField(f.method), ec2.TruncateField(f.path), ec2.TruncateField(f.ua)
+	latency := time.Since(start)
+	if !f.written.IsZero() {
+		latency = f.written.Sub(start)
 	}
 	if s.Recorder != nil {
-		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: r.RemoteAddr, Method: method,
-			Path: path, Status: req.status, API: req.api, Latency: time.Since(start), UserAgent: ua, Fault: req.fault,
-			Category: category(r.URL.Path, req.listing)})
+		// The record outlives the request: it gets copies, not views of
+		// the server's buffers (remote is the connection's own string).
+		path, ua := clone2(path, ua)
+		s.Recorder.Record(ec2.RequestRecord{Time: start, Instance: req.instance, Remote: f.remote, Method: cloneMethod(method),
+			Path: path, Status: req.status, API: req.api, Latency: latency, UserAgent: ua, Fault: req.fault,
+			Category: category(f.path, req.listing)})
 	}
-	if s.AccessLog && s.logHandler.Enabled(r.Context(), slog.LevelInfo) {
+	if s.AccessLog && s.logHandler.Enabled(context.Background(), slog.LevelInfo) {
 		// Built by hand rather than through Logger.LogAttrs, which would pay
-		// for a stack walk (the source location) on every request.
-		rec := slog.NewRecord(start, slog.LevelInfo, "request", 0)
-		rec.AddAttrs(
+		// for a stack walk (the source location) on every request; and
+		// without a slog.Record for the daemon's text log (fastlog), since a
+		// Record allocates for more than five attributes. The handler
+		// formats the line before it returns (fastlog and the standard
+		// handlers do), so the views need no copies.
+		var buf [9]slog.Attr
+		attrs := append(buf[:0],
 			slog.String("method", method),
 			slog.String("path", path),
 			slog.Int("status", req.status),
 			slog.String("api", req.api),
-			slog.Duration("latency", time.Since(start)),
-			slog.String("remote", r.RemoteAddr),
+			slog.Duration("latency", latency),
+			slog.String("remote", f.remote),
 			slog.String("instance", req.instance),
 			slog.String("ua", ua),
 		)
 		if req.fault != "" {
-			rec.AddAttrs(slog.String("fault", req.fault))
+			attrs = append(attrs, slog.String("fault", req.fault))
 		}
-		_ = s.logHandler.Handle(r.Context(), rec)
+		if h, ok := s.logHandler.(*fastlog.Handler); ok {
+			_ = h.HandleAttrs(start, slog.LevelInfo, "request", attrs)
+			return
+		}
+		rec := slog.NewRecord(start, slog.LevelInfo, "request", 0)
+		rec.AddAttrs(attrs...)
+		_ = s.logHandler.Handle(context.Background(), rec)
 	}
+}
+
+// clone2 copies a and b in one allocation.
+func clone2(a, b string) (string, string) {
+	ab := strings.Clone(a + b) // a + b may be a itself when b is empty
+	return ab[:len(a)], ab[len(a):]
+}
+
+// cloneMethod copies a request method, without allocating for the usual
+// ones.
+func cloneMethod(m string) string {
+	switch m {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodOptions:
+		return http.MethodOptions
+	}
+	return strings.Clone(m)
 }
 
 // logRefusal says why a request was refused (400, 401, 403) and what
@@ -413,15 +539,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // refusalLog), since the access log shows only the status; internal errors
 // are logged always.
 // Unknown requesters (404) are logged by the locator.
-func (s *Server) logRefusal(r *http.Request, req *request) {
+func (s *Server) logRefusal(f fields, req *request) {
 	code := ec2.ErrorCode(req.err)
 	switch code {
 	case ec2.EINTERNAL:
-		s.Logger.Error("metadata request failed", "method", ec2.TruncateField(r.Method), "path", ec2.TruncateField(r.URL.Path), "instance", req.instance, "err", req.err)
+		s.Logger.Error("metadata request failed", "method", strings.Clone(ec2.TruncateField(f.method)), "path", strings.Clone(ec2.TruncateField(f.path)), "instance", req.instance, "err", req.err)
 	case ec2.EINVALID, ec2.EUNAUTHORIZED, ec2.EFORBIDDEN:
-		addr, reason := requester(r).Addr, ec2.ErrorMessage(req.err)
+		addr, reason := f.peer, ec2.ErrorMessage(req.err)
 		if ok, suppressed := s.refusals.allow(addr, reason, s.now()); ok {
-			attrs := []any{"status", req.status, "method", ec2.TruncateField(r.Method), "path", ec2.TruncateField(r.URL.Path),
+			attrs := []any{"status", req.status, "method", strings.Clone(ec2.TruncateField(f.method)), "path", strings.Clone(ec2.TruncateField(f.path)),
 				"remote", addr.String(), "instance", req.instance, "reason", reason}
 			if suppressed > 0 {
 				attrs = append(attrs, "unlogged_refusals", suppressed)
@@ -432,18 +558,18 @@ func (s *Server) logRefusal(r *http.Request, req *request) {
 }
 
 // serve handles one request; a returned error is rendered by writeError.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) error {
-	w.Header()["Server"] = serverName
-	if err := s.checkOrigin(r); err != nil {
+func (s *Server) serve(x exchange, req *request) error {
+	if err := s.checkOrigin(x); err != nil {
 		return err
 	}
-	if r.URL.Path == "/instance-upload" && s.Upload != nil {
-		return s.serveUpload(w, r, req)
+	urlPath, method := x.path(), x.method()
+	if urlPath == "/instance-upload" && s.Upload != nil {
+		return s.serveUpload(x, req)
 	}
-	if err := s.ignoreBody(w, r); err != nil {
+	if err := s.ignoreBody(x, req); err != nil {
 		return err
 	}
-	inst, err := s.Instances.LocateInstance(r.Context(), requester(r))
+	inst, err := s.Instances.LocateInstance(x.ctx(), requester(x))
 	if err != nil {
 		return err
 	}
@@ -456,26 +582,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 		return err
 	}
 
-	path := strings.TrimLeft(r.URL.Path, "/")
+	path := strings.TrimLeft(urlPath, "/")
 	version, rest, _ := strings.Cut(path, "/")
 	if inst.Faults.Active() {
-		if err := s.injectFault(w, r, req, inst.Faults, isTokenPath(rest)); err != nil {
+		if err := s.injectFault(x, req, inst.Faults, isTokenPath(rest)); err != nil {
 			return err
 		}
 	}
 	if isTokenPath(rest) {
-		return s.serveToken(w, r, req, c, version)
+		return s.serveToken(x, req, c, version)
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		return ec2.Errorf(ec2.EMETHOD, "method %s is not allowed on metadata paths", r.Method)
+	if method != http.MethodGet && method != http.MethodHead {
+		req.allow = "GET, HEAD"
+		return ec2.Errorf(ec2.EMETHOD, "method %s is not allowed on metadata paths", method)
 	}
-	if err := s.checkToken(w, r, req, c); err != nil {
+	if err := s.checkToken(x, req, c); err != nil {
 		return err
 	}
 	if version == "" {
 		req.listing = true
-		s.write(w, req, textPlain, s.versionList, c)
+		s.write(x, req, ctText, s.versionList, c)
 		return nil
 	}
 	if !s.versions[version] {
@@ -488,17 +614,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 	switch {
 	case n.isDir():
 		req.listing = true
-		s.write(w, req, textPlain, n.listFor(version), c)
+		s.write(x, req, ctText, n.listFor(version), c)
 	case n.dyn != nil:
-		body, err := n.dyn(r.Context())
+		body, err := n.dyn(x.ctx())
 		if err != nil {
 			return err
 		}
-		s.write(w, req, textPlain, body, c)
+		s.write(x, req, ctText, body, c)
 	case n.octet:
-		s.write(w, req, octetStream, n.value, c)
+		s.write(x, req, ctOctet, n.value, c)
 	default:
-		s.write(w, req, textPlain, n.value, c)
+		s.write(x, req, ctText, n.value, c)
 	}
 	return nil
 }
@@ -506,33 +632,56 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) err
 // serveUpload keeps md_server's upload endpoint working for existing libvirt
 // hooks: POST the domain XML. Only requests from the host itself (loopback,
 // or from the very address they were sent to) are accepted.
-func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request, req *request) error {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
+func (s *Server) serveUpload(x exchange, req *request) error {
+	if x.method() != http.MethodPost {
+		req.allow = "POST"
 		return ec2.Errorf(ec2.EMETHOD, "instance-upload takes POST")
 	}
-	peer := requester(r).Addr
-	local := netip.Addr{}
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
-			local = ap.Addr().Unmap()
-		}
-	}
-	if !peer.IsLoopback() && peer != local {
+	peer := x.peer()
+	if !peer.IsLoopback() && peer != x.local() {
 		return ec2.Errorf(ec2.EFORBIDDEN, "instance-upload is only accepted from the host itself, not %s", peer)
 	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(s.limits.UploadTimeout))
-	defer rc.SetReadDeadline(time.Time{})
-	if err := s.Upload(r.Context(), http.MaxBytesReader(w, r.Body, MaxUploadBody)); err != nil {
+	x.setReadDeadline(time.Now().Add(s.limits.UploadTimeout))
+	defer x.setReadDeadline(time.Time{})
+	body := &cappedReader{r: x.body(), left: MaxUploadBody}
+	if err := s.Upload(x.ctx(), body); err != nil {
+		if body.over {
+			req.close = true
+		}
 		if ec2.ErrorCode(err) == ec2.EINTERNAL {
 			err = ec2.Errorf(ec2.EINVALID, "%v", err)
 		}
 		return err
 	}
 	req.instance = "(upload)"
-	s.write(w, req, textPlain, []byte("OK"), &compiled{lastModified: []string{s.now().UTC().Format(httpTime)}})
+	s.write(x, req, ctText, []byte("OK"), &compiled{lastModified: []string{s.now().UTC().Format(httpTime)}})
 	return nil
+}
+
+// cappedReader reads at most left bytes and fails beyond them, as
+// http.MaxBytesReader does.
+type cappedReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		// One more byte tells a body of exactly the cap from a bigger one.
+		var one [1]byte
+		if n, _ := c.r.Read(one[:]); n > 0 {
+			c.over = true
+			return 0, fmt.Errorf("request body too large (over %d bytes)", MaxUploadBody)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // ignoreBody reads the body of a metadata request, which the API never
@@ -541,19 +690,22 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request, req *reques
 // client that declares a body and never sends it must not hold its
 // connection. Small bodies are tolerated, since some clients send one with
 // a token PUT.
-func (s *Server) ignoreBody(w http.ResponseWriter, r *http.Request) error {
-	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+func (s *Server) ignoreBody(x exchange, req *request) error {
+	if x.contentLength() == 0 {
 		return nil
 	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(s.limits.BodyTimeout))
-	n, err := io.Copy(io.Discard, io.LimitReader(r.Body, MaxIgnoredBody+1))
+	body := x.body()
+	if body == nil {
+		return nil
+	}
+	x.setReadDeadline(time.Now().Add(s.limits.BodyTimeout))
+	n, err := io.Copy(io.Discard, io.LimitReader(body, MaxIgnoredBody+1))
 	if err == nil && n <= MaxIgnoredBody {
-		_ = rc.SetReadDeadline(time.Time{})
+		x.setReadDeadline(time.Time{})
 		return nil
 	}
 	// What is left of the body must not be read as the next request.
-	w.Header().Set("Connection", "close")
+	req.close = true
 	if err != nil {
 		return ec2.Errorf(ec2.EINVALID, "the request body did not arrive within %s: %v", s.limits.BodyTimeout, err)
 	}
@@ -587,25 +739,26 @@ func isTokenPath(rest string) bool {
 }
 
 // serveToken implements PUT /latest/api/token.
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, req *request, c *compiled, version string) error {
+func (s *Server) serveToken(x exchange, req *request, c *compiled, version string) error {
 	req.api = "v2"
-	switch r.Method {
+	switch method := x.method(); method {
 	case http.MethodPut:
 	case http.MethodOptions:
-		w.Header().Set("Allow", "OPTIONS, PUT")
-		s.write(w, req, textPlain, nil, c)
+		req.allow = "OPTIONS, PUT"
+		s.write(x, req, ctText, nil, c)
 		return nil
 	default:
-		w.Header().Set("Allow", "OPTIONS, PUT")
-		return ec2.Errorf(ec2.EMETHOD, "method %s is not allowed on the token path", r.Method)
+		req.allow = "OPTIONS, PUT"
+		return ec2.Errorf(ec2.EMETHOD, "method %s is not allowed on the token path", method)
 	}
 	if version != latest {
 		return ec2.Errorf(ec2.EFORBIDDEN, "tokens are only issued on /latest/api/token, not under %q", version)
 	}
-	if _, ok := r.Header["X-Forwarded-For"]; ok {
+	if _, ok := x.header(hForwardedFor); ok {
 		return ec2.Errorf(ec2.EFORBIDDEN, "token requests carrying X-Forwarded-For are refused")
 	}
-	ttl, err := token.ParseTTL(r.Header.Get(hdrTokenTTL))
+	ttlHeader, _ := x.header(hTokenTTL)
+	ttl, err := token.ParseTTL(ttlHeader)
 	if err != nil {
 		return ec2.Errorf(ec2.EINVALID, "%s", err)
 	}
@@ -613,20 +766,19 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, req *request
 	if err != nil {
 		return err
 	}
-	w.Header()[hdrTokenTTL] = []string{strconv.Itoa(ttl)}
-	done, err := s.limitHops(w, r, req, c.inst.Metadata.PutResponseHopLimit)
-	if err != nil {
+	req.ttl = strconv.Itoa(ttl)
+	if err := s.limitHops(x, req, c.inst.Metadata.PutResponseHopLimit); err != nil {
 		return err
 	}
-	s.write(w, req, textPlain, []byte(tok), c)
-	return done()
+	s.write(x, req, ctText, []byte(tok), c)
+	return nil
 }
 
 // checkToken enforces IMDSv2: a token, when present, must be valid (even in
 // optional mode, so that SDKs refresh stale tokens), and one is required when
 // the instance says so.
-func (s *Server) checkToken(w http.ResponseWriter, r *http.Request, req *request, c *compiled) error {
-	vals, present := r.Header[hdrToken]
+func (s *Server) checkToken(x exchange, req *request, c *compiled) error {
+	val, present := x.header(hToken)
 	if !present {
 		if c.inst.Metadata.HTTPTokens == ec2.TokensRequired {
 			return ec2.Errorf(ec2.EUNAUTHORIZED, "IMDSv2 is required: missing session token")
@@ -634,29 +786,29 @@ func (s *Server) checkToken(w http.ResponseWriter, r *http.Request, req *request
 		return nil
 	}
 	req.api = "v2"
-	left, err := s.Tokens.Validate(vals[0], c.scope)
+	left, err := s.Tokens.Validate(val, c.scope)
 	if err != nil {
 		return ec2.Errorf(ec2.EUNAUTHORIZED, "%s", err)
 	}
-	w.Header()[hdrTokenTTL] = []string{strconv.Itoa(token.RemainingSeconds(left))}
+	req.ttl = strconv.Itoa(token.RemainingSeconds(left))
 	return nil
 }
 
 // checkOrigin refuses what only a browser sends, and Host names that are
 // neither addresses nor known metadata names: together they stop web pages
 // from reading credentials through DNS rebinding.
-func (s *Server) checkOrigin(r *http.Request) error {
-	if _, ok := r.Header["Origin"]; ok {
+func (s *Server) checkOrigin(x exchange) error {
+	if _, ok := x.header(hOrigin); ok {
 		return ec2.Errorf(ec2.EFORBIDDEN, "requests with an Origin header are refused: browsers send it, and imds refuses them so that web pages cannot read credentials")
 	}
-	if _, ok := r.Header["Sec-Fetch-Site"]; ok {
+	if _, ok := x.header(hSecFetchSite); ok {
 		return ec2.Errorf(ec2.EFORBIDDEN, "requests with a Sec-Fetch-Site header are refused: browsers send it, and imds refuses them so that web pages cannot read credentials")
 	}
 	allowed := s.current().allowedHosts
-	if allowed["*"] || r.Host == "" {
+	host := x.host()
+	if allowed["*"] || host == "" {
 		return nil
 	}
-	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
@@ -667,38 +819,28 @@ func (s *Server) checkOrigin(r *http.Request) error {
 	if allowed[strings.ToLower(strings.TrimSuffix(host, "."))] {
 		return nil
 	}
-	return ec2.Errorf(ec2.EFORBIDDEN, "Host %q is not allowed: add it to allowed_hosts in the config file (IP addresses, localhost and instance-data always are)", host)
+	return ec2.Errorf(ec2.EFORBIDDEN, "Host %q is not allowed: add it to allowed_hosts in the config file (IP addresses, localhost and instance-data always are)", strings.Clone(host))
 }
 
-// peerKey is the context key of the connection's ec2.Requester.
-type peerKey struct{}
-
-func requester(r *http.Request) ec2.Requester {
-	req, ok := r.Context().Value(peerKey{}).(ec2.Requester)
-	if !ok {
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			req.Addr = ap.Addr().Unmap()
-		}
-	}
+func requester(x exchange) ec2.Requester {
+	req := ec2.Requester{Addr: x.peer()}
 	// Only the locator decides whether the peer may speak for an instance.
-	if v, ok := r.Header["X-Instance-Id"]; ok {
-		req.ProxiedInstance = v[0]
+	if v, ok := x.header(hInstanceID); ok {
+		req.ProxiedInstance = strings.Clone(v)
 	}
-	if v, ok := r.Header["X-Instance-Id-Signature"]; ok {
-		req.ProxiedSignature = v[0]
+	if v, ok := x.header(hInstanceIDSig); ok {
+		req.ProxiedSignature = strings.Clone(v)
 	}
 	return req
 }
 
-func (s *Server) write(w http.ResponseWriter, req *request, ctype []string, body []byte, c *compiled) {
-	h := w.Header()
-	h["Content-Type"] = ctype
-	h["Content-Length"] = contentLength(body)
-	h["Accept-Ranges"] = rangesNone
-	h["Last-Modified"] = c.lastModified
-	w.WriteHeader(http.StatusOK)
+func (s *Server) write(x exchange, req *request, ct contentType, body []byte, c *compiled) {
 	req.status = http.StatusOK
-	w.Write(body)
+	lm := ""
+	if len(c.lastModified) > 0 {
+		lm = c.lastModified[0]
+	}
+	x.respond(req, ct, body, lm)
 }
 
 // statusOf is the one table mapping application error codes to this
@@ -717,21 +859,15 @@ var statusOf = map[string]struct {
 	ec2.EINTERNAL:     {http.StatusInternalServerError, internalErrorBody},
 }
 
-func (s *Server) writeError(w http.ResponseWriter, req *request, err error) {
+func (s *Server) writeError(x exchange, req *request, err error) {
 	e, ok := statusOf[ec2.ErrorCode(err)]
 	if !ok {
 		e = statusOf[ec2.EINTERNAL]
 	}
-	h := w.Header()
-	h["Server"] = serverName
+	ct := ctHTML
 	if e.body == "" {
-		h["Content-Type"] = textPlain
-	} else {
-		h["Content-Type"] = textHTML
+		ct = ctText
 	}
-	h["Content-Length"] = []string{strconv.Itoa(len(e.body))}
-	delete(h, hdrTokenTTL)
-	w.WriteHeader(e.status)
 	req.status = e.status
-	w.Write([]byte(e.body))
+	x.respond(req, ct, unsafe.Slice(unsafe.StringData(e.body), len(e.body)), "") // read-only: both servers copy or only write it
 }

@@ -56,6 +56,12 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (ok boo
 		_ = os.RemoveAll(tmp)
 	}()
 
+	if cfg.imdsPath == "" {
+		fmt.Fprintln(stderr, "bench: building ./cmd/imds")
+		if cfg.imdsPath, err = buildIMDS(ctx, tmp, stderr); err != nil {
+			return false, err
+		}
+	}
 	var procs children
 	defer procs.stopAll()
 	env := benchEnv{wrkPath: wrkPath, wrk: cfg.wrk, rounds: cfg.rounds, tmp: tmp, client: newHTTPClient(), out: stdout}
@@ -85,10 +91,21 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (ok boo
 	if err != nil {
 		return false, err
 	}
-	fmt.Fprintf(stdout, "\nimds RSS after the load: %.1f MiB\n", float64(rss)/(1<<20))
+	var startup *startupStats
+	if cfg.startups > 0 {
+		st, err := measureStartup(ctx, cfg.imdsPath, tmp, cfg.startups)
+		if err != nil {
+			return false, fmt.Errorf("start-up time: %w", err)
+		}
+		startup = &st
+	}
+	fmt.Fprintf(stdout, "\nimds RSS after the load: %.1f MiB (%d instances)\n", float64(rss)/(1<<20), cfg.instances)
+	if startup != nil {
+		printStartup(stdout, *startup)
+	}
 	printTable(stdout, results)
 	if cfg.jsonOut {
-		if err := writeJSON(stdout, results); err != nil {
+		if err := writeJSON(stdout, report{Results: results, Instances: cfg.instances, RSSBytes: rss, Startup: startup}); err != nil {
 			return false, err
 		}
 	}
@@ -99,13 +116,6 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (ok boo
 // servers, registers them in procs, and waits until all serve.
 func startServers(ctx context.Context, cfg config, tmp string, client *http.Client, procs *children, log io.Writer) ([]server, error) {
 	imdsPath := cfg.imdsPath
-	var err error
-	if imdsPath == "" {
-		fmt.Fprintln(log, "bench: building ./cmd/imds")
-		if imdsPath, err = buildIMDS(ctx, tmp, log); err != nil {
-			return nil, err
-		}
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("locate the bench binary for the reference servers: %w", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"math"
 	"net"
@@ -357,11 +358,11 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.rounds != 3 || cfg.wrk != (wrkParams{threads: 1, connections: 32, duration: 5 * time.Second}) || cfg.refServer != "" {
+	if cfg.rounds != 3 || cfg.wrk != (wrkParams{threads: 1, connections: 32, duration: 5 * time.Second}) || cfg.refServer != "" || cfg.startups != 20 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	for _, args := range [][]string{
-		{"-rounds", "0"}, {"-duration", "100ms"}, {"-threads", "4", "-connections", "2"}, {"extra"},
+		{"-rounds", "0"}, {"-duration", "100ms"}, {"-threads", "4", "-connections", "2"}, {"extra"}, {"-startups", "-1"},
 	} {
 		if _, err := parseFlags("bench", args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q): want an error", args)
@@ -383,5 +384,57 @@ func TestFirstLine(t *testing.T) {
 	}
 	if _, err := firstLine([]byte(" \n")); err == nil {
 		t.Error("firstLine of blank listing: want an error")
+	}
+}
+
+// The JSON report carries the table's rows, the RSS and the start-up
+// figures under stable names.
+func TestWriteJSON(t *testing.T) {
+	var b strings.Builder
+	st := &startupStats{Starts: 2, TimesMS: []float64{10, 30}, MedianMS: 20, MaxMS: 30, TargetMS: startupTarget}
+	if err := writeJSON(&b, report{Results: []scenarioResult{{Scenario: "v1"}}, Instances: 1000, RSSBytes: 42 << 20, Startup: st}); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Results   []struct{ Scenario string }
+		Instances int
+		RSS       int64 `json:"imds_rss_bytes"`
+		Startup   struct {
+			Starts   int
+			MedianMS float64 `json:"median_ms"`
+			TargetMS float64 `json:"target_ms"`
+		}
+	}
+	if err := json.Unmarshal([]byte(b.String()), &got); err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	if len(got.Results) != 1 || got.Instances != 1000 || got.RSS != 42<<20 || got.Startup.Starts != 2 || got.Startup.TargetMS != 100 {
+		t.Errorf("JSON report: %+v\n%s", got, b.String())
+	}
+}
+
+// measureStartup times real starts of imds (built here) to its first
+// answer; the figures themselves are not checked (no timings in unit
+// tests), only that there is one per start.
+func TestMeasureStartup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds imds")
+	}
+	tmp := t.TempDir()
+	path, err := buildIMDS(t.Context(), tmp, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := measureStartup(t.Context(), path, tmp, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Starts != 2 || len(st.TimesMS) != 2 || st.MaxMS < st.MedianMS || st.MedianMS <= 0 {
+		t.Errorf("startup stats %+v", st)
+	}
+	var out strings.Builder
+	printStartup(&out, st)
+	if !strings.Contains(out.String(), "2 starts") {
+		t.Errorf("start-up line %q", out.String())
 	}
 }

@@ -41,7 +41,10 @@
 // as a constant answer), the CPU time per request of each server and imds's
 // p99. Every scenario's target is 1.00 of the net/http constant server
 // (issue 15); rows under it are marked BELOW TARGET, which does not change
-// the exit status. imds's RSS after the load is printed too.
+// the exit status. imds's RSS after the load is printed too, and its
+// start-up time: median and maximum over -startups starts of `imds serve`
+// with zero configuration (after one uncounted start that creates the
+// data directory), from exec to the first 200 answer (target: 100 ms).
 //
 // Any non-2xx/3xx response or socket error (against any server) is
 // reported loudly and makes the exit status 1: numbers from a run with
@@ -54,7 +57,9 @@
 //
 // Flags: -duration (per wrk run, default 5s), -rounds (3), -connections
 // (32), -threads (1), -instances (1000), -imds PATH (prebuilt binary instead
-// of building ./cmd/imds), -json (also print the results as JSON),
+// of building ./cmd/imds), -startups (20: how often imds is started, with
+// zero configuration, to time exec to its first 200 answer; 0 skips it),
+// -json (also print the results, RSS and start-up times as JSON),
 // -discard-logs (do not keep the imds log), -keep (keep the temporary
 // directory), -startup-timeout (30s). The temporary directory holds the imds
 // binary, its config, data directory and log; it is removed at exit, unless
@@ -92,6 +97,7 @@ type config struct {
 	keepTmp        bool
 	startupTimeout time.Duration
 	instances      int    // instances in imds's config; the requester is one of them
+	startups       int    // starts of imds timed for the start-up figure; 0: none
 	refServer      string // non-empty: serve as the reference on this address
 	refKind        string // net/http or fasthttp
 }
@@ -159,6 +165,7 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 	fs.BoolVar(&cfg.keepTmp, "keep", false, "keep the temporary directory (binary, data, log)")
 	fs.DurationVar(&cfg.startupTimeout, "startup-timeout", 30*time.Second, "how long to wait for the servers to accept requests")
 	fs.IntVar(&cfg.instances, "instances", 1000, "instances imds serves (the requester, found by its address, is one of them)")
+	fs.IntVar(&cfg.startups, "startups", 20, "times imds is started (zero configuration) to measure exec to first answer; 0 skips it")
 	fs.StringVar(&cfg.refServer, refServerFlag, "", "internal: run as a reference server on this address")
 	fs.StringVar(&cfg.refKind, refKindFlag, refNetHTTP, "internal: the reference server's kind (net/http or fasthttp)")
 	fs.Usage = func() {
@@ -182,6 +189,8 @@ func parseFlags(name string, args []string, output io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-connections (%d) must be at least -threads (%d)", cfg.wrk.connections, cfg.wrk.threads)
 	case cfg.startupTimeout <= 0:
 		return config{}, fmt.Errorf("-startup-timeout must be positive, got %s", cfg.startupTimeout)
+	case cfg.startups < 0 || cfg.startups > 1000:
+		return config{}, fmt.Errorf("-startups must be from 0 to 1000, got %d", cfg.startups)
 	case cfg.instances < 1 || cfg.instances > 1_000_000:
 		return config{}, fmt.Errorf("-instances must be from 1 to 1000000, got %d", cfg.instances)
 	}

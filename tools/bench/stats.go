@@ -126,10 +126,19 @@ func printTable(w io.Writer, results []scenarioResult) {
 }
 
 // writeJSON writes the results as an indented JSON document.
-func writeJSON(w io.Writer, results []scenarioResult) error {
+// report is the whole -json output.
+type report struct {
+	Results   []scenarioResult `json:"results"`
+	Instances int              `json:"instances"`
+	// RSSBytes is imds's resident set size after the load.
+	RSSBytes int64         `json:"imds_rss_bytes"`
+	Startup  *startupStats `json:"startup,omitempty"` // nil with -startups 0
+}
+
+func writeJSON(w io.Writer, r report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(map[string]any{"results": results}); err != nil {
+	if err := enc.Encode(r); err != nil {
 		return fmt.Errorf("write JSON: %w", err)
 	}
 	return nil
