@@ -72,6 +72,8 @@ type InstanceDoc struct {
 	HopLimit     int      `json:"hop_limit,omitempty" check:"min=1,max=64"`
 	SourceAddrs  []string `json:"source_addresses,omitempty"`
 	MatchMAC     bool     `json:"match_mac,omitempty"`
+	// Host pins the instance to one imds host (see docs/cluster.md).
+	Host string `json:"host,omitempty"`
 
 	// Events and faults are run-time state the server shows; they are
 	// changed with imds event and imds fault, not through documents, so
@@ -271,6 +273,7 @@ func docOf(inst *ec2.Instance) *InstanceDoc {
 		HopLimit:           inst.Metadata.PutResponseHopLimit,
 		SourceAddrs:        inst.SourceAddrs,
 		MatchMAC:           inst.MatchMAC,
+		Host:               inst.Host,
 		Events:             eventsDoc(inst.Events),
 		Faults:             Faults(inst.Faults.String()),
 	}
@@ -384,6 +387,7 @@ func (doc *InstanceDoc) instance() *ec2.Instance {
 		},
 		SourceAddrs: doc.SourceAddrs,
 		MatchMAC:    doc.MatchMAC,
+		Host:        doc.Host,
 	}
 	for _, ni := range doc.NetworkInterfaces {
 		inst.Interfaces = append(inst.Interfaces, ni.networkInterface())

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/imdsdev/imds/internal/ec2"
 )
 
 // Defaults of store.etcd.
@@ -132,8 +134,8 @@ func (d *decoder) etcd(path string, line int, v *yaml.Node) *EtcdStore {
 		},
 		"host": func(p string, l int, v *yaml.Node) {
 			if s, ok := d.str(p, l, v); ok {
-				if s == "" || len(s) > 253 || strings.ContainsAny(s, "/ \t\n") {
-					d.errorf(l, p, "must be a host name without / or spaces, got %q", s)
+				if err := ec2.CheckHostName(s); err != nil {
+					d.errorf(l, p, "%s", err)
 					valid = false
 					return
 				}

@@ -233,6 +233,14 @@ func (d *Daemon) openRegistry(o *opening) error {
 	}
 	reg := registry.New(store, o.derive)
 	reg.Logger, reg.Clock = d.Logger, o.clk
+	if reg.Host, err = hostName(o.file.Store); err != nil {
+		if o.file.Store.Etcd != nil {
+			return err
+		}
+		// With bolt, only instances pinned to a host are affected: none is
+		// this one's.
+		d.Logger.Warn("the host name is unknown: instances pinned to a host are not served", "err", err)
+	}
 	d.Registry = reg
 	d.onClose(func(context.Context) error { reg.Close(); return nil })
 	reg.SetProxies(o.file.Identity.TrustedProxies, []byte(o.file.Identity.ProxySecret))

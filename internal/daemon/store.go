@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/imdsdev/imds/internal/admin"
+	"github.com/imdsdev/imds/internal/config"
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/store/bolt"
 	"github.com/imdsdev/imds/internal/store/etcd"
@@ -90,13 +91,9 @@ func (d *Daemon) shareStore(o *opening) error {
 // announce lists this daemon among the hosts of store.etcd, before it
 // serves anything: a host whose name a live host holds stops here.
 func (d *Daemon) announce(o *opening) error {
-	name := o.file.Store.Etcd.Host
-	if name == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("store.etcd.host is not set and the host name is unknown: %v", err)
-		}
-		name = h
+	name, err := hostName(o.file.Store)
+	if err != nil {
+		return err
 	}
 	p, err := o.etcd.Announce(o.ctx, ec2.Host{Name: name, Version: o.cfg.Version, Started: o.clk.Now()}, 0, o.clk)
 	if err != nil {
@@ -105,6 +102,20 @@ func (d *Daemon) announce(o *opening) error {
 	d.onClose(p.Close)
 	o.presence = p
 	return nil
+}
+
+// hostName is this host's name among those sharing a store, which
+// instances pinned to it (ec2.Instance.Host) name: store.etcd.host, else
+// the machine's host name (with bolt as well).
+func hostName(s config.Store) (string, error) {
+	if s.Etcd != nil && s.Etcd.Host != "" {
+		return s.Etcd.Host, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("store.etcd.host is not set and the host name is unknown: %v", err)
+	}
+	return h, nil
 }
 
 // listHosts adds this daemon's metadata addresses to its entry, once they

@@ -61,3 +61,13 @@ func CheckNotEmpty(s string) error {
 	}
 	return nil
 }
+
+// CheckHostName checks the name of an imds host (store.etcd.host, an
+// instance's host): what a host name may be, and nothing that would break
+// an etcd key or a table column.
+func CheckHostName(s string) error {
+	if s == "" || len(s) > 253 || strings.ContainsAny(s, "/ \t\r\n") {
+		return fmt.Errorf("must be a host name without / or spaces, got %q", s)
+	}
+	return nil
+}

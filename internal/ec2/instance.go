@@ -76,6 +76,12 @@ type Instance struct {
 	// Origin tells where the instance is declared: OriginConfig, OriginAPI
 	// or a discovery source such as OriginDocker.
 	Origin string
+	// Host pins the instance to one imds host of those sharing a store
+	// (its store.etcd.host, or its machine's host name): only that host
+	// answers it and indexes its addresses, so that two hypervisors may
+	// each run a VM at the same private address. Empty: every host
+	// answers it.
+	Host string
 
 	// Events are the lifecycle events issued so far (run-time state, not
 	// part of a stored spec).
@@ -267,6 +273,11 @@ func (i *Instance) Validate() []*FieldError {
 	}
 	if err := CheckName(i.Name); err != nil {
 		bad("name", "%s", ErrorMessage(err))
+	}
+	if i.Host != "" {
+		if err := CheckHostName(i.Host); err != nil {
+			bad("host", "%s", err)
+		}
 	}
 	if !isInstanceID(i.ID) {
 		bad("instance_id", "must look like i-0123456789abcdef0, got %q", i.ID)

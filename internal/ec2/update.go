@@ -37,6 +37,8 @@ type InstanceUpdate struct {
 	HopLimit *int `json:"hop_limit,omitempty"`
 	// PublicKeys replaces the list of public keys.
 	PublicKeys *[]PublicKey `json:"public_keys,omitempty"`
+	// Host pins the instance to the named imds host; "" unpins it.
+	Host *string `json:"host,omitempty"`
 	// Tags are set or removed one by one, in order.
 	Tags []TagEdit `json:"tags,omitempty"`
 }
@@ -52,7 +54,7 @@ type TagEdit struct {
 func (u InstanceUpdate) IsZero() bool {
 	return u.ID == nil && u.SourceAddrs == nil && u.MAC == nil && u.Role == nil && u.UserData == nil &&
 		u.InstanceType == nil && u.Region == nil && u.AvailabilityZone == nil && u.HTTPTokens == nil &&
-		u.HopLimit == nil && u.PublicKeys == nil && len(u.Tags) == 0
+		u.HopLimit == nil && u.PublicKeys == nil && u.Host == nil && len(u.Tags) == 0
 }
 
 // Validate checks what Instance.Validate cannot see once the update is
@@ -123,6 +125,9 @@ func (u InstanceUpdate) Apply(spec *Instance) {
 	}
 	if u.PublicKeys != nil {
 		spec.PublicKeys = slices.Clone(*u.PublicKeys)
+	}
+	if u.Host != nil {
+		spec.Host = *u.Host
 	}
 	for _, e := range u.Tags {
 		if e.Remove {

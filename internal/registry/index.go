@@ -102,6 +102,9 @@ type index struct {
 	// displaced names the implicit default while others keep it from
 	// answering unmatched requesters.
 	displaced string
+	// host is this server's host name: instances pinned to another host
+	// are listed but not located here (see indexEdit.add).
+	host string
 
 	// sorted is every name in order, made on first use (lists, followers)
 	// rather than on every change.
@@ -109,9 +112,9 @@ type index struct {
 	sorted   []string
 }
 
-func emptyIndex(seed maphash.Seed) *index {
+func emptyIndex(seed maphash.Seed, host string) *index {
 	return &index{byName: newShardMap[string](seed),
-		byAddr: newShardMap[netip.Addr](seed), byMAC: newShardMap[string](seed), counts: map[string]int{}}
+		byAddr: newShardMap[netip.Addr](seed), byMAC: newShardMap[string](seed), counts: map[string]int{}, host: host}
 }
 
 // len is the number of instances.
@@ -162,11 +165,12 @@ type indexEdit struct {
 	byName, byMAC *mapEdit[string]
 	byAddr        *mapEdit[netip.Addr]
 	counts        map[string]int
+	host          string
 }
 
 func (x *index) edit() *indexEdit {
 	return &indexEdit{byName: editMap(x.byName), byAddr: editMap(x.byAddr),
-		byMAC: editMap(x.byMAC), counts: maps.Clone(x.counts)}
+		byMAC: editMap(x.byMAC), counts: maps.Clone(x.counts), host: x.host}
 }
 
 // done returns the new index; the default instance is resolved by the
@@ -177,16 +181,35 @@ func (e *indexEdit) done() *index {
 			delete(e.counts, o)
 		}
 	}
-	return &index{byName: e.byName.m, byAddr: e.byAddr.m, byMAC: e.byMAC.m, counts: e.counts}
+	return &index{byName: e.byName.m, byAddr: e.byAddr.m, byMAC: e.byMAC.m, counts: e.counts, host: e.host}
+}
+
+// elsewhere reports whether inst is pinned to another host than this one.
+func (x *index) elsewhere(inst *ec2.Instance) bool {
+	return inst.Host != "" && inst.Host != x.host
+}
+
+// elsewhere reports whether inst is pinned to another host than this one:
+// it is listed (the store and the admin API are shared) but its addresses
+// and MAC are left out of this host's index, so that no request here finds
+// it and another instance here may hold the same address.
+func (e *indexEdit) elsewhere(inst *ec2.Instance) bool {
+	return inst.Host != "" && inst.Host != e.host
 }
 
 // get returns the instance of that name in the edit, nil if none.
 func (e *indexEdit) get(name string) *ec2.Instance { return e.byName.m.get(name) }
 
-// add puts a derived instance into the index, refusing clashes.
+// add puts a derived instance into the index, refusing clashes. An
+// instance pinned to another host is indexed by name only.
 func (e *indexEdit) add(inst *ec2.Instance) error {
 	if e.byName.m.get(inst.Name) != nil {
 		return ec2.Errorf(ec2.ECONFLICT, "an instance named %q already exists", inst.Name)
+	}
+	if e.elsewhere(inst) {
+		e.byName.set(inst.Name, inst)
+		e.counts[inst.Origin]++
+		return nil
 	}
 	addrs := make([]netip.Addr, 0, len(inst.SourceAddrs))
 	for _, a := range inst.SourceAddrs {

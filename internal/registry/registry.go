@@ -44,6 +44,13 @@ type Registry struct {
 	// disables matching by MAC.
 	Neighbours func(ctx context.Context) (map[netip.Addr]string, error)
 
+	// Host is this server's host name (store.etcd.host, or the machine's
+	// host name): an instance pinned to another host (ec2.Instance.Host) is
+	// listed and may be changed here, but no request here finds it, and
+	// its addresses stay free for this host's own instances. Set it before
+	// SetConfig and Load, which build the index with it.
+	Host string
+
 	// Clock tells the time (launch times, event times) and drives scheduled
 	// events.
 	Clock clock.Clock
@@ -120,7 +127,7 @@ type neighCache struct {
 func New(store ec2.InstanceStore, opt ec2.DeriveOptions) *Registry {
 	r := &Registry{Store: store, Derive: opt, Logger: slog.New(slog.DiscardHandler), Clock: clock.Real{},
 		overlays: map[string]*overlay{}, done: make(chan struct{}), seed: maphash.MakeSeed()}
-	r.idx.Store(emptyIndex(r.seed))
+	r.idx.Store(emptyIndex(r.seed, ""))
 	return r
 }
 
@@ -175,7 +182,7 @@ func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Def
 // right after).
 // r.mu is held.
 func (r *Registry) rebuild(ctx context.Context) error {
-	next := emptyIndex(r.seed).edit()
+	next := emptyIndex(r.seed, r.Host).edit()
 	for _, inst := range r.config {
 		if err := next.add(r.withEvents(inst)); err != nil {
 			return err
@@ -220,6 +227,9 @@ func (r *Registry) publish(next *index) error {
 		next.def = next.byName.get(r.def.Name)
 		if next.def == nil {
 			return ec2.Errorf(ec2.EINVALID, "default instance %q does not exist", r.def.Name)
+		}
+		if next.elsewhere(next.def) {
+			next.def = nil // another host's: it answers no requester here
 		}
 		if r.def.Implicit && next.len() > 1 {
 			next.def, next.displaced = nil, r.def.Name
@@ -315,7 +325,7 @@ func (r *Registry) LocateInstance(ctx context.Context, req ec2.Requester) (*ec2.
 			if len(pt.secret) == 0 || !hmac.Equal([]byte(Sign(pt.secret, req.ProxiedInstance)), []byte(req.ProxiedSignature)) {
 				return nil, ec2.Errorf(ec2.EFORBIDDEN, "identity headers from proxy %s are unsigned or badly signed", req.Addr)
 			}
-			if inst := x.byName.get(req.ProxiedInstance); inst != nil {
+			if inst := x.byName.get(req.ProxiedInstance); inst != nil && !x.elsewhere(inst) {
 				return inst, nil
 			}
 			return nil, r.unknown(req.Addr, "proxy "+req.Addr.String()+" named unknown instance "+req.ProxiedInstance)

@@ -68,6 +68,9 @@ type record struct {
 	SourceAddrs      []string `json:"source_addrs,omitempty"`
 	MatchMAC         bool     `json:"match_mac,omitempty"`
 	Origin           string   `json:"origin,omitempty"`
+	// Host is an addition to version 1: records written before it have
+	// none, and read back as unpinned instances.
+	Host string `json:"host,omitempty"`
 }
 
 type placementRecord struct {
@@ -178,6 +181,7 @@ func toRecord(inst *ec2.Instance) record {
 		AutoscalingState: inst.AutoscalingState,
 		SourceAddrs:      strs(inst.SourceAddrs),
 		MatchMAC:         inst.MatchMAC,
+		Host:             inst.Host,
 		Origin:           inst.Origin,
 	}
 	if !inst.PendingTime.IsZero() {
@@ -243,6 +247,7 @@ func (r record) instance() (*ec2.Instance, error) {
 		AutoscalingState: r.AutoscalingState,
 		SourceAddrs:      strs(r.SourceAddrs),
 		MatchMAC:         r.MatchMAC,
+		Host:             r.Host,
 		Origin:           r.Origin,
 	}
 	if r.PendingTime != "" {

@@ -80,6 +80,24 @@ func TestRecordFormat(t *testing.T) {
 	}
 }
 
+// TestRecordBeforeHost reads a version 1 record written before instances
+// could be pinned to a host: it is the same instance, unpinned.
+func TestRecordBeforeHost(t *testing.T) {
+	old, err := os.ReadFile("testdata/record-v1-unpinned.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Unmarshal("full", old)
+	if err != nil {
+		t.Fatalf("decode a record written before host: %v", err)
+	}
+	want := storetest.FullInstance("full")
+	want.Host = ""
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("a record without host decodes differently (-want +got):\n%s", diff)
+	}
+}
+
 func TestUnmarshalRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, key, v string }{
 		{"not JSON", "a", "{"},

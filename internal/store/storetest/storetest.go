@@ -418,6 +418,7 @@ func FullInstance(name string) *ec2.Instance {
 		SourceAddrs:      []string{"10.0.0.10", "fd00::10"},
 		MatchMAC:         true,
 		Origin:           ec2.OriginAPI,
+		Host:             "hv-1",
 	}
 }
 
