@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -51,8 +52,31 @@ func TestClusterCLI(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	out := mustRunCLI(t, "host", "list", sockB)
-	if !strings.Contains(out, "hv-a ") || !strings.Contains(out, "hv-b (this host)") || !strings.Contains(out, "LEASE") {
+	if out := mustRunCLI(t, "instance", "list", sockA); strings.Contains(out, "HOST") {
+		t.Errorf("imds instance list shows a HOST column with no instance pinned:\n%s", out)
+	}
+	// Pinned instances: one to B, one to a host that is not live. Unpinned
+	// are web-1 and each host's zero-configuration instance.
+	mustFailCLI(t, `--host: must be a host name without / or spaces, got "hv b"`, "instance", "add", "vm-x", "--host", "hv b", sockA)
+	mustRunCLI(t, "instance", "add", "vm-b", "--ip", "10.30.0.9", "--host", "hv-b", sockA)
+	mustRunCLI(t, "instance", "add", "vm-gone", "--ip", "10.30.0.10", "--host", "hv-c", sockA)
+	mustRunCLI(t, "instance", "set", "vm-gone", "--host", "hv-gone", sockA)
+	out := mustRunCLI(t, "instance", "list", sockA)
+	if !strings.Contains(out, "HOST") || !regexp.MustCompile(`(?m)^vm-b .* hv-b$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^web-1 .* -$`).MatchString(out) || !strings.Contains(out, "hv-gone") {
+		t.Errorf("imds instance list with pinned instances:\n%s", out)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		out = mustRunCLI(t, "host", "list", sockB)
+		if strings.Contains(out, "pinned to no live host (served by none): 1") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(out, "hv-a ") || !strings.Contains(out, "hv-b (this host)") || !strings.Contains(out, "LEASE") ||
+		!regexp.MustCompile(`(?m)^hv-a .* 0$`).MatchString(out) || !regexp.MustCompile(`(?m)^hv-b \(this host\) .* 1$`).MatchString(out) ||
+		!strings.Contains(out, "unpinned instances (served by every host): 2; pinned to no live host (served by none): 1") {
 		t.Errorf("imds host list on B:\n%s", out)
 	}
 	var doc struct {
@@ -61,13 +85,16 @@ func TestClusterCLI(t *testing.T) {
 			Listen     []string `json:"listen"`
 			TTLSeconds int      `json:"ttl_seconds"`
 			Self       bool     `json:"self"`
+			Pinned     *int     `json:"pinned"`
 		} `json:"hosts"`
+		Unpinned *int `json:"unpinned"`
 	}
 	if err := json.Unmarshal([]byte(mustRunCLI(t, "host", "list", "-o", "json", sockA)), &doc); err != nil {
 		t.Fatal(err)
 	}
 	if len(doc.Hosts) != 2 || doc.Hosts[0].Name != "hv-a" || !doc.Hosts[0].Self || doc.Hosts[1].Self ||
-		doc.Hosts[0].TTLSeconds <= 0 || len(doc.Hosts[0].Listen) != 1 {
+		doc.Hosts[0].TTLSeconds <= 0 || len(doc.Hosts[0].Listen) != 1 ||
+		doc.Hosts[1].Pinned == nil || *doc.Hosts[1].Pinned != 1 || doc.Unpinned == nil || *doc.Unpinned != 2 {
 		t.Errorf("imds host list -o json on A: %+v", doc)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -91,6 +92,7 @@ type instanceFlags struct {
 	instanceType string
 	region       string
 	hopLimit     int
+	host         string
 
 	// Set by load.
 	addrs    []string
@@ -113,10 +115,15 @@ func (f *instanceFlags) register(fs *pflag.FlagSet, set bool) {
 	fs.StringVar(&f.instanceType, "instance-type", "", "instance `type`, e.g. t3.small")
 	fs.StringVar(&f.region, "region", "", "`region`, e.g. eu-west-1")
 	fs.IntVar(&f.hopLimit, "hop-limit", 0, "`hops` a token response may travel, 1-64 (HttpPutResponseHopLimit; default 1, 2 for containers behind a bridge)")
+	pin := "imds `host` that alone serves the instance (store.etcd.host, else its host name; see imds host list)"
+	if set {
+		pin += "; \"\" unpins it"
+	}
+	fs.StringVar(&f.host, "host", "", pin)
 }
 
 // flagNames are the flags of instanceFlags, for messages.
-var flagNames = []string{"ip", "mac", "role", "user-data", "tag", "imdsv2", "instance-type", "region", "hop-limit"}
+var flagNames = []string{"ip", "mac", "role", "user-data", "tag", "imdsv2", "instance-type", "region", "hop-limit", "host"}
 
 // changed reports whether any instance flag was given.
 func (f *instanceFlags) changed(fs *pflag.FlagSet) bool {
@@ -172,6 +179,11 @@ func (f *instanceFlags) load(fs *pflag.FlagSet, stdin io.Reader, set bool) error
 			return fmt.Errorf("--region: %w", err)
 		}
 	}
+	if fs.Changed("host") && f.host != "" {
+		if err := ec2.CheckHostName(f.host); err != nil {
+			return fmt.Errorf("--host: %w", err)
+		}
+	}
 	if fs.Changed("hop-limit") && (f.hopLimit < 1 || f.hopLimit > 64) {
 		return fmt.Errorf("--hop-limit: must be between 1 and 64, got %d", f.hopLimit)
 	}
@@ -216,6 +228,9 @@ func (f *instanceFlags) update(fs *pflag.FlagSet) ec2.InstanceUpdate {
 	}
 	if fs.Changed("hop-limit") {
 		u.HopLimit = &f.hopLimit
+	}
+	if fs.Changed("host") {
+		u.Host = &f.host
 	}
 	return u
 }
@@ -466,6 +481,9 @@ type listPrinter struct {
 	w       io.Writer
 	format  string
 	started bool // something was written
+	// hosts tells whether the last table header had the HOST column: a
+	// page that needs it (or no longer does) starts with a new header.
+	hosts bool
 }
 
 func (p *listPrinter) page(list []*ec2.Instance) error {
@@ -473,8 +491,9 @@ func (p *listPrinter) page(list []*ec2.Instance) error {
 	case len(list) == 0:
 		return nil
 	case p.format == "table":
-		err := printTableRows(p.w, list, !p.started)
-		p.started = true
+		hosts := anyPinned(list)
+		err := printTableRows(p.w, list, !p.started || hosts != p.hosts, hosts)
+		p.started, p.hosts = true, hosts
 		return err
 	}
 	docs := make([]json.RawMessage, len(list))
@@ -685,13 +704,27 @@ func writeDocument(w io.Writer, format string, doc []byte) error {
 }
 
 // printTable writes one line per instance.
-func printTable(w io.Writer, list []*ec2.Instance) error { return printTableRows(w, list, true) }
+func printTable(w io.Writer, list []*ec2.Instance) error {
+	return printTableRows(w, list, true, anyPinned(list))
+}
 
-// printTableRows writes one line per instance, after the header if asked.
-func printTableRows(w io.Writer, list []*ec2.Instance, header bool) error {
+// anyPinned reports whether an instance of list is pinned to a host: the
+// table shows the HOST column only then, so that a single-host setup sees
+// the table it always saw.
+func anyPinned(list []*ec2.Instance) bool {
+	return slices.ContainsFunc(list, func(inst *ec2.Instance) bool { return inst.Host != "" })
+}
+
+// printTableRows writes one line per instance, after the header if asked,
+// with the HOST column if asked.
+func printTableRows(w io.Writer, list []*ec2.Instance, header, hosts bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if header {
-		fmt.Fprintln(tw, "NAME\tINSTANCE-ID\tORIGIN\tADDRESSES\tMAC\tROLE\tIMDSV2")
+		h := "NAME\tINSTANCE-ID\tORIGIN\tADDRESSES\tMAC\tROLE\tIMDSV2"
+		if hosts {
+			h += "\tHOST"
+		}
+		fmt.Fprintln(tw, h)
 	}
 	dash := func(s string) string {
 		if s == "" {
@@ -704,8 +737,12 @@ func printTableRows(w io.Writer, list []*ec2.Instance, header bool) error {
 		if inst.Role != nil {
 			role = inst.Role.Name
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ec2.Printable(inst.Name), dash(inst.ID), dash(inst.Origin),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", ec2.Printable(inst.Name), dash(inst.ID), dash(inst.Origin),
 			dash(strings.Join(inst.SourceAddrs, ",")), dash(inst.Primary().MAC), dash(role), dash(inst.Metadata.HTTPTokens))
+		if hosts {
+			fmt.Fprintf(tw, "\t%s", dash(inst.Host))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

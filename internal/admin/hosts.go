@@ -14,7 +14,10 @@ import (
 //
 // HOST is {"name": "hv-1", "listen": ["10.0.0.1:80"], "version": "1.2.0",
 // "started": RFC 3339, "lease": "694d7c1a2b3e4f50", "ttl_seconds": 9,
-// "self": true}. Without a shared store (store.etcd) the route answers 501.
+// "self": true, "pinned": 3}. With the host counts, the body also has
+// "unpinned" (instances every host serves) and "pinned_elsewhere"
+// (pinned to a host that is not live). Without a shared store
+// (store.etcd) the route answers 501.
 
 // hostsBox holds the HostService, which the daemon learns only once its
 // listeners are open, after the admin API.
@@ -31,10 +34,23 @@ type hostDocument struct {
 	Lease      string   `json:"lease,omitempty"`
 	TTLSeconds int64    `json:"ttl_seconds"`
 	Self       bool     `json:"self,omitempty"`
+	Pinned     *int     `json:"pinned,omitempty"`
 }
 
 type hostsBody struct {
-	Hosts []hostDocument `json:"hosts"`
+	Hosts           []hostDocument `json:"hosts"`
+	Unpinned        *int           `json:"unpinned,omitempty"`
+	PinnedElsewhere *int           `json:"pinned_elsewhere,omitempty"`
+}
+
+// HostList is GET /v1/hosts: the live hosts, and with Counted, how the
+// instances spread over them.
+type HostList struct {
+	Hosts   []ec2.Host
+	Counted bool
+	// Unpinned instances are served by every host; PinnedElsewhere are
+	// pinned to a host that is not live, and served by none.
+	Unpinned, PinnedElsewhere int
 }
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) error {
@@ -47,9 +63,26 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	body := hostsBody{Hosts: []hostDocument{}}
+	pc, counted := s.Service.(ec2.PinCounter)
+	var pins ec2.Pins
+	if counted {
+		pins = pc.CountPins()
+		body.Unpinned = ec2.Ptr(pins.Unpinned)
+		elsewhere := 0
+		for _, n := range pins.ByHost {
+			elsewhere += n
+		}
+		for _, h := range hosts {
+			elsewhere -= pins.ByHost[h.Name]
+		}
+		body.PinnedElsewhere = ec2.Ptr(elsewhere)
+	}
 	for _, h := range hosts {
 		doc := hostDocument{Name: h.Name, Listen: h.Listen, Version: h.Version, Lease: h.Lease,
 			TTLSeconds: int64(h.TTL / time.Second), Self: h.Self}
+		if counted {
+			doc.Pinned = ec2.Ptr(pins.ByHost[h.Name])
+		}
 		if !h.Started.IsZero() {
 			doc.Started = h.Started.UTC().Format(time.RFC3339)
 		}
@@ -67,22 +100,38 @@ var _ ec2.HostService = (*Client)(nil)
 
 // ListHosts implements ec2.HostService over the admin API.
 func (c *Client) ListHosts(ctx context.Context) ([]ec2.Host, error) {
+	l, err := c.HostList(ctx)
+	return l.Hosts, err
+}
+
+// HostList is GET /v1/hosts whole: the hosts, and the instance counts
+// when the server gives them (Counted).
+func (c *Client) HostList(ctx context.Context) (HostList, error) {
 	var body hostsBody
 	if err := c.do(ctx, http.MethodGet, "/v1/hosts", "", nil, &body); err != nil {
-		return nil, err
+		return HostList{}, err
 	}
-	out := make([]ec2.Host, 0, len(body.Hosts))
+	l := HostList{Hosts: make([]ec2.Host, 0, len(body.Hosts)), Counted: body.Unpinned != nil}
+	if l.Counted {
+		l.Unpinned = *body.Unpinned
+		if body.PinnedElsewhere != nil {
+			l.PinnedElsewhere = *body.PinnedElsewhere
+		}
+	}
 	for _, d := range body.Hosts {
 		h := ec2.Host{Name: d.Name, Listen: d.Listen, Version: d.Version, Lease: d.Lease,
 			TTL: time.Duration(d.TTLSeconds) * time.Second, Self: d.Self}
+		if d.Pinned != nil {
+			h.Pinned = *d.Pinned
+		}
 		if d.Started != "" {
 			t, err := time.Parse(time.RFC3339, d.Started)
 			if err != nil {
-				return nil, ec2.Errorf(ec2.EINTERNAL, "the admin API sent a host with started %q: %v", d.Started, err)
+				return HostList{}, ec2.Errorf(ec2.EINTERNAL, "the admin API sent a host with started %q: %v", d.Started, err)
 			}
 			h.Started = t
 		}
-		out = append(out, h)
+		l.Hosts = append(l.Hosts, h)
 	}
-	return out, nil
+	return l, nil
 }

@@ -23,6 +23,22 @@ type Host struct {
 	TTL   time.Duration
 	// Self marks the host that answered.
 	Self bool
+	// Pinned counts the instances pinned to it (Instance.Host), as the
+	// host that answered sees them; the admin API's host list fills it.
+	Pinned int
+}
+
+// Pins is how the instances spread over the hosts.
+type Pins struct {
+	// ByHost counts the instances pinned to each host name.
+	ByHost map[string]int
+	// Unpinned counts the instances every host serves.
+	Unpinned int
+}
+
+// PinCounter counts the instances pinned to each host.
+type PinCounter interface {
+	CountPins() Pins
 }
 
 // HostService lists the live hosts of a shared store.

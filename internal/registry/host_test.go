@@ -45,6 +45,9 @@ func TestPinnedInstances(t *testing.T) {
 			if n := r.Len(); n != 3 {
 				t.Errorf("%d instances listed, want all 3 (pinned or not)", n)
 			}
+			if p := r.CountPins(); p.Unpinned != 1 || len(p.ByHost) != 2 || p.ByHost["hv-a"] != 1 || p.ByHost["hv-b"] != 1 {
+				t.Errorf("CountPins = %+v, want 1 unpinned, 1 on hv-a, 1 on hv-b", p)
+			}
 			for addr, want := range tt.want {
 				inst, err := locate(r, addr)
 				switch {

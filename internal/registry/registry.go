@@ -447,6 +447,25 @@ func (r *Registry) CountByOrigin() map[string]int {
 	return maps.Clone(r.idx.Load().counts)
 }
 
+var _ ec2.PinCounter = (*Registry)(nil)
+
+// CountPins implements ec2.PinCounter over every instance listed (those
+// pinned to other hosts too). It reads the whole index: it is for
+// imds host list, not for requests.
+func (r *Registry) CountPins() ec2.Pins {
+	p := ec2.Pins{ByHost: map[string]int{}}
+	// In no order: the names need no sorting to be counted.
+	r.idx.Load().byName.all(func(_ string, inst *ec2.Instance) bool {
+		if inst.Host == "" {
+			p.Unpinned++
+		} else {
+			p.ByHost[inst.Host]++
+		}
+		return true
+	})
+	return p
+}
+
 // Each calls f with every instance served, in name order, until f returns
 // false: the registry's own immutable values, not copies, so that a caller
 // that only reads (status pages, counts) costs no copy of 100,000
@@ -596,7 +615,11 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	if replace {
 		verb = "updated"
 	}
-	r.Logger.Info("instance "+verb, "instance", inst.Name, "instance_id", inst.ID, "addresses", strings.Join(inst.SourceAddrs, ","))
+	attrs := []any{"instance", inst.Name, "instance_id", inst.ID, "addresses", strings.Join(inst.SourceAddrs, ",")}
+	if inst.Host != "" {
+		attrs = append(attrs, "host", inst.Host)
+	}
+	r.Logger.Info("instance "+verb, attrs...)
 	return inst.Clone(), nil
 }
 
