@@ -67,7 +67,9 @@ On "started" (the VM has started), "migrate" (an incoming migration) and "reconn
 updates the instance registered before: the name, instance ID (from the domain UUID), MAC
 of the interface on --network (with MAC matching) and the settings of the domain's imds
 metadata block replace those of the instance; the other settings are kept. It also removes
-the imds:state=stopped tag.
+the imds:state=stopped tag, and pins the instance to the server's host (its store.etcd.host,
+else its host name), so that only this host answers it: a migrated VM follows its
+hypervisor. A <imds:host> in the metadata block names another host, or none ("").
 
 On "stopped" and "release" it tags the instance imds:state=stopped; the instance stays
 registered, so that its name, ID and addresses stay reserved. Other operations do nothing.
@@ -122,6 +124,16 @@ func libvirtHook(cmd *cobra.Command, af *adminFlags, domain, op, network string)
 	c, err := af.client(cmd.Flags())
 	if err != nil {
 		return err
+	}
+	// The VM runs here: pinned to this host, under the name the server
+	// goes by (store.etcd.host, else its host name), so that only this
+	// host answers it.
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Store != nil {
+		d.PinTo(st.Store.Host)
 	}
 	return libvirt.Register(ctx, c, d)
 }

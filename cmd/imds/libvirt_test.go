@@ -93,6 +93,11 @@ func TestLibvirtHook(t *testing.T) {
 	if inst.ID != libvirtTestID || inst.Primary().MAC != "aa:bb:cc:dd:ee:ff" || !inst.MatchMAC || inst.Role == nil || inst.Role.Name != "web-role" || !hasTag(inst, "env", "dev") {
 		t.Fatalf("registered %+v", inst)
 	}
+	// Pinned to the server's host (bolt: the machine's host name), which
+	// therefore still answers it.
+	if inst.Host == "" || inst.Host != srv.d.Registry.Host {
+		t.Errorf("the hook pinned the VM to %q, want the server's host %q", inst.Host, srv.d.Registry.Host)
+	}
 
 	// A change made through the admin API survives a restart of the VM;
 	// the metadata block's settings win.
@@ -292,8 +297,8 @@ func TestInstanceUpload(t *testing.T) {
 		t.Fatalf("upload from the host: status %d", resp.StatusCode)
 	}
 	inst, err := srv.d.Registry.GetInstance(context.Background(), "test")
-	if err != nil || inst.ID != "i-04fbe0879f5844d57" {
-		t.Errorf("after the upload: %v %v", inst, err)
+	if err != nil || inst.ID != "i-04fbe0879f5844d57" || inst.Host != srv.d.Registry.Host {
+		t.Errorf("after the upload (want it pinned to %q): %v %v", srv.d.Registry.Host, inst, err)
 	}
 	resp, _ = http.Post(srv.URL+"/instance-upload", "application/xml", strings.NewReader("<domain>"))
 	resp.Body.Close()

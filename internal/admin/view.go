@@ -195,9 +195,9 @@ type StoreStatus struct {
 	// watch or a compaction.
 	LastContact time.Time `json:"last_contact,omitzero"`
 	Resyncs     int64     `json:"resyncs,omitempty"`
-	// Host is this host's name among the hosts sharing the store, and
-	// Lease the etcd lease (hexadecimal) that keeps it listed; "" while
-	// none is held.
+	// Host is this host's name among the hosts sharing the store (with
+	// bolt too: instances pinned to it name it), and Lease the etcd lease
+	// (hexadecimal) that keeps it listed; "" while none is held.
 	Host  string `json:"host,omitempty"`
 	Lease string `json:"lease,omitempty"`
 }

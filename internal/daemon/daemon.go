@@ -317,6 +317,7 @@ func (d *Daemon) newMetadata(o *opening) (*imds.Server, *creds.Roles, error) {
 		if err != nil {
 			return err
 		}
+		dom.PinTo(reg.Host) // uploaded from this host: its VM
 		return libvirt.Register(ctx, reg, dom)
 	}
 	if srv.UserData, err = userDataRenderer(file); err != nil {

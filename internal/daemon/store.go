@@ -137,8 +137,9 @@ func (d *Daemon) listHosts(o *opening) {
 // storeStatus reports the store in the admin API's server status.
 func (d *Daemon) storeStatus(o *opening) func() *admin.StoreStatus {
 	if o.etcd == nil {
-		path := filepath.Join(d.DataDir, "imds.db")
-		return func() *admin.StoreStatus { return &admin.StoreStatus{Backend: "bolt", Path: path} }
+		// The host's name with bolt too: the libvirt hook pins its VMs to it.
+		path, host := filepath.Join(d.DataDir, "imds.db"), d.Registry.Host
+		return func() *admin.StoreStatus { return &admin.StoreStatus{Backend: "bolt", Path: path, Host: host} }
 	}
 	e, f, is, p := o.file.Store.Etcd, d.Follower, o.etcd.Instances(), o.presence
 	return func() *admin.StoreStatus {

@@ -19,8 +19,12 @@
 //	    <imds:imdsv2>required</imds:imdsv2>
 //	    <imds:public-key name="alice">ssh-ed25519 AAAA...</imds:public-key>  (repeatable)
 //	    <imds:ip>192.168.122.10</imds:ip>                 (repeatable: source addresses)
+//	    <imds:host>hv-1</imds:host>                       (the imds host that serves it; "" for every host)
 //	  </imds:instance>
 //	</metadata>
+//
+// The hook pins the instance to the imds host it runs on (PinTo), unless
+// the block names a host.
 //
 // (`virsh metadata DOMAIN https://imds.dev/libvirt/1 --key imds --edit`
 // edits the block.)
@@ -75,12 +79,14 @@ type Domain struct {
 	Network string
 
 	set fields
+	// pinned: PinTo ran, and the update sets the host.
+	pinned bool
 }
 
 // fields records which overrides the metadata block gives.
 type fields struct {
-	role, userData, instanceType, region, zone, imdsv2, keys, ips bool
-	tags                                                          []ec2.Tag
+	role, userData, instanceType, region, zone, imdsv2, keys, ips, host bool
+	tags                                                                []ec2.Tag
 }
 
 // ParseDomain reads domain XML and returns an instance spec (not derived);
@@ -146,10 +152,23 @@ func (d *Domain) Update() ec2.InstanceUpdate {
 	if d.set.ips {
 		u.SourceAddrs = ec2.Ptr(append([]string{}, s.SourceAddrs...))
 	}
+	if d.set.host || d.pinned {
+		u.Host = &s.Host
+	}
 	for _, t := range d.set.tags {
 		u.Tags = append(u.Tags, ec2.TagEdit{Key: t.Key, Value: t.Value})
 	}
 	return u
+}
+
+// PinTo pins the instance to host, the imds host the domain runs on (so a
+// migrated VM follows its hypervisor), unless the metadata block names a
+// host, which wins. An empty host pins nothing.
+func (d *Domain) PinTo(host string) {
+	if d.set.host || host == "" {
+		return
+	}
+	d.Spec.Host, d.pinned = host, true
 }
 
 // Apply updates spec, an instance registered before, as Update says, and
@@ -506,8 +525,16 @@ func readOverrides(root *node, d *Domain) error {
 			}
 			d.set.ips = true
 			spec.SourceAddrs = append(spec.SourceAddrs, a.String())
+		case "host":
+			if text != "" {
+				if err := ec2.CheckHostName(text); err != nil {
+					return bad("%s", err)
+				}
+			}
+			d.set.host = true
+			spec.Host = text
 		default:
-			return bad("unknown element (known: role, user-data, tag, instance-type, region, availability-zone, imdsv2, public-key, ip)")
+			return bad("unknown element (known: role, user-data, tag, instance-type, region, availability-zone, imdsv2, public-key, ip, host)")
 		}
 	}
 	if d.set.region && d.set.zone && !strings.HasPrefix(spec.AvailabilityZone, spec.Region) {

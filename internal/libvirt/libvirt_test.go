@@ -228,6 +228,44 @@ func TestApply(t *testing.T) {
 	}
 }
 
+// TestPinTo: the hook pins a VM to the host it runs on, in a new spec and
+// in the update of one registered before (a migrated VM follows its
+// hypervisor); a host named in the metadata block wins, "" unpins.
+func TestPinTo(t *testing.T) {
+	for _, tt := range []struct {
+		name, block, pin, want string
+	}{
+		{"this host", "", "hv-2", "hv-2"},
+		{"no host name", "", "", ""},
+		{"block names a host", `<imds:host>hv-9</imds:host>`, "hv-2", "hv-9"},
+		{"block unpins", `<imds:host></imds:host>`, "hv-2", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := testDomain(t)
+			if tt.block != "" {
+				doc = withMetadata(t, doc, imdsBlock(tt.block))
+			}
+			d, err := Parse(strings.NewReader(doc), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.PinTo(tt.pin)
+			if d.Spec.Host != tt.want {
+				t.Errorf("spec host %q, want %q", d.Spec.Host, tt.want)
+			}
+			existing := &ec2.Instance{Name: "test", Host: "hv-1"}
+			d.Apply(existing)
+			want := tt.want
+			if tt.pin == "" && tt.block == "" {
+				want = "hv-1" // nothing to pin to: the registered host stays
+			}
+			if existing.Host != want {
+				t.Errorf("updated host %q, want %q", existing.Host, want)
+			}
+		})
+	}
+}
+
 func TestParseDomainErrors(t *testing.T) {
 	base := testDomain(t)
 	meta := func(children string) string { return withMetadata(t, base, imdsBlock(children)) }
@@ -283,6 +321,7 @@ func TestParseDomainErrors(t *testing.T) {
 		{"zone not in region", meta(`<imds:region>eu-west-1</imds:region><imds:availability-zone>us-east-1a</imds:availability-zone>`), "is not in region"},
 		{"twice", meta(`<imds:role>a</imds:role><imds:role>b</imds:role>`), "imds <role>: given twice"},
 		{"unknown", meta(`<imds:rol>a</imds:rol>`), "imds <rol>: unknown element"},
+		{"bad host", meta(`<imds:host>hv 1</imds:host>`), `imds <host>: must be a host name without / or spaces, got "hv 1"`},
 		{"nested", meta(`<imds:role><imds:x/></imds:role>`), "imds <role>: must hold text, not elements"},
 		{"foreign", meta(`<role>a</role>`), "imds <role>: element outside the namespace"},
 		{"two blocks", withMetadata(t, base, imdsBlock("")+imdsBlock("")), "more than one <instance> block"},
