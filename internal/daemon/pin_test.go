@@ -42,4 +42,16 @@ func TestPinnedToHost(t *testing.T) {
 	if _, err := a.Registry.UpdateInstance(t.Context(), "vm-b", ec2.InstanceUpdate{Host: ec2.Ptr("")}); ec2.ErrorCode(err) != ec2.ECONFLICT {
 		t.Errorf("unpinning vm-b through A: %v, want ECONFLICT", err)
 	}
+	// Through B, which sees no clash, the change is stored; A keeps
+	// serving its own vm-a and leaves vm-b out, as any stored clash.
+	if _, err := b.Registry.UpdateInstance(t.Context(), "vm-b", ec2.InstanceUpdate{Host: ec2.Ptr("")}); err != nil {
+		t.Fatalf("unpinning vm-b through B: %v", err)
+	}
+	waitFor(t, "host A to leave out the unpinned vm-b", func() bool { return !a.Registry.Has("vm-b") })
+	if id := instanceID(client, a); id != vmA.ID {
+		t.Errorf("host A answers %q after the clash, want its own vm-a %s", id, vmA.ID)
+	}
+	if id := instanceID(client, b); id != vmB.ID {
+		t.Errorf("host B answers %q, want vm-b %s, unpinned", id, vmB.ID)
+	}
 }
