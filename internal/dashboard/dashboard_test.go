@@ -122,7 +122,8 @@ func TestInstanceForm(t *testing.T) {
 		{"bad imdsv2", instanceForm{IMDSv2: p("v2")}, false, `--imdsv2: must be optional or required, got "v2"`},
 		{"empty type", instanceForm{InstanceType: p("")}, false, `--instance-type: must not be empty`},
 		{"empty region", instanceForm{Region: p("")}, false, `--region: must not be empty`},
-		{"good", instanceForm{IP: &[]string{"10.0.0.5", " "}, MAC: p("02:00:00:00:00:AB"), Tags: []string{"env=dev", "old-"}, IMDSv2: p("required")}, true, ""},
+		{"bad host", instanceForm{Host: p("hv/1")}, false, `--host: must be a host name without / or spaces, got "hv/1"`},
+		{"good", instanceForm{IP: &[]string{"10.0.0.5", " "}, MAC: p("02:00:00:00:00:AB"), Tags: []string{"env=dev", "old-"}, IMDSv2: p("required"), Host: p("")}, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +137,7 @@ func TestInstanceForm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(*u.SourceAddrs) != 1 || *u.MAC != "02:00:00:00:00:ab" || len(u.Tags) != 2 || !u.Tags[1].Remove || *u.HTTPTokens != "required" {
+			if len(*u.SourceAddrs) != 1 || *u.MAC != "02:00:00:00:00:ab" || len(u.Tags) != 2 || !u.Tags[1].Remove || *u.HTTPTokens != "required" || u.Host == nil || *u.Host != "" {
 				t.Errorf("update = %+v", u)
 			}
 		})

@@ -24,6 +24,7 @@ type instanceForm struct {
 	IMDSv2       *string   `json:"imdsv2"`
 	InstanceType *string   `json:"instance-type"`
 	Region       *string   `json:"region"`
+	Host         *string   `json:"host"`
 }
 
 // update checks the form as the CLI checks its flags, with the same
@@ -79,6 +80,14 @@ func (f *instanceForm) update(set bool) (ec2.InstanceUpdate, error) {
 			return u, invalid("--region", err)
 		}
 		u.Region = f.Region
+	}
+	if f.Host != nil {
+		if *f.Host != "" {
+			if err := ec2.CheckHostName(*f.Host); err != nil {
+				return u, invalid("--host", err)
+			}
+		}
+		u.Host = f.Host
 	}
 	u.Role = f.Role
 	return u, nil

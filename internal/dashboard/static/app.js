@@ -168,6 +168,7 @@
       el("select", { id: "f-imdsv2", name: "imdsv2" }, ["optional", "required"].map((v) => el("option", { value: v, selected: inst && inst.imdsv2 === v }, v))));
     field("Instance type", "instance_type", inst ? inst.instance_type : "");
     field("Region", "region", inst ? inst.region : "");
+    field("Host (--host)", "host", inst ? inst.host : "", "the imds host that alone serves it; empty for every host");
     field("Tags (--tag)", "tags", inst ? Object.entries(inst.tags || {}).map(([k, v]) => k + "=" + v).join(", ") : "", "KEY=VALUE, comma separated");
     const msg = el("div", { id: "form-msg" });
     f.append(el("span"), msg,
@@ -188,6 +189,7 @@
           if (v("role")) form.role = v("role");
           if (v("instance_type")) form["instance-type"] = v("instance_type");
           if (v("region")) form.region = v("region");
+          if (v("host")) form.host = v("host");
           if (v("tags")) form.tag = list(v("tags"));
           const added = await api("POST", "instances", form);
           done(true, added);
@@ -202,6 +204,7 @@
           if (v("imdsv2") !== (inst.imdsv2 || "optional")) form.imdsv2 = v("imdsv2");
           if (v("instance_type") !== (inst.instance_type || "")) form["instance-type"] = v("instance_type");
           if (v("region") !== (inst.region || "")) form.region = v("region");
+          if (v("host") !== (inst.host || "")) form.host = v("host");
           const nt = tags(v("tags"));
           const edits = [];
           for (const [k, val] of Object.entries(nt)) if (oldTags[k] !== val) edits.push(k + "=" + val);
