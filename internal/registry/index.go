@@ -96,6 +96,11 @@ type index struct {
 	byName *shardMap[string] // derived
 	byAddr *shardMap[netip.Addr]
 	byMAC  *shardMap[string]
+	// bases are the instances as defined (derived, no overlay) of those
+	// that byName holds with their events or faults applied: an event
+	// re-derives the one instance from its base rather than every
+	// instance from the store.
+	bases *shardMap[string]
 	// counts are the instances by origin (metrics read them at each scrape).
 	counts map[string]int
 	def    *ec2.Instance
@@ -111,7 +116,7 @@ type index struct {
 
 func emptyIndex(seed maphash.Seed) *index {
 	return &index{byName: newShardMap[string](seed),
-		byAddr: newShardMap[netip.Addr](seed), byMAC: newShardMap[string](seed), counts: map[string]int{}}
+		byAddr: newShardMap[netip.Addr](seed), byMAC: newShardMap[string](seed), bases: newShardMap[string](seed), counts: map[string]int{}}
 }
 
 // len is the number of instances.
@@ -161,12 +166,13 @@ func (x *index) after(after string, limit int) []string {
 type indexEdit struct {
 	byName, byMAC *mapEdit[string]
 	byAddr        *mapEdit[netip.Addr]
+	bases         *mapEdit[string]
 	counts        map[string]int
 }
 
 func (x *index) edit() *indexEdit {
 	return &indexEdit{byName: editMap(x.byName), byAddr: editMap(x.byAddr),
-		byMAC: editMap(x.byMAC), counts: maps.Clone(x.counts)}
+		byMAC: editMap(x.byMAC), bases: editMap(x.bases), counts: maps.Clone(x.counts)}
 }
 
 // done returns the new index; the default instance is resolved by the
@@ -177,7 +183,7 @@ func (e *indexEdit) done() *index {
 			delete(e.counts, o)
 		}
 	}
-	return &index{byName: e.byName.m, byAddr: e.byAddr.m, byMAC: e.byMAC.m, counts: e.counts}
+	return &index{byName: e.byName.m, byAddr: e.byAddr.m, byMAC: e.byMAC.m, bases: e.bases.m, counts: e.counts}
 }
 
 // get returns the instance of that name in the edit, nil if none.
@@ -224,6 +230,7 @@ func (e *indexEdit) remove(name string) *ec2.Instance {
 		return nil
 	}
 	e.byName.del(name)
+	e.bases.del(name)
 	for _, a := range inst.SourceAddrs {
 		if ip, err := netip.ParseAddr(a); err == nil && e.byAddr.m.get(ip.Unmap()) == inst {
 			e.byAddr.del(ip.Unmap())
@@ -234,4 +241,26 @@ func (e *indexEdit) remove(name string) *ec2.Instance {
 	}
 	e.counts[inst.Origin]--
 	return inst
+}
+
+// serve adds served, base with its overlay applied (base itself if it has
+// none), and keeps base when they differ, for the next change of the
+// overlay (see base).
+func (e *indexEdit) serve(base, served *ec2.Instance) error {
+	if err := e.add(served); err != nil {
+		return err
+	}
+	if served != base {
+		e.bases.set(base.Name, base)
+	}
+	return nil
+}
+
+// base returns the named instance as defined, without its overlay; nil if
+// none is in the edit.
+func (e *indexEdit) base(name string) *ec2.Instance {
+	if b := e.bases.m.get(name); b != nil {
+		return b
+	}
+	return e.byName.m.get(name)
 }

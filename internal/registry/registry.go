@@ -177,7 +177,7 @@ func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Def
 func (r *Registry) rebuild(ctx context.Context) error {
 	next := emptyIndex(r.seed).edit()
 	for _, inst := range r.config {
-		if err := next.add(r.withEvents(inst)); err != nil {
+		if err := r.serve(next, inst); err != nil {
 			return err
 		}
 	}
@@ -191,7 +191,7 @@ func (r *Registry) rebuild(ctx context.Context) error {
 		for i, spec := range specs {
 			err := errs[i]
 			if err == nil {
-				err = next.add(r.withEvents(insts[i]))
+				err = r.serve(next, insts[i])
 			}
 			if err != nil {
 				// A stored instance that now clashes with the config file (or no
@@ -203,7 +203,7 @@ func (r *Registry) rebuild(ctx context.Context) error {
 	}
 	for _, origin := range sortedKeys(r.discovered) {
 		for _, inst := range r.discovered[origin] {
-			if err := next.add(r.withEvents(inst)); err != nil {
+			if err := r.serve(next, inst); err != nil {
 				// The config file, reloaded, now claims what a source found:
 				// the file wins until the source next reports.
 				r.Logger.Warn("discovered instance not served", "instance", inst.Name, "origin", origin, "err", ec2.ErrorMessage(err))
@@ -568,7 +568,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	// store; the edit copies only the shards it touches.
 	next := x.edit()
 	next.remove(spec.Name)
-	if err := next.add(r.withEvents(inst)); err != nil {
+	if err := r.serve(next, inst); err != nil {
 		return nil, err
 	}
 	if replace {
@@ -744,7 +744,7 @@ func (r *Registry) AddInstanceBatch(ctx context.Context, specs []*ec2.Instance) 
 			}
 			insts[i] = inst
 		}
-		if err := next.add(r.withEvents(inst)); err != nil {
+		if err := r.serve(next, inst); err != nil {
 			refused[i] = err
 			continue
 		}
@@ -826,7 +826,7 @@ func (r *Registry) ApplyStored(ctx context.Context, put []*ec2.Instance, removed
 		gone(spec.Name)
 		err := errs[i]
 		if err == nil {
-			err = next.add(r.withEvents(insts[i]))
+			err = r.serve(next, insts[i])
 		}
 		if err != nil {
 			r.Logger.Warn("stored instance not served", "instance", spec.Name, "err", ec2.ErrorMessage(err))
