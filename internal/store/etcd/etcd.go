@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -254,6 +255,9 @@ type InstanceStore struct {
 	// into it (remember), since the registry no longer lists the store
 	// after each of them.
 	last atomic.Pointer[[]*mvccpb.KeyValue]
+	// ownOverlays holds, by overlay key, the revision of this store's last
+	// write of it, until a Follower sees it (see ownOverlay).
+	ownOverlays sync.Map
 }
 
 var _ ec2.InstanceStore = (*InstanceStore)(nil)
