@@ -26,7 +26,9 @@ type overlay struct {
 // The copy shares inst's slices: both are immutable once in the index, and
 // the index keeps inst too (as the base of the next change), so a deep
 // copy of each would be every instance twice while faults of every
-// instance are set. r.mu is held.
+// instance are set. Index it through serve, never add alone: without
+// its base, the next change of its overlay could not undo this one.
+// r.mu is held.
 func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
 	ov := r.overlays[inst.Name]
 	if ov == nil {

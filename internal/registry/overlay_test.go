@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // replaces that instance in the index and no other (the others are the
 // very same values), and once cleared the instance is again exactly as
 // defined, whatever the events changed (life cycle, autoscaling state),
-// for config and registered instances alike.
+// for config, registered and discovered instances alike.
 func TestOverlayChangesOneInstance(t *testing.T) {
 	ctx := context.Background()
 	r, _ := openRegistry(t, "")
@@ -33,6 +34,9 @@ func TestOverlayChangesOneInstance(t *testing.T) {
 		if _, err := r.AddInstance(ctx, s); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if errs := r.SetDiscovered(ctx, ec2.OriginDocker, []*ec2.Instance{container("d", "172.20.0.2", "02:42:ac:14:00:02")}); len(errs) > 0 {
+		t.Fatal(errs)
 	}
 	served := func() map[string]*ec2.Instance {
 		m := map[string]*ec2.Instance{}
@@ -66,7 +70,7 @@ func TestOverlayChangesOneInstance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, target := range []string{"c", "a"} {
+	for _, target := range []string{"c", "a", "d"} {
 		for _, tt := range tests {
 			t.Run(target+"/"+tt.name, func(t *testing.T) {
 				before := served()
@@ -82,14 +86,38 @@ func TestOverlayChangesOneInstance(t *testing.T) {
 				if after[target] == before[target] {
 					t.Errorf("instance %s was not replaced", target)
 				}
-				if got, _ := locate(r, before[target].SourceAddrs[0]); got != after[target] {
-					t.Errorf("the address of %s locates %v, not the changed instance", target, got)
+				if got := r.idx.Load().byAddr.get(netip.MustParseAddr(before[target].SourceAddrs[0])); got != after[target] {
+					t.Errorf("the address of %s is indexed to %v, not to the changed instance", target, got)
 				}
 				clear(target)
 				if diff := cmp.Diff(before[target], served()[target]); diff != "" {
 					t.Errorf("%s after clearing differs from before (-before +after):\n%s", target, diff)
 				}
 			})
+		}
+	}
+
+	// An instance put again while it has events (a container found again,
+	// a stored spec written) keeps its definition apart from them.
+	defined := served()
+	for _, target := range []string{"d", "a"} {
+		if _, err := r.TriggerEvent(ctx, target, ec2.EventRequest{Type: ec2.EventSpot}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if errs := r.SetDiscovered(ctx, ec2.OriginDocker, []*ec2.Instance{container("d", "172.20.0.2", "02:42:ac:14:00:02")}); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if _, err := r.UpdateInstance(ctx, "a", ec2.InstanceUpdate{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"d", "a"} {
+		if got := served()[target]; got.LifeCycle != "spot" {
+			t.Errorf("%s put again lost its spot notice: life cycle %q", target, got.LifeCycle)
+		}
+		clear(target)
+		if diff := cmp.Diff(defined[target], served()[target]); diff != "" {
+			t.Errorf("%s put again, then cleared, differs from as defined (-want +got):\n%s", target, diff)
 		}
 	}
 

@@ -7,7 +7,10 @@
 // instances. A change makes the next index from the last, copying only the
 // shards it touches (see index.go), and swaps it in: an add or a remove
 // costs the same at 100 or 100,000 instances, and never blocks requests.
-// Only Load, Reload and SetConfig build the index whole.
+// So does an event or a fault on one instance: the index keeps the
+// instance as defined beside the one it serves, and re-applies the
+// instance's overlay to it alone. Only Load, Reload and SetConfig build
+// the index whole.
 package registry
 
 import (

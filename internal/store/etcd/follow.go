@@ -37,8 +37,8 @@ type Follower struct {
 	// falls back to Reload.
 	Apply func(ctx context.Context, put []*ec2.Instance, removed []string) error
 	// Overlays, if set, reads the events and faults again
-	// (registry.Registry.LoadOverlays): after a change of theirs, and after
-	// every Reload of a resync.
+	// (registry.Registry.LoadOverlays): after every Reload of a resync, and
+	// after a change of theirs when ApplyOverlays is not set or fails.
 	Overlays func(ctx context.Context) error
 	// ApplyOverlays, if set, applies the overlay changes of a watch to the
 	// registry (registry.Registry.ApplyOverlays): the record of each name
