@@ -24,9 +24,7 @@ type overlay struct {
 
 // withEvents returns inst with its overlay applied (inst itself if none).
 // The copy shares inst's slices: both are immutable once in the index, and
-// the index keeps inst too (as the base of the next change), so a deep
-// copy of each would be every instance twice while faults of every
-// instance are set. Index it through serve, never add alone: without
+// the index may keep inst too (as the base of the next change). Index it through serve, never add alone: without
 // its base, the next change of its overlay could not undo this one.
 // r.mu is held.
 func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
@@ -223,7 +221,7 @@ func nextEvents(ov *overlay, name string, req ec2.EventRequest, now time.Time) (
 
 // serve adds inst, derived, to next with its overlay applied. r.mu is held.
 func (r *Registry) serve(next *indexEdit, inst *ec2.Instance) error {
-	return next.serve(inst, r.withEvents(inst))
+	return next.serve(inst, r.withEvents(inst), r.overlays[inst.Name] != nil)
 }
 
 // reserve applies the overlays again to the named instances (nil: every

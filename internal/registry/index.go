@@ -97,10 +97,16 @@ type index struct {
 	byAddr *shardMap[netip.Addr]
 	byMAC  *shardMap[string]
 	// bases are the instances as defined (derived, no overlay) of those
-	// that byName holds with their events or faults applied: an event
+	// that byName holds with their own events or faults applied: an event
 	// re-derives the one instance from its base rather than every
 	// instance from the store.
 	bases *shardMap[string]
+	// faults are the faults of every instance its instances were served
+	// with. An instance with no overlay of its own (and no faults in its
+	// definition) keeps no base: it is the served one with no faults,
+	// and 100,000 of them do not cost 100,000 more values while faults
+	// of every instance are set.
+	faults ec2.Faults
 	// counts are the instances by origin (metrics read them at each scrape).
 	counts map[string]int
 	def    *ec2.Instance
@@ -167,12 +173,13 @@ type indexEdit struct {
 	byName, byMAC *mapEdit[string]
 	byAddr        *mapEdit[netip.Addr]
 	bases         *mapEdit[string]
+	faults        ec2.Faults // of the index edited
 	counts        map[string]int
 }
 
 func (x *index) edit() *indexEdit {
 	return &indexEdit{byName: editMap(x.byName), byAddr: editMap(x.byAddr),
-		byMAC: editMap(x.byMAC), bases: editMap(x.bases), counts: maps.Clone(x.counts)}
+		byMAC: editMap(x.byMAC), bases: editMap(x.bases), faults: x.faults, counts: maps.Clone(x.counts)}
 }
 
 // done returns the new index; the default instance is resolved by the
@@ -244,23 +251,31 @@ func (e *indexEdit) remove(name string) *ec2.Instance {
 }
 
 // serve adds served, base with its overlay applied (base itself if it has
-// none), and keeps base when they differ, for the next change of the
-// overlay (see base).
-func (e *indexEdit) serve(base, served *ec2.Instance) error {
+// none), and keeps base when own (it has events or faults of its own) or
+// when its definition has faults, for the next change of the overlay (see
+// base).
+func (e *indexEdit) serve(base, served *ec2.Instance, own bool) error {
 	if err := e.add(served); err != nil {
 		return err
 	}
-	if served != base {
+	if served != base && (own || base.Faults.Active()) {
 		e.bases.set(base.Name, base)
 	}
 	return nil
 }
 
 // base returns the named instance as defined, without its overlay; nil if
-// none is in the edit.
+// none is in the edit. One that serve kept no base of is the served one,
+// without the faults of every instance if they were set.
 func (e *indexEdit) base(name string) *ec2.Instance {
 	if b := e.bases.m.get(name); b != nil {
 		return b
 	}
-	return e.byName.m.get(name)
+	served := e.byName.m.get(name)
+	if served == nil || !e.faults.Active() {
+		return served
+	}
+	b := *served
+	b.Faults = ec2.Faults{}
+	return &b
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -95,4 +96,32 @@ func benchApplyOverlays(b *testing.B, r *Registry, n int, fill func(*testing.B))
 			i++
 		}
 	})
+}
+
+// BenchmarkHeapAllFaults prints the heap of a registry of 100,000
+// instances (bolt) with no faults and with faults of every instance set:
+// the index keeps no second value of an instance for them.
+func BenchmarkHeapAllFaults(b *testing.B) {
+	const n = 100000
+	r, _, _ := openRegistryDB(b, filepath.Join(b.TempDir(), "imds.db"))
+	r.Logger = slog.New(slog.DiscardHandler)
+	fillRegistry(b, r, n)
+	heap := func() float64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return float64(m.HeapAlloc) / (1 << 20)
+	}
+	for b.Loop() {
+		h0 := heap()
+		if err := r.SetFaults(b.Context(), "", ec2.Faults{ErrorRate: 0.5}); err != nil {
+			b.Fatal(err)
+		}
+		h1 := heap()
+		if err := r.SetFaults(b.Context(), "", ec2.Faults{}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(h0, "heap-none-MB")
+		b.ReportMetric(h1, "heap-allfaults-MB")
+	}
 }

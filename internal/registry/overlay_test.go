@@ -24,6 +24,7 @@ func TestOverlayChangesOneInstance(t *testing.T) {
 	t.Cleanup(r.Close)
 	cfg := configInstance("c", "10.0.0.2")
 	cfg.AutoscalingState = "InService"
+	cfg.Faults = ec2.Faults{DropRate: 0.1} // a config file may declare faults
 	if err := r.SetConfig(ctx, []*ec2.Instance{cfg}, Default{}); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +138,22 @@ func TestOverlayChangesOneInstance(t *testing.T) {
 		if inst.Faults != want {
 			t.Errorf("faults of %s = %+v, want %+v", n, inst.Faults, want)
 		}
+	}
+	// Events come and go while they are set; once they are cleared too,
+	// every instance is as defined again, its declared faults included.
+	for _, target := range []string{"c", "d"} {
+		if _, err := r.TriggerEvent(ctx, target, ec2.EventRequest{Type: ec2.EventSpot}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, target := range []string{"a", "c", "d"} {
+		clear(target)
+	}
+	if err := r.SetFaults(ctx, "", ec2.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(defined, served()); diff != "" {
+		t.Errorf("after clearing everything, the instances differ from as defined (-want +got):\n%s", diff)
 	}
 }
 

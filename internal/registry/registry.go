@@ -228,6 +228,7 @@ func (r *Registry) publish(next *index) error {
 			next.def, next.displaced = nil, r.def.Name
 		}
 	}
+	next.faults = r.allFaults
 	r.idx.Store(next)
 	r.logDefault(next)
 	if r.OnChange != nil {
