@@ -80,7 +80,7 @@ credentials, no listener), like imds net status.`,
 // statusProblems lists what is wrong in doc, one sentence each; none when
 // all is well.
 func statusProblems(doc admin.StatusDocument) []string {
-	var out []string
+	out := []string{} // [] in JSON and YAML when all is well, not null
 	if len(doc.Listen) == 0 {
 		out = append(out, "server: no metadata listener")
 	}

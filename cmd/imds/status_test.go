@@ -23,6 +23,13 @@ func TestStatusBolt(t *testing.T) {
 			t.Errorf("imds status lacks %q:\n%s", want, out)
 		}
 	}
+	out, stderr, code = runCLI(t, "status", "-o", "json", "--admin-socket="+s.d.Admin.SocketPath)
+	var doc struct {
+		Problems []string `json:"problems"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || doc.Problems == nil || len(doc.Problems) != 0 {
+		t.Errorf("imds status -o json exited %d (%s), want \"problems\": []:\n%s", code, stderr, out)
+	}
 }
 
 // TestStatusEtcd: on etcd, imds status names the endpoints, the host and

@@ -188,7 +188,7 @@ func Open(cfg Config) (_ *Daemon, err error) {
 	}
 	d.newMetrics(o, srv, creds)
 	rot := roles.Rotator{Roles: creds, Instances: d.Registry, Logger: logger}
-	v := &views{srv: srv, roles: creds, reg: d.Registry, clk: o.clk, dataDir: d.DataDir, cfgPath: cfg.ConfigPath, vmnet: o.file.VMNetwork}
+	v := &views{srv: srv, roles: creds, reg: d.Registry, clk: o.clk, dataDir: d.DataDir, cfgPath: cfg.ConfigPath, vmnet: o.file.VMNetwork, version: cfg.Version}
 	v.file.Store(o.file)
 	o.views = v
 	v.store = d.storeStatus(o)

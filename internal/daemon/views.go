@@ -28,6 +28,7 @@ type views struct {
 	clk     clock.Clock
 	dataDir string
 	cfgPath string
+	version string // of the build, as imds version prints it
 	// listen is set once the metadata listeners are open.
 	listen atomic.Pointer[[]string]
 }
@@ -60,7 +61,7 @@ func (v *views) metadata(ctx context.Context, inst *ec2.Instance, path string) (
 }
 
 func (v *views) status(ctx context.Context) (admin.StatusDocument, error) {
-	doc := admin.StatusDocument{DataDir: v.dataDir, ConfigPath: v.cfgPath, Listen: []string{}}
+	doc := admin.StatusDocument{Version: v.version, DataDir: v.dataDir, ConfigPath: v.cfgPath, Listen: []string{}}
 	if l := v.listen.Load(); l != nil {
 		doc.Listen = *l
 	}

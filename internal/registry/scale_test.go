@@ -111,7 +111,7 @@ func BenchmarkLoad(b *testing.B) {
 	specs := make([]*ec2.Instance, n)
 	for i := range specs {
 		specs[i] = scaleSpec(i)
-		specs[i].PendingTime = time.Unix(1700000000, 0) // any fixed launch time: never compared with a clock
+		specs[i].PendingTime = time.Unix(1700000000, 0) // fixed instant: a stored launch time, never compared with a clock
 	}
 	if err := db.Instances().CreateInstances(b.Context(), specs); err != nil {
 		b.Fatal(err)
