@@ -83,7 +83,7 @@ func (d *Daemon) shareStore(o *opening) error {
 		return err
 	}
 	d.Follower = &etcd.Follower{Store: o.etcd, Reload: d.Registry.Reload, Apply: d.Registry.ApplyStored, Overlays: d.Registry.LoadOverlays,
-		Clock: o.clk, Logger: d.Logger}
+		ApplyOverlays: d.Registry.ApplyOverlays, Clock: o.clk, Logger: d.Logger}
 	d.background(o.ctx, d.Follower.Start, d.Follower.Wait)
 	return nil
 }

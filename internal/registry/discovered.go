@@ -40,7 +40,7 @@ func (r *Registry) SetDiscovered(ctx context.Context, origin string, specs []*ec
 		inst, err := r.derive(spec)
 		if err == nil {
 			inst.Origin = origin
-			err = next.add(r.withEvents(inst))
+			err = r.serve(next, inst)
 		}
 		if err != nil {
 			errs[spec.Name] = err

@@ -23,6 +23,9 @@ type overlay struct {
 }
 
 // withEvents returns inst with its overlay applied (inst itself if none).
+// The copy shares inst's slices: both are immutable once in the index, and
+// the index may keep inst too (as the base of the next change). Index it through serve, never add alone: without
+// its base, the next change of its overlay could not undo this one.
 // r.mu is held.
 func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
 	ov := r.overlays[inst.Name]
@@ -30,11 +33,12 @@ func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
 		if !r.allFaults.Active() {
 			return inst
 		}
-		c := inst.Clone()
+		c := *inst
 		c.Faults = r.allFaults
-		return c
+		return &c
 	}
-	c := inst.Clone()
+	cc := *inst
+	c := &cc
 	c.Faults = mergeFaults(r.allFaults, ov.faults)
 	c.Events = ov.events
 	c.Events.Maintenance = slices.Clone(ov.events.Maintenance)
@@ -215,17 +219,52 @@ func nextEvents(ov *overlay, name string, req ec2.EventRequest, now time.Time) (
 	return &next, pending, replaced, nil
 }
 
-// apply installs an overlay and rebuilds the index, and schedules its
-// spot notice for later if it holds one not scheduled yet (issued here, or
-// by another host and read from the store with this change). r.mu is held.
-func (r *Registry) apply(ctx context.Context, name string, ov *overlay) error {
+// serve adds inst, derived, to next with its overlay applied. r.mu is held.
+func (r *Registry) serve(next *indexEdit, inst *ec2.Instance) error {
+	return next.serve(inst, r.withEvents(inst), r.overlays[inst.Name] != nil)
+}
+
+// reserve applies the overlays again to the named instances (nil: every
+// instance) from their bases in the index, and swaps the index: a change of
+// one instance's overlay costs that instance, not a list of the store and
+// a derivation of every instance. Names not served are skipped (their
+// overlay applies if they are served later). r.mu is held.
+func (r *Registry) reserve(names []string) error {
+	x := r.idx.Load()
+	if names == nil {
+		names = make([]string, 0, x.len())
+		x.byName.all(func(n string, _ *ec2.Instance) bool {
+			names = append(names, n)
+			return true
+		})
+	}
+	next := x.edit()
+	for _, name := range names {
+		base := next.base(name)
+		if base == nil {
+			continue
+		}
+		next.remove(name)
+		// Its addresses and MAC were its own a moment ago: no clash.
+		if err := r.serve(next, base); err != nil {
+			return err
+		}
+	}
+	return r.publish(next.done())
+}
+
+// apply installs an overlay and shows it on its instance, and schedules
+// its spot notice for later if it holds one not scheduled yet (issued
+// here, or by another host and read from the store with this change).
+// r.mu is held.
+func (r *Registry) apply(_ context.Context, name string, ov *overlay) error {
 	prev := r.overlays[name]
 	if ov.stored().Empty() {
 		delete(r.overlays, name)
 	} else {
 		r.overlays[name] = ov
 	}
-	if err := r.rebuild(ctx); err != nil {
+	if err := r.reserve([]string{name}); err != nil {
 		if prev != nil {
 			r.overlays[name] = prev
 		} else {
@@ -398,14 +437,89 @@ func (r *Registry) LoadOverlays(ctx context.Context) error {
 		overlays[name] = ov
 	}
 	prevOverlays, prevAll := r.overlays, r.allFaults
+	// Only the instances whose overlay may have changed are shown again,
+	// unless the faults of every instance changed.
+	var changed []string
+	if all == prevAll {
+		changed = make([]string, 0, len(prevOverlays)+len(overlays))
+		for name := range prevOverlays {
+			changed = append(changed, name)
+		}
+		for name := range overlays {
+			if _, ok := prevOverlays[name]; !ok {
+				changed = append(changed, name)
+			}
+		}
+	}
 	r.overlays, r.allFaults = overlays, all
-	if err := r.rebuild(ctx); err != nil {
+	if err := r.reserve(changed); err != nil {
 		r.overlays, r.allFaults = prevOverlays, prevAll
 		return err
 	}
 	for _, name := range pending {
 		if prev := prevOverlays[name]; prev == nil || !sameNotice(prev.events.SpotScheduled, overlays[name].events.SpotScheduled) {
 			r.schedule(name, overlays[name].events.SpotScheduled)
+		}
+	}
+	return nil
+}
+
+// ApplyOverlays applies changes that another writer made to the stored
+// events and faults (an etcd Follower hands them over): the overlay of
+// each name changed, nil for one deleted. Unlike LoadOverlays, it reads
+// nothing and costs the instances it touches. A scheduled spot notice
+// whose time has come is shown, one still ahead is scheduled, as
+// LoadOverlays does. Overlays the store does not keep for this host (its
+// config file's instances, the containers it found, the faults of every
+// instance on a shared store) are left as they are.
+func (r *Registry) ApplyOverlays(ctx context.Context, changed map[string]*ec2.Overlay) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.Clock.Now()
+	prevAll := r.allFaults
+	prev := make(map[string]*overlay, len(changed))
+	names := make([]string, 0, len(changed))
+	for name, o := range changed {
+		if r.storeFor(name) == nil {
+			continue
+		}
+		if name == "" {
+			if o == nil {
+				r.allFaults = ec2.Faults{}
+			} else {
+				r.allFaults = o.Faults
+			}
+			continue
+		}
+		prev[name] = r.overlays[name]
+		names = append(names, name)
+		if o == nil || o.Empty() {
+			delete(r.overlays, name)
+			continue
+		}
+		r.overlays[name] = showDue(fromStored(*o), now)
+	}
+	if r.allFaults != prevAll {
+		names = nil // every instance
+	}
+	if err := r.reserve(names); err != nil {
+		r.allFaults = prevAll
+		for name, ov := range prev {
+			if ov == nil {
+				delete(r.overlays, name)
+			} else {
+				r.overlays[name] = ov
+			}
+		}
+		return err
+	}
+	for name, p := range prev {
+		if ov := r.overlays[name]; ov != nil && ov.events.SpotScheduled != nil &&
+			(p == nil || !sameNotice(p.events.SpotScheduled, ov.events.SpotScheduled)) {
+			r.schedule(name, ov.events.SpotScheduled)
 		}
 	}
 	return nil

@@ -46,7 +46,9 @@ func (r *Registry) SetFaults(ctx context.Context, name string, f ec2.Faults) err
 		}
 		prev := r.allFaults
 		r.allFaults = f
-		if err := r.rebuild(ctx); err != nil {
+		// Every instance changes, but from its base in the index: no
+		// list of the store, no derivation.
+		if err := r.reserve(nil); err != nil {
 			r.allFaults = prev
 			return err
 		}

@@ -96,6 +96,17 @@ type index struct {
 	byName *shardMap[string] // derived
 	byAddr *shardMap[netip.Addr]
 	byMAC  *shardMap[string]
+	// bases are the instances as defined (derived, no overlay) of those
+	// that byName holds with their own events or faults applied: an event
+	// re-derives the one instance from its base rather than every
+	// instance from the store.
+	bases *shardMap[string]
+	// faults are the faults of every instance its instances were served
+	// with. An instance with no overlay of its own (and no faults in its
+	// definition) keeps no base: it is the served one with no faults,
+	// and 100,000 of them do not cost 100,000 more values while faults
+	// of every instance are set.
+	faults ec2.Faults
 	// counts are the instances by origin (metrics read them at each scrape).
 	counts map[string]int
 	def    *ec2.Instance
@@ -114,7 +125,8 @@ type index struct {
 
 func emptyIndex(seed maphash.Seed, host string) *index {
 	return &index{byName: newShardMap[string](seed),
-		byAddr: newShardMap[netip.Addr](seed), byMAC: newShardMap[string](seed), counts: map[string]int{}, host: host}
+		byAddr: newShardMap[netip.Addr](seed), byMAC: newShardMap[string](seed), bases: newShardMap[string](seed), counts: map[string]int{},
+		host: host}
 }
 
 // len is the number of instances.
@@ -164,13 +176,15 @@ func (x *index) after(after string, limit int) []string {
 type indexEdit struct {
 	byName, byMAC *mapEdit[string]
 	byAddr        *mapEdit[netip.Addr]
+	bases         *mapEdit[string]
+	faults        ec2.Faults // of the index edited
 	counts        map[string]int
 	host          string
 }
 
 func (x *index) edit() *indexEdit {
 	return &indexEdit{byName: editMap(x.byName), byAddr: editMap(x.byAddr),
-		byMAC: editMap(x.byMAC), counts: maps.Clone(x.counts), host: x.host}
+		byMAC: editMap(x.byMAC), bases: editMap(x.bases), faults: x.faults, counts: maps.Clone(x.counts), host: x.host}
 }
 
 // done returns the new index; the default instance is resolved by the
@@ -181,7 +195,7 @@ func (e *indexEdit) done() *index {
 			delete(e.counts, o)
 		}
 	}
-	return &index{byName: e.byName.m, byAddr: e.byAddr.m, byMAC: e.byMAC.m, counts: e.counts, host: e.host}
+	return &index{byName: e.byName.m, byAddr: e.byAddr.m, byMAC: e.byMAC.m, bases: e.bases.m, counts: e.counts, host: e.host}
 }
 
 // elsewhere reports whether inst is pinned to another host than this one.
@@ -247,6 +261,7 @@ func (e *indexEdit) remove(name string) *ec2.Instance {
 		return nil
 	}
 	e.byName.del(name)
+	e.bases.del(name)
 	for _, a := range inst.SourceAddrs {
 		if ip, err := netip.ParseAddr(a); err == nil && e.byAddr.m.get(ip.Unmap()) == inst {
 			e.byAddr.del(ip.Unmap())
@@ -257,4 +272,34 @@ func (e *indexEdit) remove(name string) *ec2.Instance {
 	}
 	e.counts[inst.Origin]--
 	return inst
+}
+
+// serve adds served, base with its overlay applied (base itself if it has
+// none), and keeps base when own (it has events or faults of its own) or
+// when its definition has faults, for the next change of the overlay (see
+// base).
+func (e *indexEdit) serve(base, served *ec2.Instance, own bool) error {
+	if err := e.add(served); err != nil {
+		return err
+	}
+	if served != base && (own || base.Faults.Active()) {
+		e.bases.set(base.Name, base)
+	}
+	return nil
+}
+
+// base returns the named instance as defined, without its overlay; nil if
+// none is in the edit. One that serve kept no base of is the served one,
+// without the faults of every instance if they were set.
+func (e *indexEdit) base(name string) *ec2.Instance {
+	if b := e.bases.m.get(name); b != nil {
+		return b
+	}
+	served := e.byName.m.get(name)
+	if served == nil || !e.faults.Active() {
+		return served
+	}
+	b := *served
+	b.Faults = ec2.Faults{}
+	return &b
 }

@@ -7,7 +7,10 @@
 // instances. A change makes the next index from the last, copying only the
 // shards it touches (see index.go), and swaps it in: an add or a remove
 // costs the same at 100 or 100,000 instances, and never blocks requests.
-// Only Load, Reload and SetConfig build the index whole.
+// So does an event or a fault on one instance: the index keeps the
+// instance as defined beside the one it serves, and re-applies the
+// instance's overlay to it alone. Only Load, Reload and SetConfig build
+// the index whole.
 package registry
 
 import (
@@ -184,7 +187,7 @@ func (r *Registry) SetConfig(ctx context.Context, insts []*ec2.Instance, def Def
 func (r *Registry) rebuild(ctx context.Context) error {
 	next := emptyIndex(r.seed, r.Host).edit()
 	for _, inst := range r.config {
-		if err := next.add(r.withEvents(inst)); err != nil {
+		if err := r.serve(next, inst); err != nil {
 			return err
 		}
 	}
@@ -198,7 +201,7 @@ func (r *Registry) rebuild(ctx context.Context) error {
 		for i, spec := range specs {
 			err := errs[i]
 			if err == nil {
-				err = next.add(r.withEvents(insts[i]))
+				err = r.serve(next, insts[i])
 			}
 			if err != nil {
 				// A stored instance that now clashes with the config file (or no
@@ -210,7 +213,7 @@ func (r *Registry) rebuild(ctx context.Context) error {
 	}
 	for _, origin := range sortedKeys(r.discovered) {
 		for _, inst := range r.discovered[origin] {
-			if err := next.add(r.withEvents(inst)); err != nil {
+			if err := r.serve(next, inst); err != nil {
 				// The config file, reloaded, now claims what a source found:
 				// the file wins until the source next reports.
 				r.Logger.Warn("discovered instance not served", "instance", inst.Name, "origin", origin, "err", ec2.ErrorMessage(err))
@@ -235,6 +238,7 @@ func (r *Registry) publish(next *index) error {
 			next.def, next.displaced = nil, r.def.Name
 		}
 	}
+	next.faults = r.allFaults
 	r.idx.Store(next)
 	r.logDefault(next)
 	if r.OnChange != nil {
@@ -597,7 +601,7 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	// store; the edit copies only the shards it touches.
 	next := x.edit()
 	next.remove(spec.Name)
-	if err := next.add(r.withEvents(inst)); err != nil {
+	if err := r.serve(next, inst); err != nil {
 		return nil, err
 	}
 	if replace {
@@ -777,7 +781,7 @@ func (r *Registry) AddInstanceBatch(ctx context.Context, specs []*ec2.Instance) 
 			}
 			insts[i] = inst
 		}
-		if err := next.add(r.withEvents(inst)); err != nil {
+		if err := r.serve(next, inst); err != nil {
 			refused[i] = err
 			continue
 		}
@@ -859,7 +863,7 @@ func (r *Registry) ApplyStored(ctx context.Context, put []*ec2.Instance, removed
 		gone(spec.Name)
 		err := errs[i]
 		if err == nil {
-			err = next.add(r.withEvents(insts[i]))
+			err = r.serve(next, insts[i])
 		}
 		if err != nil {
 			r.Logger.Warn("stored instance not served", "instance", spec.Name, "err", ec2.ErrorMessage(err))

@@ -266,22 +266,9 @@ func (s *InstanceStore) FindInstances(ctx context.Context) ([]*ec2.Instance, err
 	return insts, nil
 }
 
-// CreateInstance implements ec2.InstanceStore.
+// CreateInstance implements ec2.InstanceStore: a batch of one.
 func (s *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance) error {
-	v, err := encode(inst)
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return s.update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte(bucketInstances))
-		if b.Get([]byte(inst.Name)) != nil {
-			return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
-		}
-		return b.Put([]byte(inst.Name), v)
-	})
+	return s.CreateInstances(ctx, []*ec2.Instance{inst})
 }
 
 var _ ec2.InstanceBatchStore = (*InstanceStore)(nil)
@@ -351,29 +338,11 @@ func (s *InstanceStore) DeleteInstance(ctx context.Context, name string) error {
 	})
 }
 
-// checkName rejects names bbolt cannot use as keys. Finer rules (length,
-// characters) are ec2.Instance.Validate's business, applied before storing.
-func checkName(name string) error {
-	if name == "" {
-		return ec2.Errorf(ec2.EINVALID, "the instance name must not be empty")
-	}
-	if len(name) > bbolt.MaxKeySize {
-		return ec2.Errorf(ec2.EINVALID, "the instance name is longer than %d bytes", bbolt.MaxKeySize)
-	}
-	return nil
-}
+// checkName rejects names bbolt cannot use as keys.
+func checkName(name string) error { return record.CheckName(name, bbolt.MaxKeySize) }
 
-// encode checks inst and marshals its record, outside any transaction so that
-// the write lock is held only for the write.
-func encode(inst *ec2.Instance) ([]byte, error) {
-	if inst == nil {
-		return nil, ec2.Errorf(ec2.EINVALID, "no instance given")
-	}
-	if err := checkName(inst.Name); err != nil {
-		return nil, err
-	}
-	return record.Marshal(inst)
-}
+// encode checks inst and marshals its record.
+func encode(inst *ec2.Instance) ([]byte, error) { return record.Encode(inst, bbolt.MaxKeySize) }
 
 // decode unmarshals the record stored under key. v belongs to bbolt and is
 // valid only during the transaction; json.Unmarshal copies what it keeps, so

@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -254,6 +255,9 @@ type InstanceStore struct {
 	// into it (remember), since the registry no longer lists the store
 	// after each of them.
 	last atomic.Pointer[[]*mvccpb.KeyValue]
+	// ownOverlays holds, by overlay key, the revision of this store's last
+	// write of it, until a Follower sees it (see ownOverlay).
+	ownOverlays sync.Map
 }
 
 var _ ec2.InstanceStore = (*InstanceStore)(nil)
@@ -396,6 +400,16 @@ func (is *InstanceStore) advance(before int64, revs ...int64) {
 
 // CreateInstance implements ec2.InstanceStore.
 func (is *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance) error {
+	return is.putOne(ctx, inst, "the creation of instance ", "=", func() error {
+		return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
+	})
+}
+
+// putOne writes inst's record in one transaction if the creation revision
+// of its key compares with 0 by op ("=": it must not exist, ">": it must);
+// refused is the error when it does not hold. what names the write in an
+// error of etcd's.
+func (is *InstanceStore) putOne(ctx context.Context, inst *ec2.Instance, what, op string, refused func() error) error {
 	v, err := encode(inst)
 	if err != nil {
 		return err
@@ -403,16 +417,16 @@ func (is *InstanceStore) CreateInstance(ctx context.Context, inst *ec2.Instance)
 	var resp *clientv3.TxnResponse
 	k := is.key(inst.Name)
 	before := is.rev.Load()
-	if err := is.call(ctx, "the creation of instance "+inst.Name, func(ctx context.Context) (err error) {
+	if err := is.call(ctx, what+inst.Name, func(ctx context.Context) (err error) {
 		resp, err = is.s.client.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			If(clientv3.Compare(clientv3.CreateRevision(k), op, 0)).
 			Then(clientv3.OpPut(k, string(v))).Commit()
 		return err
 	}); err != nil {
 		return err
 	}
 	if !resp.Succeeded {
-		return ec2.Errorf(ec2.ECONFLICT, "instance %q already exists", inst.Name)
+		return refused()
 	}
 	is.remember(map[string][]byte{k: v})
 	is.advance(before, resp.Header.Revision)
@@ -539,27 +553,9 @@ func (is *InstanceStore) undo(ctx context.Context, cause error, written []*batch
 // UpdateInstance implements ec2.InstanceStore: the record is replaced
 // whole, if it still exists.
 func (is *InstanceStore) UpdateInstance(ctx context.Context, inst *ec2.Instance) error {
-	v, err := encode(inst)
-	if err != nil {
-		return err
-	}
-	var resp *clientv3.TxnResponse
-	k := is.key(inst.Name)
-	before := is.rev.Load()
-	if err := is.call(ctx, "the update of instance "+inst.Name, func(ctx context.Context) (err error) {
-		resp, err = is.s.client.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(k), ">", 0)).
-			Then(clientv3.OpPut(k, string(v))).Commit()
-		return err
-	}); err != nil {
-		return err
-	}
-	if !resp.Succeeded {
+	return is.putOne(ctx, inst, "the update of instance ", ">", func() error {
 		return ec2.Errorf(ec2.ENOTFOUND, "instance %q not found", inst.Name)
-	}
-	is.remember(map[string][]byte{k: v})
-	is.advance(before, resp.Header.Revision)
-	return nil
+	})
 }
 
 // DeleteInstance implements ec2.InstanceStore. It does not decode the
@@ -584,25 +580,11 @@ func (is *InstanceStore) DeleteInstance(ctx context.Context, name string) error 
 	return nil
 }
 
-func checkName(name string) error {
-	if name == "" {
-		return ec2.Errorf(ec2.EINVALID, "the instance name must not be empty")
-	}
-	if len(name) > maxNameBytes {
-		return ec2.Errorf(ec2.EINVALID, "the instance name is longer than %d bytes", maxNameBytes)
-	}
-	return nil
-}
+// checkName rejects names no key can be made of.
+func checkName(name string) error { return record.CheckName(name, maxNameBytes) }
 
-func encode(inst *ec2.Instance) ([]byte, error) {
-	if inst == nil {
-		return nil, ec2.Errorf(ec2.EINVALID, "no instance given")
-	}
-	if err := checkName(inst.Name); err != nil {
-		return nil, err
-	}
-	return record.Marshal(inst)
-}
+// encode checks inst and marshals its record.
+func encode(inst *ec2.Instance) ([]byte, error) { return record.Encode(inst, maxNameBytes) }
 
 func (is *InstanceStore) decode(name string, v []byte) (*ec2.Instance, error) {
 	inst, err := record.Unmarshal(name, v)

@@ -50,7 +50,10 @@ func (is *InstanceStore) PutOverlay(ctx context.Context, name string, o ec2.Over
 	k := is.overlayKey(name)
 	if o.Empty() {
 		return is.call(ctx, "the removal of "+what, func(ctx context.Context) error {
-			_, err := is.s.client.Delete(ctx, k)
+			resp, err := is.s.client.Delete(ctx, k)
+			if err == nil {
+				is.wroteOverlay(k, resp.Header.Revision)
+			}
 			return err
 		})
 	}
@@ -59,7 +62,10 @@ func (is *InstanceStore) PutOverlay(ctx context.Context, name string, o ec2.Over
 		return err
 	}
 	return is.call(ctx, "the write of "+what, func(ctx context.Context) error {
-		_, err := is.s.client.Put(ctx, k, string(v))
+		resp, err := is.s.client.Put(ctx, k, string(v))
+		if err == nil {
+			is.wroteOverlay(k, resp.Header.Revision)
+		}
 		return err
 	})
 }
@@ -115,10 +121,41 @@ func (is *InstanceStore) UpdateOverlay(ctx context.Context, name string, change 
 			return ec2.Overlay{}, err
 		}
 		if resp.Succeeded {
+			is.wroteOverlay(k, resp.Header.Revision)
 			return next, nil
 		}
 	}
 	return ec2.Overlay{}, ec2.Errorf(ec2.ECONFLICT, "the events and faults of instance %s changed %d times while this host wrote them; try again", name, maxUpdateTries)
+}
+
+// wroteOverlay notes that this store wrote the overlay key k at revision
+// rev: the registry shows that write at once, so a Follower must not show
+// an older value of k it still has to hand over (see ownOverlay).
+func (is *InstanceStore) wroteOverlay(k string, rev int64) {
+	for {
+		cur, loaded := is.ownOverlays.LoadOrStore(k, rev)
+		if !loaded || cur.(int64) >= rev || is.ownOverlays.CompareAndSwap(k, cur, rev) {
+			return
+		}
+	}
+}
+
+// stale tells a Follower whether the change of overlay key k at revision
+// rev is older than this store's own last write of k, which the registry
+// shows already: handing it over would show an older state until the
+// watch reached that write. Once the watch reaches it, the key is
+// forgotten (a watch sends revisions in order).
+func (is *InstanceStore) stale(k string, rev int64) bool {
+	v, ok := is.ownOverlays.Load(k)
+	if !ok {
+		return false
+	}
+	own := v.(int64)
+	if rev >= own {
+		is.ownOverlays.CompareAndDelete(k, v)
+		return false
+	}
+	return true
 }
 
 // FindOverlays implements ec2.OverlayStore: one range read.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/imdsdev/imds/internal/clock"
 	"github.com/imdsdev/imds/internal/ec2"
+	"github.com/imdsdev/imds/internal/store/record"
 )
 
 // DefaultProbeInterval is how often a Follower checks that etcd answers
@@ -36,9 +37,16 @@ type Follower struct {
 	// falls back to Reload.
 	Apply func(ctx context.Context, put []*ec2.Instance, removed []string) error
 	// Overlays, if set, reads the events and faults again
-	// (registry.Registry.LoadOverlays): after a change of theirs, and after
-	// every Reload of a resync.
+	// (registry.Registry.LoadOverlays): after every Reload of a resync, and
+	// after a change of theirs when ApplyOverlays is not set or fails.
 	Overlays func(ctx context.Context) error
+	// ApplyOverlays, if set, applies the overlay changes of a watch to the
+	// registry (registry.Registry.ApplyOverlays): the record of each name
+	// changed ("" for the faults of every instance), nil for one deleted,
+	// so that an event costs the one instance it changes on every host
+	// rather than a read of every overlay. A change that does not decode,
+	// or an error of ApplyOverlays, falls back to Overlays.
+	ApplyOverlays func(ctx context.Context, changed map[string]*ec2.Overlay) error
 	// Clock paces the probes and retries.
 	Clock clock.Clock
 	// ProbeInterval is DefaultProbeInterval when zero.
@@ -187,8 +195,8 @@ func (f *Follower) watch(ctx context.Context, rev int64) error {
 					return err
 				}
 			}
-			if overlays && f.Overlays != nil {
-				if err := f.Overlays(ctx); err != nil {
+			if overlays {
+				if err := f.overlays(ctx, events); err != nil {
 					return err
 				}
 			}
@@ -247,6 +255,62 @@ func (f *Follower) update(ctx context.Context, events []*clientv3.Event, latest 
 			return nil
 		}
 	}
+}
+
+// overlays hands the registry the overlays events changed: by
+// ApplyOverlays when set and every one decodes, else by Overlays.
+func (f *Follower) overlays(ctx context.Context, events []*clientv3.Event) error {
+	if f.ApplyOverlays == nil {
+		if f.Overlays == nil {
+			return nil
+		}
+		return f.Overlays(ctx)
+	}
+	dir := f.Store.prefix + overlaysDir
+	// The last event of each key is its state after the watch's changes.
+	changed := map[string]*ec2.Overlay{}
+	for _, ev := range events {
+		k := string(ev.Kv.Key)
+		if !strings.HasPrefix(k, dir) {
+			continue
+		}
+		if f.Store.instances.stale(k, ev.Kv.ModRevision) {
+			continue
+		}
+		name := strings.TrimPrefix(k, dir)
+		if name == keyEveryInstance {
+			name = ""
+		}
+		if ev.Type == clientv3.EventTypeDelete {
+			changed[name] = nil
+			continue
+		}
+		o, err := record.UnmarshalOverlay(ev.Kv.Value)
+		if err != nil {
+			f.Logger.Warn("etcd: changed events and faults do not decode: reading them all again", "key", k, "err", err.Error())
+			return f.reloadOverlays(ctx)
+		}
+		changed[name] = &o
+	}
+	if len(changed) == 0 {
+		return nil // this store's own writes, shown already
+	}
+	if err := f.ApplyOverlays(ctx, changed); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		f.Logger.Warn("etcd: applying changed events and faults failed: reading them all again", "err", ec2.ErrorMessage(err))
+		return f.reloadOverlays(ctx)
+	}
+	return nil
+}
+
+// reloadOverlays is the fallback of overlays: every overlay read again.
+func (f *Follower) reloadOverlays(ctx context.Context) error {
+	if f.Overlays == nil {
+		return nil
+	}
+	return f.Overlays(ctx)
 }
 
 // changed returns the revision of the last change of an instance in resp

@@ -181,25 +181,14 @@ func RunOverlays(t *testing.T, newStore func(t *testing.T) ec2.OverlayStore) {
 		// update sees the others', none is lost.
 		s := newStore(t)
 		const n = 16
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		for i := range n {
-			wg.Go(func() {
-				_, err := s.UpdateOverlay(ctx, "vm-1", func(cur ec2.Overlay) (ec2.Overlay, error) {
-					cur.Events.Maintenance = append(slices.Clone(cur.Events.Maintenance), ec2.MaintenanceEvent{ID: fmt.Sprintf("e-%02d", i),
-						Code: "system-reboot", State: ec2.MaintenanceActive})
-					return cur, nil
-				})
-				if err != nil {
-					errs <- err
-				}
+		concurrently(t, n, "UpdateOverlay", func(i int) error {
+			_, err := s.UpdateOverlay(ctx, "vm-1", func(cur ec2.Overlay) (ec2.Overlay, error) {
+				cur.Events.Maintenance = append(slices.Clone(cur.Events.Maintenance), ec2.MaintenanceEvent{ID: fmt.Sprintf("e-%02d", i),
+					Code: "system-reboot", State: ec2.MaintenanceActive})
+				return cur, nil
 			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Errorf("UpdateOverlay: %v", err)
-		}
+			return err
+		})
 		all, err := s.FindOverlays(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -212,20 +201,9 @@ func RunOverlays(t *testing.T, newStore func(t *testing.T) ec2.OverlayStore) {
 	t.Run("ConcurrentPuts", func(t *testing.T) {
 		s := newStore(t)
 		const n = 16
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		for i := range n {
-			wg.Go(func() {
-				if err := s.PutOverlay(ctx, fmt.Sprintf("vm-%02d", i), FullOverlay()); err != nil {
-					errs <- err
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Errorf("PutOverlay: %v", err)
-		}
+		concurrently(t, n, "PutOverlay", func(i int) error {
+			return s.PutOverlay(ctx, fmt.Sprintf("vm-%02d", i), FullOverlay())
+		})
 		got, err := s.FindOverlays(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -234,4 +212,24 @@ func RunOverlays(t *testing.T, newStore func(t *testing.T) ec2.OverlayStore) {
 			t.Errorf("%d overlays stored by %d concurrent puts", len(got), n)
 		}
 	})
+}
+
+// concurrently runs f(0), ..., f(n-1) at once and reports every error,
+// naming what was run.
+func concurrently(t *testing.T, n int, what string, f func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			if err := f(i); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("%s: %v", what, err)
+	}
 }

@@ -2,11 +2,11 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -222,22 +222,13 @@ func Run(t *testing.T, newStore func(t *testing.T) ec2.InstanceStore) {
 	t.Run("ConcurrentCreates", func(t *testing.T) {
 		const goroutines, each = 10, 5
 		s := newStore(t)
-		var wg sync.WaitGroup
-		errs := make(chan error, goroutines*each)
-		for g := range goroutines {
-			wg.Go(func() {
-				for i := range each {
-					if err := s.CreateInstance(ctx, FullInstance(fmt.Sprintf("c-%02d-%d", g, i))); err != nil {
-						errs <- err
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Errorf("concurrent CreateInstance: %v", err)
-		}
+		concurrently(t, goroutines, "concurrent CreateInstance", func(g int) error {
+			var errs []error
+			for i := range each {
+				errs = append(errs, s.CreateInstance(ctx, FullInstance(fmt.Sprintf("c-%02d-%d", g, i))))
+			}
+			return errors.Join(errs...)
+		})
 		all, err := s.FindInstances(ctx)
 		if err != nil {
 			t.Fatalf("FindInstances: %v", err)
