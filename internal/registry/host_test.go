@@ -110,6 +110,14 @@ func TestPinnedRegistration(t *testing.T) {
 	if inst, err := locate(r, "192.168.122.10"); err != nil || inst.Name != "vm-a" {
 		t.Errorf("locate = %v, %v; want vm-a", inst, err)
 	}
+	// An event issued here to hv-b's instance re-derives it, still out of
+	// this host's index.
+	if _, err := r.TriggerEvent(ctx, "vm-b", ec2.EventRequest{Type: "spot"}); err != nil {
+		t.Fatal(err)
+	}
+	if inst, err := locate(r, "192.168.122.10"); err != nil || inst.Name != "vm-a" {
+		t.Errorf("after an event to vm-b: locate = %v, %v; want vm-a", inst, err)
+	}
 	// Unpinning vm-b would make two instances answer one address here.
 	if _, err := r.UpdateInstance(ctx, "vm-b", ec2.InstanceUpdate{Host: ec2.Ptr("")}); ec2.ErrorCode(err) != ec2.ECONFLICT {
 		t.Errorf("unpinning vm-b: %v, want ECONFLICT", err)
