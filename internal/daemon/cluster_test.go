@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"github.com/imdsdev/imds/internal/ec2"
 	"github.com/imdsdev/imds/internal/etcdtest"
 	"github.com/imdsdev/imds/internal/registry"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // pollDeadline bounds every wait for a change to reach another host:
@@ -360,4 +362,59 @@ func TestHostCutOff(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestNoSecretsInEtcd: credentials stay with the host that serves them.
+// After two hosts have handed out a role's credentials (and a session
+// token) for an instance registered through one of them, no key or value
+// under any prefix in etcd holds the secret key, the session token or the
+// token's name.
+func TestNoSecretsInEtcd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := mustOpen(t, etcdConfig(t, "/secrets/", srv.ClientURL)), mustOpen(t, etcdConfig(t, "/secrets/", srv.ClientURL))
+	inst, err := a.Registry.AddInstance(t.Context(), &ec2.Instance{Name: "vm-1", SourceAddrs: []string{"127.0.2.1"},
+		Role: &ec2.Role{Name: ec2.DefaultRoleName}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Role == nil {
+		t.Fatal("the registered instance has no role to hand out credentials for")
+	}
+	client := sourceClient("127.0.2.1")
+	defer client.CloseIdleConnections()
+	waitServed(t, client, b, inst.ID)
+	var secrets []string
+	for _, d := range []*Daemon{a, b} {
+		resp, err := client.Get(d.URL() + "/latest/meta-data/iam/security-credentials/" + inst.Role.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var creds struct{ SecretAccessKey, Token string }
+		err = json.NewDecoder(resp.Body).Decode(&creds)
+		resp.Body.Close()
+		if err != nil || creds.SecretAccessKey == "" || creds.Token == "" {
+			t.Fatalf("credentials from %s: %+v (%v)", d.URL(), creds, err)
+		}
+		secrets = append(secrets, creds.SecretAccessKey, creds.Token)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.ClientURL}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	all, err := cli.Get(t.Context(), "", clientv3.WithFromKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Kvs) == 0 {
+		t.Fatal("etcd holds nothing: the test reads the wrong cluster")
+	}
+	for _, kv := range all.Kvs {
+		for _, s := range append(secrets, "SecretAccessKey") {
+			if strings.Contains(string(kv.Key), s) || strings.Contains(string(kv.Value), s) {
+				t.Errorf("etcd key %s holds a secret (%.8s…)", kv.Key, s)
+			}
+		}
+	}
+	t.Logf("%d keys in etcd, none with a secret", len(all.Kvs))
 }
