@@ -55,37 +55,10 @@ func newHostListCommand(af *adminFlags) *cobra.Command {
 	return cmd
 }
 
-// hostDoc is a host as -o json and -o yaml print it: the admin API's names.
-type hostDoc struct {
-	Name       string   `json:"name"`
-	Listen     []string `json:"listen,omitempty"`
-	Version    string   `json:"version,omitempty"`
-	Started    string   `json:"started,omitempty"`
-	Lease      string   `json:"lease,omitempty"`
-	TTLSeconds int64    `json:"ttl_seconds"`
-	Self       bool     `json:"self,omitempty"`
-	Pinned     *int     `json:"pinned,omitempty"`
-}
-
 func printHosts(w io.Writer, format string, l admin.HostList) error {
 	hosts := l.Hosts
 	if format != "table" {
-		docs := make([]hostDoc, 0, len(hosts))
-		for _, h := range hosts {
-			d := hostDoc{Name: h.Name, Listen: h.Listen, Version: h.Version, Lease: h.Lease, TTLSeconds: int64(h.TTL / time.Second), Self: h.Self}
-			if !h.Started.IsZero() {
-				d.Started = h.Started.UTC().Format(time.RFC3339)
-			}
-			if l.Counted {
-				d.Pinned = ec2.Ptr(h.Pinned)
-			}
-			docs = append(docs, d)
-		}
-		doc := map[string]any{"hosts": docs}
-		if l.Counted {
-			doc["unpinned"], doc["pinned_elsewhere"] = l.Unpinned, l.PinnedElsewhere
-		}
-		b, err := json.Marshal(doc)
+		b, err := json.Marshal(l)
 		if err != nil {
 			return err
 		}

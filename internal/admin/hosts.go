@@ -2,7 +2,9 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/imdsdev/imds/internal/ec2"
@@ -62,32 +64,20 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body := hostsBody{Hosts: []hostDocument{}}
-	pc, counted := s.Service.(ec2.PinCounter)
-	var pins ec2.Pins
-	if counted {
-		pins = pc.CountPins()
-		body.Unpinned = ec2.Ptr(pins.Unpinned)
-		elsewhere := 0
+	l := HostList{Hosts: hosts}
+	if pc, ok := s.Service.(ec2.PinCounter); ok {
+		pins := pc.CountPins()
+		l.Counted, l.Unpinned = true, pins.Unpinned
 		for _, n := range pins.ByHost {
-			elsewhere += n
+			l.PinnedElsewhere += n
 		}
-		for _, h := range hosts {
-			elsewhere -= pins.ByHost[h.Name]
+		l.Hosts = slices.Clone(hosts)
+		for i, h := range l.Hosts {
+			l.Hosts[i].Pinned = pins.ByHost[h.Name]
+			l.PinnedElsewhere -= pins.ByHost[h.Name]
 		}
-		body.PinnedElsewhere = ec2.Ptr(elsewhere)
 	}
-	for _, h := range hosts {
-		doc := hostDocument{Name: h.Name, Listen: h.Listen, Version: h.Version, Lease: h.Lease,
-			TTLSeconds: int64(h.TTL / time.Second), Self: h.Self}
-		if counted {
-			doc.Pinned = ec2.Ptr(pins.ByHost[h.Name])
-		}
-		if !h.Started.IsZero() {
-			doc.Started = h.Started.UTC().Format(time.RFC3339)
-		}
-		body.Hosts = append(body.Hosts, doc)
-	}
+	body := l.document()
 	b, err := encodeJSON(body)
 	if err != nil {
 		return err
@@ -95,6 +85,30 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, b)
 	return nil
 }
+
+// document is l as GET /v1/hosts writes it.
+func (l HostList) document() hostsBody {
+	body := hostsBody{Hosts: make([]hostDocument, 0, len(l.Hosts))}
+	if l.Counted {
+		body.Unpinned, body.PinnedElsewhere = ec2.Ptr(l.Unpinned), ec2.Ptr(l.PinnedElsewhere)
+	}
+	for _, h := range l.Hosts {
+		doc := hostDocument{Name: h.Name, Listen: h.Listen, Version: h.Version, Lease: h.Lease,
+			TTLSeconds: int64(h.TTL / time.Second), Self: h.Self}
+		if l.Counted {
+			doc.Pinned = ec2.Ptr(h.Pinned)
+		}
+		if !h.Started.IsZero() {
+			doc.Started = h.Started.UTC().Format(time.RFC3339)
+		}
+		body.Hosts = append(body.Hosts, doc)
+	}
+	return body
+}
+
+// MarshalJSON writes l as GET /v1/hosts does, so that the CLI's -o json
+// prints the admin API's document.
+func (l HostList) MarshalJSON() ([]byte, error) { return json.Marshal(l.document()) }
 
 var _ ec2.HostService = (*Client)(nil)
 
