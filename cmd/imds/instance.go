@@ -466,7 +466,11 @@ func listInstances(cmd *cobra.Command, c *admin.Client, format string, limit int
 			if err := p.end(); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "imds instance list: the first %d instances; more follow (--limit 0 lists every one)\n", n)
+			first := fmt.Sprintf("the first %d instances", n)
+			if n == 1 {
+				first = "the first instance"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "imds instance list: %s; more follow (--limit 0 lists every one)\n", first)
 			return nil
 		}
 		after = page[len(page)-1].Name
