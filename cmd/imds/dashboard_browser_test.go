@@ -311,6 +311,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	waitText(t, ctx, "#roles", "imds-instance-role")
 	waitText(t, ctx, "#listeners", strings.TrimPrefix(srv.URL, "http://"))
+	waitText(t, ctx, "#store", "imds.db")
 	screenshot(t, ctx, art, "server")
 	html, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
 	if err != nil {

@@ -388,6 +388,7 @@
     const net = s.vm_network;
     main.append(el("div", { class: "grid" },
       el("div", { class: "card", id: "listeners" }, el("h2", {}, "Listeners"), kv([
+        ["Version", s.version || "unknown"],
         ["Metadata", (s.listen || []).join(", ")],
         ["Admin socket", s.admin_socket || "none"],
         ["Admin TCP", s.admin_tcp || "none"],
@@ -396,7 +397,8 @@
         ["Instances", String(s.instances)]])),
       el("div", { class: "card", id: "vm-network" }, el("h2", {}, "VM network"), net ? kv([
         ["Bridge", net.bridge], ["Subnet", net.subnet], ["Gateway", net.gateway], ["Domain", net.domain], ["dnsmasq", net.managed ? "managed by imds" : "run by you"]])
-        : el("p", { class: "muted" }, "No vm_network in the configuration."))),
+        : el("p", { class: "muted" }, "No vm_network in the configuration.")),
+      el("div", { class: "card", id: "store" }, el("h2", {}, "Store"), storeKV(s, kv))),
     el("div", { class: "card", id: "roles" }, el("h2", {}, "Roles and their credentials"),
       el("p", { class: "muted" }, "Secrets are never shown; the access key ID is shortened."),
       el("table", {}, el("thead", {}, el("tr", {}, ["Role", "Source", "Instances", "State", "Access key", "Updated", "Expires", ""].map((h) => el("th", {}, h)))),
@@ -411,6 +413,25 @@
         el("table", {}, el("thead", {}, el("tr", {}, ["Address", "Requests", "Last", "Last path", "User agent"].map((h) => el("th", {}, h)))),
           el("tbody", {}, s.unknown_requesters.map((u) => el("tr", {}, el("td", { class: "mono" }, u.address), el("td", {}, u.requests),
             el("td", {}, ago(u.last)), el("td", { class: "mono" }, u.last_path), el("td", { class: "mono" }, u.user_agent)))))));
+  }
+
+  // storeKV describes where the instances are kept: the bolt file, or the
+  // etcd cluster with whether it answers (the host serves its last list
+  // and refuses changes while it does not).
+  function storeKV(s, kv) {
+    const st = s.store;
+    if (!st) return kv([["Backend", "not reported"]]);
+    const rows = [["Backend", st.backend]];
+    if (st.backend === "etcd") {
+      const answers = st.online === undefined ? "unknown" : (st.online ? "answers" : "DOES NOT ANSWER: serving the last list, refusing changes");
+      rows.push(["Endpoints", (st.endpoints || []).join(", ")], ["Prefix", st.prefix || ""], ["etcd", answers],
+        ["Revision", String(st.revision || 0)], ["Last answer", st.last_contact ? fmtTime(st.last_contact) : "never"],
+        ["Resyncs", String(st.resyncs || 0)], ["Lease", st.lease || "none held"]);
+    } else {
+      rows.push(["File", st.path || ""]);
+    }
+    rows.push(["Host name", st.host || ""]);
+    return kv(rows);
   }
 
   async function route() {
