@@ -535,12 +535,10 @@ func (r *Registry) UpdateInstance(ctx context.Context, name string, u ec2.Instan
 	switch {
 	case cur == nil:
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
-	case cur.Origin == ec2.OriginConfig:
+	case cur.Origin != ec2.OriginAPI:
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return nil, r.readOnly(name, "changed")
-	case cur.Origin != ec2.OriginAPI:
-		return nil, ownedError(cur, "changed")
+		return nil, r.notOurs(cur, "changed")
 	}
 	spec, err := r.Store.FindInstanceByName(ctx, name)
 	if err != nil {
@@ -554,29 +552,20 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 	if r.Store == nil {
 		return nil, ec2.Errorf(ec2.EUNSUPPORTED, "this server has no store for instances registered at run time")
 	}
-	// Checked before derivation, which would name a nameless spec "default".
-	if err := ec2.CheckName(spec.Name); err != nil {
+	spec, err = r.prepare(spec, r.Clock.Now())
+	if err != nil {
 		return nil, err
 	}
-	spec = spec.Clone()
-	// Run-time state changes only through events and faults, not documents.
-	spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}
-	if spec.PendingTime.IsZero() {
-		// Registration is the launch: fixed now so the identity document stays stable.
-		spec.PendingTime = r.Clock.Now().UTC().Truncate(time.Second)
+	mac, err := r.allocate(spec)
+	if err != nil {
+		return nil, err
 	}
-	if r.Addresses != nil && len(spec.SourceAddrs) == 0 && len(spec.Interfaces) > 0 && spec.Interfaces[0].MAC != "" {
-		mac := strings.ToLower(spec.Interfaces[0].MAC)
-		addr, aerr := r.Addresses.Allocate(mac, spec.Name)
-		if aerr != nil {
-			return nil, ec2.Errorf(ec2.ECONFLICT, "no address for %s: %v", spec.Name, aerr)
-		}
+	if mac != "" {
 		defer func() {
 			if err != nil && !replace {
 				r.Addresses.Release(mac) // not registered after all
 			}
 		}()
-		spec.SourceAddrs = []string{addr.String()}
 	}
 	inst, err := r.derive(spec)
 	if err != nil {
@@ -592,10 +581,8 @@ func (r *Registry) put(ctx context.Context, spec *ec2.Instance, replace bool) (_
 		return nil, ec2.Errorf(ec2.ECONFLICT, "an instance named %q already exists", spec.Name)
 	case replace && cur == nil:
 		return nil, ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", spec.Name)
-	case cur != nil && cur.Origin == ec2.OriginConfig:
-		return nil, r.readOnly(spec.Name, "changed")
 	case cur != nil && cur.Origin != ec2.OriginAPI:
-		return nil, ownedError(cur, "changed")
+		return nil, r.notOurs(cur, "changed")
 	}
 	// Clashes with every other instance are checked before touching the
 	// store; the edit copies only the shards it touches.
@@ -639,10 +626,8 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 	switch {
 	case cur == nil:
 		return ec2.Errorf(ec2.ENOTFOUND, "no instance named %q", name)
-	case cur.Origin == ec2.OriginConfig:
-		return r.readOnly(name, "removed")
 	case cur.Origin != ec2.OriginAPI:
-		return ownedError(cur, "removed")
+		return r.notOurs(cur, "removed")
 	}
 	// Its events and faults first: left behind, they would come back with
 	// the next instance of that name.
@@ -672,6 +657,53 @@ func (r *Registry) RemoveInstance(ctx context.Context, name string) error {
 func (r *Registry) String() string {
 	x := r.idx.Load()
 	return fmt.Sprintf("registry(%d instances, default %q)", x.len(), r.def.Name)
+}
+
+// prepare checks spec's name and returns the copy of it that is stored:
+// without run-time state (that changes only through events and faults, not
+// documents), and launched at now unless it says when.
+func (r *Registry) prepare(spec *ec2.Instance, now time.Time) (*ec2.Instance, error) {
+	// Checked before derivation, which would name a nameless spec "default".
+	if err := ec2.CheckName(spec.Name); err != nil {
+		return nil, err
+	}
+	spec = spec.Clone()
+	spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}
+	if spec.PendingTime.IsZero() {
+		// Registration is the launch: fixed now so the identity document stays stable.
+		spec.PendingTime = now.UTC().Truncate(time.Second)
+	}
+	return spec, nil
+}
+
+// allocate gives spec an address from the VM network when it has a MAC
+// but no address, and returns the MAC it allocated for ("" if none), for
+// the caller to release should the registration fail.
+func (r *Registry) allocate(spec *ec2.Instance) (string, error) {
+	if r.Addresses == nil || len(spec.SourceAddrs) > 0 || len(spec.Interfaces) == 0 || spec.Interfaces[0].MAC == "" {
+		return "", nil
+	}
+	mac := strings.ToLower(spec.Interfaces[0].MAC)
+	addr, err := r.Addresses.Allocate(mac, spec.Name)
+	if err != nil {
+		return "", ec2.Errorf(ec2.ECONFLICT, "no address for %s: %v", spec.Name, err)
+	}
+	spec.SourceAddrs = []string{addr.String()}
+	return mac, nil
+}
+
+// notOurs is the EFORBIDDEN error for a change (verb) to cur that the API
+// does not own: the config file's, or a discovery source's; nil for a
+// registered instance. r.mu is held.
+func (r *Registry) notOurs(cur *ec2.Instance, verb string) error {
+	switch cur.Origin {
+	case ec2.OriginAPI:
+		return nil
+	case ec2.OriginConfig:
+		return r.readOnly(cur.Name, verb)
+	default:
+		return ownedError(cur, verb)
+	}
 }
 
 // readOnly is the EFORBIDDEN error for changing or removing an instance of
@@ -719,19 +751,9 @@ func (r *Registry) AddInstanceBatch(ctx context.Context, specs []*ec2.Instance) 
 			}
 		}
 	}()
-	now := r.Clock.Now().UTC().Truncate(time.Second)
+	now := r.Clock.Now()
 	for i, spec := range specs {
-		// Checked before derivation, which would name a nameless spec "default".
-		if err := ec2.CheckName(spec.Name); err != nil {
-			refused[i] = err
-			continue
-		}
-		spec = spec.Clone()
-		spec.Origin, spec.Events, spec.Faults = "", ec2.Events{}, ec2.Faults{}
-		if spec.PendingTime.IsZero() {
-			spec.PendingTime = now
-		}
-		clean[i] = spec
+		clean[i], refused[i] = r.prepare(spec, now)
 	}
 	toDerive := make([]*ec2.Instance, 0, len(specs))
 	for _, spec := range clean {
@@ -757,25 +779,19 @@ func (r *Registry) AddInstanceBatch(ctx context.Context, specs []*ec2.Instance) 
 		}
 		spec := clean[i]
 		if cur := next.get(spec.Name); cur != nil {
-			switch cur.Origin {
-			case ec2.OriginAPI:
+			if refused[i] = r.notOurs(cur, "changed"); refused[i] == nil {
 				refused[i] = ec2.Errorf(ec2.ECONFLICT, "an instance named %q already exists", spec.Name)
-			case ec2.OriginConfig:
-				refused[i] = r.readOnly(spec.Name, "changed")
-			default:
-				refused[i] = ownedError(cur, "changed")
 			}
 			continue
 		}
-		if r.Addresses != nil && len(spec.SourceAddrs) == 0 && len(spec.Interfaces) > 0 && spec.Interfaces[0].MAC != "" {
-			mac := strings.ToLower(spec.Interfaces[0].MAC)
-			addr, aerr := r.Addresses.Allocate(mac, spec.Name)
-			if aerr != nil {
-				refused[i] = ec2.Errorf(ec2.ECONFLICT, "no address for %s: %v", spec.Name, aerr)
-				continue
-			}
+		mac, aerr := r.allocate(spec)
+		if aerr != nil {
+			refused[i] = aerr
+			continue
+		}
+		if mac != "" {
 			allocated = append(allocated, mac)
-			spec.SourceAddrs = []string{addr.String()}
+			// Derived again with the address it was given.
 			if inst, refused[i] = r.derive(spec); refused[i] != nil {
 				continue
 			}
