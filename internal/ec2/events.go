@@ -88,6 +88,23 @@ type Events struct {
 	SpotReplaced *SpotNotice
 }
 
+// Clone returns a deep copy of e: a caller may change it (or what its
+// notices point at) without racing readers of e.
+func (e Events) Clone() Events {
+	e.Spot, e.SpotScheduled, e.SpotReplaced = clonePtr(e.Spot), clonePtr(e.SpotScheduled), clonePtr(e.SpotReplaced)
+	e.Maintenance = slices.Clone(e.Maintenance)
+	return e
+}
+
+// clonePtr returns a pointer to a copy of *p, nil for nil.
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	return &c
+}
+
 // SpotNotice is an issued spot interruption.
 type SpotNotice struct {
 	Action string    // terminate, stop or hibernate

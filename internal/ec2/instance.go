@@ -221,11 +221,7 @@ func (i *Instance) Clone() *Instance {
 	c.Tags = slices.Clone(i.Tags)
 	c.UserData = slices.Clone(i.UserData)
 	c.SourceAddrs = slices.Clone(i.SourceAddrs)
-	c.Events.Maintenance = slices.Clone(i.Events.Maintenance)
-	if i.Events.Spot != nil {
-		sp := *i.Events.Spot
-		c.Events.Spot = &sp
-	}
+	c.Events = i.Events.Clone()
 	if i.Role != nil {
 		r := *i.Role
 		c.Role = &r

@@ -24,8 +24,9 @@ type overlay struct {
 
 // withEvents returns inst with its overlay applied (inst itself if none).
 // The copy shares inst's slices: both are immutable once in the index, and
-// the index may keep inst too (as the base of the next change). Index it through serve, never add alone: without
-// its base, the next change of its overlay could not undo this one.
+// the index may keep inst too (as the base of the next change). Index it
+// through serve, never add alone: without its base, the next change of its
+// overlay could not undo this one.
 // r.mu is held.
 func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
 	ov := r.overlays[inst.Name]
@@ -40,9 +41,7 @@ func (r *Registry) withEvents(inst *ec2.Instance) *ec2.Instance {
 	cc := *inst
 	c := &cc
 	c.Faults = mergeFaults(r.allFaults, ov.faults)
-	c.Events = ov.events
-	c.Events.Maintenance = slices.Clone(ov.events.Maintenance)
-	c.Events.Spot, c.Events.SpotScheduled = copyNotice(ov.events.Spot), copyNotice(ov.events.SpotScheduled)
+	c.Events = ov.events.Clone()
 	if ov.asg != "" {
 		c.AutoscalingState = ov.asg
 	}
@@ -125,9 +124,7 @@ func (r *Registry) TriggerEvent(ctx context.Context, name string, req ec2.EventR
 		r.Logger.Info("event issued", "instance", name, "type", req.Type)
 	}
 	inst := r.idx.Load().byName.get(name)
-	ev := inst.Events
-	ev.Maintenance = slices.Clone(ev.Maintenance)
-	ev.Spot, ev.SpotScheduled = copyNotice(ev.Spot), copyNotice(ev.SpotScheduled)
+	ev := inst.Events.Clone()
 	ev.AutoscalingState, ev.SpotReplaced = inst.AutoscalingState, replaced
 	return ev, nil
 }
