@@ -91,10 +91,9 @@ func (d *Daemon) shareStore(o *opening) error {
 // announce lists this daemon among the hosts of store.etcd, before it
 // serves anything: a host whose name a live host holds stops here.
 func (d *Daemon) announce(o *opening) error {
-	name, err := hostName(o.file.Store)
-	if err != nil {
-		return err
-	}
+	// The name openRegistry found (hostName), which refuses to open on
+	// etcd without one.
+	name := d.Registry.Host
 	p, err := o.etcd.Announce(o.ctx, ec2.Host{Name: name, Version: o.cfg.Version, Started: o.clk.Now()}, 0, o.clk)
 	if err != nil {
 		return fmt.Errorf("store.etcd: %s", ec2.ErrorMessage(err))
