@@ -122,8 +122,8 @@ func (f *Follower) resync(ctx context.Context) bool {
 		if err == nil {
 			err = f.Reload(ctx)
 		}
-		if err == nil && f.Overlays != nil {
-			err = f.Overlays(ctx)
+		if err == nil {
+			err = f.reloadOverlays(ctx)
 		}
 		if ctx.Err() != nil {
 			return false
@@ -261,10 +261,7 @@ func (f *Follower) update(ctx context.Context, events []*clientv3.Event, latest 
 // ApplyOverlays when set and every one decodes, else by Overlays.
 func (f *Follower) overlays(ctx context.Context, events []*clientv3.Event) error {
 	if f.ApplyOverlays == nil {
-		if f.Overlays == nil {
-			return nil
-		}
-		return f.Overlays(ctx)
+		return f.reloadOverlays(ctx)
 	}
 	dir := f.Store.prefix + overlaysDir
 	// The last event of each key is its state after the watch's changes.
@@ -305,7 +302,8 @@ func (f *Follower) overlays(ctx context.Context, events []*clientv3.Event) error
 	return nil
 }
 
-// reloadOverlays is the fallback of overlays: every overlay read again.
+// reloadOverlays reads every overlay again (Overlays), if the Follower has
+// them to follow: after a resync, and as the fallback of overlays.
 func (f *Follower) reloadOverlays(ctx context.Context) error {
 	if f.Overlays == nil {
 		return nil
