@@ -35,8 +35,12 @@ func sourceClient(addr string) *http.Client {
 
 // instanceID asks d's metadata server for the instance ID of the requester
 // at addr; "" unless it answers 200.
-func instanceID(c *http.Client, d *Daemon) string {
-	resp, err := c.Get(d.URL() + "/latest/meta-data/instance-id")
+func instanceID(c *http.Client, d *Daemon) string { return metadata(c, d, "instance-id") }
+
+// metadata is what d's metadata server answers the requester of c at
+// latest/meta-data/path, "" unless 200.
+func metadata(c *http.Client, d *Daemon, path string) string {
+	resp, err := c.Get(d.URL() + "/latest/meta-data/" + path)
 	if err != nil {
 		return ""
 	}

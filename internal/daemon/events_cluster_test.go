@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,18 +14,7 @@ import (
 
 // spotAction is what d's metadata server answers the requester of c at
 // spot/instance-action, "" unless 200.
-func spotAction(c *http.Client, d *Daemon) string {
-	resp, err := c.Get(d.URL() + "/latest/meta-data/spot/instance-action")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return ""
-	}
-	return string(b)
-}
+func spotAction(c *http.Client, d *Daemon) string { return metadata(c, d, "spot/instance-action") }
 
 // TestEventsAcrossHosts: an event issued through host A shows in the
 // instance's metadata on host C, faults set on B apply on A, a host opened
